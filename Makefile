@@ -1,0 +1,32 @@
+# The README's two commands: `make demo` and `make test`. Each creates or reuses .venv in the repo,
+# installs the package (with the CPU pins of constraints-cpu.txt) and runs.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.advface-installed
+SOURCES := setup.py pyproject.toml constraints-cpu.txt $(wildcard csrc/*)
+
+.PHONY: demo test lint bench install clean
+
+install: $(STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(STAMP): $(PY) $(SOURCES)
+	$(PY) -m pip install -q -c constraints-cpu.txt -e ".[test,onnx,triton,bench,dev]"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/advface-fast demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check advface_fast kernels tests benchmarks setup.py
+	$(VENV)/bin/ruff format --check advface_fast kernels tests benchmarks setup.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info advface_fast/_C*.so

@@ -1,0 +1,36 @@
+"""advface_fast: AdvFace (CVPR 2023) protection of face-recognition feature galleries, fast.
+
+Stored features ``z = E(x)`` are replaced by adversarial features that still identify the person
+but make reconstruction (template inversion) attacks fail. See :func:`protect`.
+"""
+
+from __future__ import annotations
+
+from .backends import available_backends
+from .decoders import ConvDecoder, MLPDecoder
+from .encoders import Encoder, OnnxEncoder, TorchEncoder
+from .engine import ProtectParams
+from .errors import BackendUnavailableError, GalleryFormatError, ModelFormatError, ResumeMismatchError
+from .protector import Protector, protect
+from .serialization import load_model, register_model, save_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendUnavailableError",
+    "ConvDecoder",
+    "Encoder",
+    "GalleryFormatError",
+    "MLPDecoder",
+    "ModelFormatError",
+    "OnnxEncoder",
+    "ProtectParams",
+    "Protector",
+    "ResumeMismatchError",
+    "TorchEncoder",
+    "available_backends",
+    "load_model",
+    "protect",
+    "register_model",
+    "save_model",
+]

@@ -1,0 +1,160 @@
+"""Face recognition encoders: any callable ``images (B, C, H, W) float -> features (B, D)``.
+
+The protection engine calls an encoder on images the *decoder* produced (shadow images), in the
+decoder's value range (``tanh`` -> [-1, 1]). An encoder trained on another range (e.g. SFace takes
+RGB 0..255) gets a ``transform`` that maps one to the other. Features come back L2-normalised by
+default, since galleries are compared by cosine.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Transform = Callable[[torch.Tensor], torch.Tensor]
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """What the engine needs of an encoder: images ``(B, C, H, W)`` -> features ``(B, D)``,
+    on the images' device (the engine converts dtype afterwards)."""
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor: ...
+
+
+class TorchEncoder:
+    """Wrap an ``nn.Module`` as an encoder.
+
+    The module is copied, frozen and put in eval mode (the caller's module is never changed), and
+    follows the images to their device and dtype on first use.
+
+    Args:
+        module: ``(B, C, H, W) -> (B, D)`` network (trailing singleton axes are flattened).
+        transform: optional map applied to the images first (e.g. ``lambda x: (x + 1) * 127.5``).
+        normalize: L2-normalise the output rows.
+    """
+
+    def __init__(self, module: nn.Module, *, transform: Transform | None = None, normalize: bool = True) -> None:
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"TorchEncoder needs an nn.Module, got {type(module).__name__}")
+        self.module = copy.deepcopy(module).eval().requires_grad_(False)
+        self.transform = transform
+        self.normalize = normalize
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        p = next(self.module.parameters(), None)
+        if p is not None and (p.device != images.device or p.dtype != images.dtype):
+            self.module.to(device=images.device, dtype=images.dtype)
+        x = self.transform(images) if self.transform is not None else images
+        z = self.module(x).flatten(1)  # (B, D, 1, 1) heads of conv nets become (B, D)
+        return F.normalize(z, dim=1) if self.normalize else z
+
+
+def _repair_onnx_inputs(path: Path) -> bytes:
+    """Drop graph inputs that are initialisers or that no node reads (design §6: SFace ships so)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    inits = {i.name for i in graph.initializer}
+    used = {name for node in graph.node for name in node.input}
+    keep = [i for i in graph.input if i.name not in inits and i.name in used]
+    del graph.input[:]
+    graph.input.extend(keep)
+    return model.SerializeToString()
+
+
+class OnnxEncoder:
+    """An ONNX face recognition model run by onnxruntime.
+
+    Args:
+        path: the ``.onnx`` file.
+        providers: onnxruntime execution providers; default CUDA when onnxruntime has it, else CPU.
+        transform: optional map applied to the images (as a torch tensor) before the model.
+        normalize: L2-normalise the output rows.
+
+    Models whose batch dimension is fixed (SFace's is 1) are run one chunk of that size at a time.
+    Models that declare unused or initialiser graph inputs, which onnxruntime rejects, are repaired
+    in memory (needs the ``onnx`` package).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        providers: Sequence[str] | None = None,
+        transform: Transform | None = None,
+        normalize: bool = True,
+    ) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"ONNX model not found: {self.path}")
+        if providers is None:
+            avail = ort.get_available_providers()
+            providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in avail]
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=list(providers))
+            needs_repair = len(self.session.get_inputs()) != 1
+        except Exception as first:  # onnxruntime raises its own exception types
+            needs_repair, load_error = True, first
+        else:
+            load_error = None
+        if needs_repair:
+            try:
+                repaired = _repair_onnx_inputs(self.path)
+                self.session = ort.InferenceSession(repaired, sess_options=opts, providers=list(providers))
+            except Exception as exc:
+                raise ValueError(f"onnxruntime cannot load {self.path}: {load_error or exc}") from exc
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise ValueError(f"{self.path}: expected one image input, the model has {[i.name for i in inputs]}")
+        self.input_name = inputs[0].name
+        batch = inputs[0].shape[0]
+        self.fixed_batch = batch if isinstance(batch, int) and batch > 0 else None
+        self.transform = transform
+        self.normalize = normalize
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.transform(images) if self.transform is not None else images
+        arr = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
+        step = self.fixed_batch or len(arr)
+        outs = []
+        for i in range(0, len(arr), step):
+            chunk = arr[i : i + step]
+            if len(chunk) < step:  # pad the last chunk of a fixed-batch model
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - len(chunk), axis=0)])
+            out = self.session.run(None, {self.input_name: chunk})[0]
+            outs.append(out.reshape(len(chunk), -1)[: len(arr) - i])
+        z = torch.from_numpy(np.concatenate(outs)).to(images.device)
+        return F.normalize(z, dim=1) if self.normalize else z
+
+
+def as_encoder(encoder: object) -> Encoder | None:
+    """``None`` stays ``None``; an ``nn.Module`` becomes a :class:`TorchEncoder`; a path to an
+    ``.onnx`` file an :class:`OnnxEncoder`; any other callable is used as it is."""
+    if encoder is None:
+        return None
+    if isinstance(encoder, nn.Module):
+        return TorchEncoder(encoder)
+    if isinstance(encoder, (str, os.PathLike)):
+        if str(encoder).endswith(".onnx"):
+            return OnnxEncoder(encoder)
+        from .serialization import load_model
+
+        return TorchEncoder(load_model(encoder))
+    if callable(encoder):
+        return encoder  # type: ignore[return-value]
+    raise TypeError(f"encoder must be None, an nn.Module, a model path or a callable, got {type(encoder).__name__}")

@@ -1,0 +1,98 @@
+"""One batch of the AdvFace protection: shadow image, start point, the PGD loop, re-normalisation.
+
+The loop itself (``pgd``) comes from a backend; everything around it is shared by all backends.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .reference import renorm_ref
+from .seeding import row_uniform
+
+START_MODES = ("shadow", "random", "original")
+
+PGDFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, float, float, int], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ProtectParams:
+    """The settings of a protection run (validated on construction).
+
+    eps: radius of the L-inf ball around the centre (> 0).
+    alpha: sign-step size (> 0).
+    steps: number of PGD steps (>= 0).
+    start: ``"shadow"`` (paper: start and centre at E(S(z)), or E(images) online),
+        ``"random"`` (centre z, start z + U(-eps, eps)), ``"original"`` (start and centre z).
+    renorm: rescale each protected row to its input row's L2 norm (unit-norm galleries stay on
+        the unit sphere).
+    seed: seed of the random start; the noise of a row depends only on (seed, row id).
+    """
+
+    eps: float
+    alpha: float
+    steps: int
+    start: str = "shadow"
+    renorm: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("eps", "alpha"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 0:
+            raise ValueError(f"steps must be an integer >= 0, got {self.steps!r}")
+        if self.start not in START_MODES:
+            raise ValueError(f"start={self.start!r} is not one of {', '.join(map(repr, START_MODES))}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise TypeError(f"seed must be an int, got {self.seed!r}")
+
+
+@torch.no_grad()
+def protect_batch(
+    z: torch.Tensor,
+    row_ids: torch.Tensor,
+    decoder: nn.Module,
+    encoder: Callable[[torch.Tensor], torch.Tensor] | None,
+    params: ProtectParams,
+    pgd: PGDFn,
+    images: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Protect one batch.
+
+    Args:
+        z: stored features ``(B, D)`` in the compute dtype, on the compute device.
+        row_ids: ``(B,)`` int64 global ids of the rows (key of the random start).
+        decoder: frozen shadow decoder in eval mode.
+        encoder: face encoder (required for ``start="shadow"``).
+        params: the run's settings.
+        pgd: the backend's loop, with :func:`advface_fast.reference.pgd_ref`'s signature.
+        images: online mode: the original images ``(B, *out_shape)``, the L1 target instead of the
+            shadow image.
+
+    Returns the protected features ``(B, D)``, same dtype and device as ``z``.
+    """
+    target = decoder(z) if images is None else images  # x~, eq. (3), or x itself online
+    if params.start == "shadow":
+        if encoder is None:
+            raise ValueError('start="shadow" needs an encoder')
+        centre = encoder(target).to(z.dtype)  # z~ = E(x~)
+        if centre.shape != z.shape:
+            raise ValueError(f"the encoder returned features of shape {tuple(centre.shape)}, expected {tuple(z.shape)}")
+        z0 = centre
+    else:
+        centre = z
+        z0 = z
+        if params.start == "random":
+            noise = row_uniform(params.seed, row_ids, z.shape[1]).to(device=z.device, dtype=z.dtype)
+            z0 = torch.clamp(z + params.eps * noise, z - params.eps, z + params.eps)
+    zt = pgd(decoder, z0, centre, target, params.eps, params.alpha, params.steps)
+    if params.renorm:
+        zt = renorm_ref(zt, torch.linalg.vector_norm(z, dim=1))
+    return zt

@@ -1,0 +1,23 @@
+"""Errors raised by advface_fast. Each subclasses the builtin a caller would catch anyway."""
+
+from __future__ import annotations
+
+
+class AdvFaceError(Exception):
+    """Base class of the package's own errors."""
+
+
+class GalleryFormatError(AdvFaceError, ValueError):
+    """A gallery file (``.npy``) is corrupt, truncated or of an unsupported layout."""
+
+
+class ModelFormatError(AdvFaceError, ValueError):
+    """A weight file is not an advface_fast model file, or does not match its own config."""
+
+
+class BackendUnavailableError(AdvFaceError, RuntimeError):
+    """An explicitly requested backend cannot run here; the message says why."""
+
+
+class ResumeMismatchError(AdvFaceError, ValueError):
+    """An interrupted run's partial output belongs to a different input or different settings."""

@@ -1,0 +1,364 @@
+"""The public protection API: :class:`Protector` and :func:`protect`."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .arrays import MemorySink, RowSource
+from .backends import resolve_backend
+from .encoders import OnnxEncoder, TorchEncoder, as_encoder
+from .engine import ProtectParams, protect_batch
+from .streaming import NpyFileSink
+
+_DEFAULT_BATCH = {"cpu": 256, "cuda": 8192}
+
+
+def _module_fingerprint(module: nn.Module) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    h.update(type(module).__qualname__.encode())
+    for name, t in module.state_dict().items():
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode() + str(t.dtype).encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _encoder_fingerprint(encoder: object) -> str | None:
+    if encoder is None:
+        return None
+    if isinstance(encoder, TorchEncoder):
+        return _module_fingerprint(encoder.module)
+    if isinstance(encoder, OnnxEncoder):
+        return hashlib.blake2b(encoder.path.read_bytes(), digest_size=16).hexdigest()
+    return f"callable:{type(encoder).__module__}.{type(encoder).__qualname__}"
+
+
+def _in_dim(decoder: nn.Module) -> int | None:
+    d = getattr(decoder, "in_dim", None)
+    if isinstance(d, int):
+        return d
+    first = next((m for m in decoder.modules() if isinstance(m, nn.Linear)), None)
+    return first.in_features if first is not None else None
+
+
+class Protector:
+    """AdvFace protection of stored face features against reconstruction attacks.
+
+    For each stored feature ``z`` (a row), with shadow decoder ``S`` and encoder ``E``:
+
+        x~  = S(z)                       (online: the given original image instead)
+        c   = E(x~) for start="shadow";  z for "random" / "original"
+        z_0 = c (+ U(-eps, eps) per element for "random")
+        z_{t+1} = clamp(z_t + alpha * sign(d/dz ||S(z_t) - x~||_1), c - eps, c + eps)
+
+    and ``z_steps`` (rescaled to ``||z||`` when ``renorm``) replaces ``z``. Rows are independent:
+    a row's result does not depend on its batch, and the random start depends only on
+    ``(seed, row id)``.
+
+    Args:
+        decoder: the shadow decoder, ``(B, D) -> (B, C, H, W)``. A private frozen copy is used in
+            eval mode; the caller's module is never changed.
+        encoder: the face encoder (needed for ``start="shadow"``): an ``nn.Module``, an
+            :class:`~advface_fast.encoders.OnnxEncoder`, a model path, or any callable
+            ``(B, C, H, W) -> (B, D)``.
+        eps: L-inf radius of the perturbation around the centre ``c`` (> 0).
+        alpha: step size (> 0).
+        steps: number of sign steps (>= 0).
+        start: ``"shadow"`` (the paper), ``"random"`` or ``"original"``.
+        renorm: rescale each result row to its input row's L2 norm.
+        batch_size: rows per batch (default 256 on CPU, 8192 on CUDA).
+        device: compute device (default: the input's CUDA device, else CUDA if available, else CPU).
+        backend: ``"auto" | "torch" | "triton" | "cuda"``.
+        seed: seed of the random start.
+        progress: show a tqdm progress bar.
+
+    The computation runs in the decoder's parameter dtype (float32 unless you converted it).
+    """
+
+    def __init__(
+        self,
+        decoder: nn.Module,
+        encoder: object = None,
+        *,
+        eps: float,
+        alpha: float,
+        steps: int,
+        start: str = "shadow",
+        renorm: bool = True,
+        batch_size: int | None = None,
+        device: str | torch.device | None = None,
+        backend: str = "auto",
+        seed: int = 0,
+        progress: bool = True,
+    ) -> None:
+        if not isinstance(decoder, nn.Module):
+            raise TypeError(f"decoder must be an nn.Module, got {type(decoder).__name__}")
+        self.params = ProtectParams(eps=eps, alpha=alpha, steps=steps, start=start, renorm=bool(renorm), seed=seed)
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+        ):
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.decoder = decoder
+        self.encoder = as_encoder(encoder)
+        self.batch_size = batch_size
+        self.device = torch.device(device) if device is not None else None
+        self.backend_name = backend
+        self.progress = progress
+        self._frozen: dict[torch.device, nn.Module] = {}
+        self._decoder_fp: str | None = None
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _frozen_decoder(self, device: torch.device) -> nn.Module:
+        if device not in self._frozen:
+            self._frozen[device] = copy.deepcopy(self.decoder).eval().requires_grad_(False).to(device)
+        return self._frozen[device]
+
+    def _compute_device(self, src: RowSource) -> torch.device:
+        if self.device is not None:
+            return self.device
+        if src.device.type == "cuda":
+            return src.device
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    def _validate_shapes(
+        self, decoder: nn.Module, src: RowSource, imgs: RowSource | None, device: torch.device
+    ) -> None:
+        """Check dimensions by a probe through the decoder (and encoder) before anything is written."""
+        dim = src.shape[1]
+        expected = _in_dim(decoder)
+        if expected is not None and expected != dim:
+            raise ValueError(f"features have dimension {dim} but the decoder expects {expected}")
+        dtype = next(decoder.parameters()).dtype
+        probe = torch.randn(2, dim, device=device, dtype=dtype)
+        try:
+            with torch.no_grad():
+                out = decoder(probe)
+        except Exception as exc:
+            raise ValueError(f"the decoder cannot take features of dimension {dim}: {exc}") from exc
+        if imgs is not None:
+            if len(imgs) != len(src):
+                raise ValueError(f"images has {len(imgs)} rows but features has {len(src)}")
+            if tuple(imgs.shape[1:]) != tuple(out.shape[1:]):
+                raise ValueError(
+                    f"images have shape {imgs.shape[1:]} per row but the decoder outputs {tuple(out.shape[1:])}"
+                )
+        if self.params.start == "shadow":
+            if self.encoder is None:
+                raise ValueError(
+                    'start="shadow" (the paper\'s start point E(S(z))) needs an encoder; '
+                    'pass encoder=... or use start="random" or "original"'
+                )
+            try:
+                with torch.no_grad():
+                    zz = self.encoder(out)
+            except Exception as exc:
+                raise ValueError(
+                    f"the encoder cannot take the decoder's images of shape {tuple(out.shape[1:])}: {exc}"
+                ) from exc
+            if tuple(zz.shape) != (2, dim):
+                raise ValueError(
+                    f"the encoder returns features of shape {tuple(zz.shape[1:])}, the gallery has ({dim},)"
+                )
+
+    def _run_id(
+        self, src: RowSource, imgs: RowSource | None, backend: str, dtype: torch.dtype, row_ids: np.ndarray | None
+    ) -> dict[str, Any]:
+        if self._decoder_fp is None:
+            self._decoder_fp = _module_fingerprint(self.decoder)
+        p = self.params
+        return {
+            "input": src.fingerprint(),
+            "images": imgs.fingerprint() if imgs is not None else None,
+            "row_ids": hashlib.blake2b(row_ids.tobytes(), digest_size=16).hexdigest() if row_ids is not None else None,
+            "decoder": self._decoder_fp,
+            "encoder": _encoder_fingerprint(self.encoder),
+            "eps": p.eps,
+            "alpha": p.alpha,
+            "steps": p.steps,
+            "start": p.start,
+            "renorm": p.renorm,
+            "seed": p.seed,
+            "backend": backend,
+            "compute_dtype": str(dtype),
+        }
+
+    # -- main entry --------------------------------------------------------------------------
+    def __call__(
+        self,
+        features: Any,
+        *,
+        images: Any = None,
+        out: str | os.PathLike[str] | None = None,
+        overwrite: bool = False,
+        resume: bool = True,
+        row_ids: Any = None,
+    ) -> Any:
+        """Protect a gallery.
+
+        Args:
+            features: ``(N, D)`` float16/bfloat16/float32/float64: numpy array, torch tensor (CPU or
+                CUDA), cupy array, or path to a ``.npy`` file (streamed, never loaded whole).
+                Never modified.
+            images: online mode: the original images ``(N, C, H, W)`` (same kinds), used as the
+                L1 target instead of the shadow images.
+            out: path of an ``.npy`` file to stream the result to (bounded memory for any N).
+            overwrite: allow replacing an existing ``out``.
+            resume: continue an interrupted run into ``out`` where it stopped (same input and
+                settings only); ``False`` discards a partial output.
+            row_ids: ``(N,)`` int64 ids that key the random start (default ``0..N-1``), so a
+                row's result does not depend on how a gallery was split.
+
+        Returns:
+            ``(N, D)`` of the input's type, dtype and device; with ``out``, the written file
+            opened as a read-only numpy memmap.
+        """
+        src = RowSource(features, "features", ndim=2)
+        imgs = None
+        try:
+            imgs = RowSource(images, "images", ndim=4) if images is not None else None
+            ids = self._row_ids(row_ids, len(src))
+            out_path = self._check_out(out, src, imgs, overwrite)
+            device = self._compute_device(src)
+            decoder = self._frozen_decoder(device)
+            backend = resolve_backend(self.backend_name, decoder, device)
+            self._validate_shapes(decoder, src, imgs, device)
+            src.check_finite()
+            if imgs is not None:
+                imgs.check_finite()
+            dtype = next(decoder.parameters()).dtype
+            if out_path is not None:
+                np_dtype = np.float32 if src.dtype == torch.bfloat16 else torch.empty(0, dtype=src.dtype).numpy().dtype
+                sink: MemorySink | NpyFileSink = NpyFileSink(
+                    out_path,
+                    src.shape,
+                    np.dtype(np_dtype),
+                    self._run_id(src, imgs, backend.name, dtype, ids),
+                    resume=resume,
+                )
+            else:
+                sink = MemorySink(src)
+            self._loop(src, imgs, ids, sink, decoder, backend.pgd, device, dtype)
+            return sink.finalize()
+        finally:
+            src.close()
+            if imgs is not None:
+                imgs.close()
+
+    @staticmethod
+    def _row_ids(row_ids: Any, n: int) -> np.ndarray | None:
+        if row_ids is None:
+            return None
+        ids = np.asarray(row_ids.cpu() if isinstance(row_ids, torch.Tensor) else row_ids)
+        if ids.shape != (n,) or ids.dtype.kind not in "iu":
+            raise ValueError(f"row_ids must be {n} integers, got shape {ids.shape} dtype {ids.dtype}")
+        if ids.size and ids.min() < 0:
+            raise ValueError("row_ids must be non-negative")
+        return ids.astype(np.int64)
+
+    @staticmethod
+    def _check_out(out: Any, src: RowSource, imgs: RowSource | None, overwrite: bool) -> Path | None:
+        if out is None:
+            return None
+        path = Path(out)
+        if path.suffix != ".npy":
+            raise ValueError(f"out must be a .npy path, got {path}")
+        if not path.parent.is_dir():
+            raise FileNotFoundError(f"the folder of out does not exist: {path.parent}")
+        for s in (src, imgs):
+            if s is not None and s.path is not None and path.resolve() == s.path.resolve():
+                raise ValueError(f"out is the same file as the {s.name} input ({path}); write to another path")
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it")
+        return path
+
+    def _loop(
+        self,
+        src: RowSource,
+        imgs: RowSource | None,
+        ids: np.ndarray | None,
+        sink: Any,
+        decoder: nn.Module,
+        pgd: Callable[..., torch.Tensor],
+        device: torch.device,
+        dtype: torch.dtype,
+    ) -> None:
+        n = len(src)
+        bs = self.batch_size or _DEFAULT_BATCH.get(device.type, 256)
+        try:
+            with tqdm(
+                total=n,
+                initial=sink.rows_done,
+                unit="row",
+                disable=not self.progress,
+                desc="protect",
+                dynamic_ncols=True,
+            ) as bar:
+                for a in range(sink.rows_done, n, bs):
+                    b = min(a + bs, n)
+                    z = src.read(a, b).to(device=device, dtype=dtype, non_blocking=True).contiguous()
+                    x = imgs.read(a, b).to(device=device, dtype=dtype, non_blocking=True) if imgs is not None else None
+                    rid = torch.from_numpy(ids[a:b]) if ids is not None else torch.arange(a, b, dtype=torch.int64)
+                    zt = protect_batch(z, rid, decoder, self.encoder, self.params, pgd, images=x)
+                    sink.write(a, zt.to(src.dtype))
+                    bar.update(b - a)
+        except BaseException:
+            sink.abort()
+            raise
+
+
+def protect(
+    features: Any,
+    decoder: nn.Module,
+    encoder: object = None,
+    *,
+    eps: float,
+    alpha: float,
+    steps: int,
+    start: str = "shadow",
+    images: Any = None,
+    renorm: bool = True,
+    batch_size: int | None = None,
+    device: str | torch.device | None = None,
+    backend: str = "auto",
+    seed: int = 0,
+    out: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    resume: bool = True,
+    row_ids: Any = None,
+    progress: bool = True,
+) -> Any:
+    """Protect a gallery of face features with AdvFace; see :class:`Protector` for the method and
+    arguments. ``features`` ``(N, D)`` (numpy, torch, cupy or ``.npy`` path) -> protected ``(N, D)``
+    of the same type and device, or, with ``out=``, the written ``.npy`` opened read-only.
+
+    Example::
+
+        import advface_fast as af
+        decoder = af.load_model("shadow.safetensors")
+        encoder = af.load_model("encoder.safetensors")
+        safe = af.protect(gallery, decoder, encoder, eps=0.02, alpha=0.005, steps=10)
+    """
+    return Protector(
+        decoder,
+        encoder,
+        eps=eps,
+        alpha=alpha,
+        steps=steps,
+        start=start,
+        renorm=renorm,
+        batch_size=batch_size,
+        device=device,
+        backend=backend,
+        seed=seed,
+        progress=progress,
+    )(features, images=images, out=out, overwrite=overwrite, resume=resume, row_ids=row_ids)

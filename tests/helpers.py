@@ -1,0 +1,62 @@
+"""Helpers shared by the tests: small random models and features (fresh random data, never zeros)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+import advface_fast as af
+
+
+@af.register_model
+class LinearEncoder(nn.Module):
+    """E(x) = A flatten(x): simple enough for analytic checks, a real nn.Module for the engine.
+    Registered, so it also shows that user classes can be saved and loaded."""
+
+    def __init__(self, in_features: int, dim: int, seed: int = 0) -> None:
+        super().__init__()
+        self.in_features, self.dim, self.seed = in_features, dim, seed
+        g = torch.Generator().manual_seed(seed)
+        self.proj = nn.Linear(in_features, dim, bias=False)
+        with torch.no_grad():
+            self.proj.weight.copy_(torch.randn(dim, in_features, generator=g) / in_features**0.5)
+
+    def config(self) -> dict:
+        return {"in_features": self.in_features, "dim": self.dim, "seed": self.seed}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x.flatten(1))
+
+
+def make_pair(
+    dim: int = 24,
+    hidden: tuple[int, ...] = (40,),
+    out_shape: tuple[int, int, int] = (3, 6, 5),
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    out_act: str = "tanh",
+) -> tuple[af.MLPDecoder, LinearEncoder]:
+    """A small random (decoder, encoder) pair with the given feature dimension."""
+    torch.manual_seed(seed)
+    dec = af.MLPDecoder(dim, list(hidden), out_shape, out_act=out_act).to(dtype)
+    enc = LinearEncoder(int(np.prod(out_shape)), dim, seed + 1).to(dtype)
+    return dec, enc
+
+
+def unit_rows(n: int, dim: int, seed: int = 0, dtype: type = np.float32) -> np.ndarray:
+    """Random unit-norm features ``(n, dim)``."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n, dim))
+    return (z / np.linalg.norm(z, axis=1, keepdims=True)).astype(dtype)
+
+
+def assert_same_protection(a: np.ndarray, b: np.ndarray) -> None:
+    """Equal up to GEMM rounding of the start point.
+
+    The shadow start E(S(z)) is a GEMM output, and BLAS rounds a product differently for other
+    batch sizes or memory layouts (~1 ulp); the sign steps themselves are exact. So two runs of
+    the same rows agree within a few ulps of the (unit-scale) values: 8 eps of the dtype.
+    """
+    a, b = np.asarray(a), np.asarray(b)
+    np.testing.assert_allclose(a, b, rtol=0, atol=8 * np.finfo(a.dtype).eps * max(1.0, float(np.abs(b).max())))

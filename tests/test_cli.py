@@ -1,0 +1,115 @@
+"""The advface-fast command line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from helpers import LinearEncoder, make_pair, unit_rows
+
+import advface_fast as af
+from advface_fast.cli import main
+
+
+@pytest.fixture
+def files(tmp_path):
+    dec, _ = make_pair(seed=51)
+    enc = LinearEncoder(90, 24, seed=53)
+    af.save_model(dec, tmp_path / "dec.safetensors")
+    af.save_model(enc, tmp_path / "enc.safetensors")
+    z = unit_rows(40, 24, seed=52)
+    np.save(tmp_path / "in.npy", z)
+    return tmp_path, dec, z
+
+
+def test_protect_command(files):
+    tmp, dec, z = files
+    rc = main(
+        [
+            "protect",
+            str(tmp / "in.npy"),
+            str(tmp / "out.npy"),
+            "--decoder",
+            str(tmp / "dec.safetensors"),
+            "--eps",
+            "0.05",
+            "--alpha",
+            "0.01",
+            "--steps",
+            "3",
+            "--start",
+            "random",
+            "--seed",
+            "7",
+            "--no-progress",
+        ]
+    )
+    assert rc == 0
+    want = af.protect(z, dec, eps=0.05, alpha=0.01, steps=3, start="random", seed=7, progress=False)
+    np.testing.assert_array_equal(np.load(tmp / "out.npy"), want)
+
+
+def test_protect_command_with_encoder_file(files):
+    tmp, _, _ = files
+    args = [
+        "protect",
+        str(tmp / "in.npy"),
+        str(tmp / "out.npy"),
+        "--decoder",
+        str(tmp / "dec.safetensors"),
+        "--encoder",
+        str(tmp / "enc.safetensors"),
+        "--eps",
+        "0.05",
+        "--alpha",
+        "0.01",
+        "--steps",
+        "2",
+        "--no-progress",
+    ]
+    assert main(args) == 0
+    want = af.protect(
+        np.load(tmp / "in.npy"),
+        af.load_model(tmp / "dec.safetensors"),
+        LinearEncoder(90, 24, seed=53),
+        eps=0.05,
+        alpha=0.01,
+        steps=2,
+        progress=False,
+    )
+    np.testing.assert_array_equal(np.load(tmp / "out.npy"), want)
+
+
+def test_errors_exit_2_with_message(files, capsys):
+    tmp, _, _ = files
+    base = [
+        "protect",
+        str(tmp / "in.npy"),
+        str(tmp / "out.npy"),
+        "--decoder",
+        str(tmp / "dec.safetensors"),
+        "--alpha",
+        "0.01",
+        "--steps",
+        "2",
+        "--no-progress",
+    ]
+    assert main([*base, "--eps", "-1", "--start", "random"]) == 2
+    assert "eps must be" in capsys.readouterr().err
+    assert main([*base, "--eps", "0.1"]) == 2  # shadow start without --encoder
+    assert "needs an encoder" in capsys.readouterr().err
+    (tmp / "out.npy").write_bytes(b"x")
+    assert main([*base, "--eps", "0.1", "--start", "random"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (tmp / "out.npy").read_bytes() == b"x"
+
+
+def test_help_and_module_entry_point():
+    res = subprocess.run([sys.executable, "-m", "advface_fast", "protect", "--help"], capture_output=True, text=True)
+    assert res.returncode == 0 and "--eps" in res.stdout and "--decoder" in res.stdout
+    res = subprocess.run(
+        [sys.executable, "-m", "advface_fast", "backends", "--device", "cpu"], capture_output=True, text=True
+    )
+    assert res.returncode == 0 and "torch   available" in res.stdout

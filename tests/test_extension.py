@@ -1,0 +1,101 @@
+"""The compiled extension advface_fast._C: build, import without a GPU, kernels == torch reference."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+import advface_fast as af
+from advface_fast import _ext
+from advface_fast.ops import clipped_sign_step, clipped_sign_step_ref
+
+ROOT = Path(__file__).resolve().parents[1]
+SKIP_EXT = os.environ.get("ADVFACE_SKIP_EXT") == "1"
+needs_ext = pytest.mark.skipif(SKIP_EXT, reason="ADVFACE_SKIP_EXT=1: installed without the extension")
+
+
+@needs_ext
+def test_extension_is_built_and_reports_its_build():
+    assert _ext.load() is not None, _ext.load_error()
+    info = _ext.build_info()
+    assert info["openmp"] is True
+    nvcc_expected = shutil.which("nvcc") is not None and os.environ.get("ADVFACE_SKIP_CUDA") != "1"
+    assert info["cuda"] is nvcc_expected
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed on this machine")
+def test_cuda_sources_compile_with_nvcc(tmp_path):
+    for cu in sorted((ROOT / "csrc").glob("*.cu")):
+        cmd = [
+            "nvcc",
+            "-c",
+            str(cu),
+            "-o",
+            str(tmp_path / (cu.stem + ".o")),
+            "-std=c++17",
+            f"-I{ROOT / 'csrc'}",
+            "-gencode=arch=compute_90,code=sm_90",
+            "-Xcompiler",
+            "-fPIC",
+        ]
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+        assert (tmp_path / (cu.stem + ".o")).stat().st_size > 0
+
+
+@needs_ext
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour on a machine without a GPU")
+def test_cuda_calls_fail_cleanly_without_gpu():
+    ext = _ext.load()
+    if not ext.build_info()["cuda"]:
+        pytest.skip("extension built without its CUDA part")
+    with pytest.raises(RuntimeError, match="cudaGetDeviceCount"):
+        ext.cuda_device_count()
+
+
+def test_gpu_backends_report_a_reason_on_cpu():
+    reasons = af.available_backends(device="cpu")
+    assert reasons["torch"] is None
+    assert "GPU" in reasons["triton"] and "GPU" in reasons["cuda"]
+
+
+def _case(n_rows: int, dim: int, dtype: torch.dtype, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    eps, alpha = 0.05, 0.02
+    c = torch.randn(n_rows, dim, generator=g, dtype=dtype)
+    z = c + eps * (2 * torch.rand(n_rows, dim, generator=g, dtype=dtype) - 1)
+    grad = torch.randn(n_rows, dim, generator=g, dtype=dtype)
+    grad[:, ::5] = 0.0  # exact ties: sign 0
+    grad[:, 1::7] = -0.0
+    z[:, 2::6] = c[:, 2::6] + eps  # on the boundary, some pushed outward
+    z[:, 3::6] = c[:, 3::6] - eps
+    return z, grad, c, eps, alpha
+
+
+@needs_ext
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("rows", "dim"), [(1, 1), (1, 37), (3, 129), (700, 100)])  # 70,000 > OpenMP threshold
+def test_compiled_sign_step_equals_reference_bitwise(dtype, rows, dim):
+    z, g, c, eps, alpha = _case(rows, dim, dtype, seed=rows * dim)
+    want = clipped_sign_step_ref(z, g, c, eps, alpha)
+    out = z.clone()
+    clipped_sign_step(out, g, c, eps, alpha, backend="compiled")
+    assert torch.equal(out, want)
+
+
+def test_sign_step_torch_path_and_errors():
+    z, g, c, eps, alpha = _case(4, 9, torch.float32, seed=5)
+    want = clipped_sign_step_ref(z, g, c, eps, alpha)
+    assert torch.equal(clipped_sign_step(z.clone(), g, c, eps, alpha, backend="torch"), want)
+    with pytest.raises(ValueError, match="must match z"):
+        clipped_sign_step(z, g[:, :3], c, eps, alpha)
+    with pytest.raises(ValueError, match="contiguous"):
+        clipped_sign_step(z.t(), g.t(), c.t(), eps, alpha)
+    if _ext.load() is not None:
+        with pytest.raises(af.BackendUnavailableError, match="float32/float64"):
+            clipped_sign_step(z.half(), g.half(), c.half(), eps, alpha, backend="compiled")
