@@ -99,3 +99,22 @@ def test_sign_step_torch_path_and_errors():
     if _ext.load() is not None:
         with pytest.raises(af.BackendUnavailableError, match="float32/float64"):
             clipped_sign_step(z.half(), g.half(), c.half(), eps, alpha, backend="compiled")
+
+
+@needs_ext
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run by benchmarks/gpu_check.sh)")
+@pytest.mark.parametrize(("rows", "dim", "offset"), [(1, 1, 0), (3, 37, 0), (3, 37, 1), (513, 129, 0), (64, 512, 3)])
+def test_cuda_sign_step_equals_reference_bitwise(rows, dim, offset):
+    """offset > 0 makes the pointers not 16-byte aligned: the scalar path instead of float4."""
+    if not _ext.build_info()["cuda"]:
+        pytest.fail("on a GPU machine the extension must be built with its CUDA part (nvcc present)")
+    z, g, c, eps, alpha = (t.cuda() if isinstance(t, torch.Tensor) else t for t in _case(rows, dim, torch.float32, 7))
+    want = clipped_sign_step_ref(z, g, c, eps, alpha)
+    buf = torch.full((rows * dim + offset,), float("nan"), device="cuda")
+    out = buf[offset:].view(rows, dim)
+    out.copy_(z)
+    gb = torch.empty_like(buf)[offset:].view(rows, dim).copy_(g)
+    cb = torch.empty_like(buf)[offset:].view(rows, dim).copy_(c)
+    clipped_sign_step(out, gb, cb, eps, alpha, backend="compiled")
+    torch.cuda.synchronize()
+    assert torch.equal(out, want)
