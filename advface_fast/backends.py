@@ -1,14 +1,23 @@
 """Backend registry: which implementation runs the PGD loop.
 
-``"torch"`` is the reference and runs anywhere with any ``nn.Module`` decoder. ``"triton"`` and
-``"cuda"`` are the fused engines for :class:`~advface_fast.decoders.MLPDecoder` on NVIDIA GPUs.
-``backend="auto"`` takes the fastest one that can run the given decoder on the given device and
-falls back silently to ``"torch"``; a backend asked for by name that cannot run raises
-:class:`~advface_fast.errors.BackendUnavailableError` with the reason.
+``"torch"`` is the reference and runs anywhere with any ``nn.Module`` decoder. ``"triton"`` is the
+fused engine for :class:`~advface_fast.decoders.MLPDecoder` (NVIDIA GPUs; on the CPU only under
+Triton's interpreter, ``TRITON_INTERPRET=1``, which is for tests). ``"cuda"`` is the CUDA C++
+engine in ``csrc/``. ``backend="auto"`` takes the fastest one that can run the given decoder on
+the given device and falls back silently to ``"torch"``; a backend asked for by name that cannot
+run raises :class:`~advface_fast.errors.BackendUnavailableError` with the reason.
+
+Every backend's loop has the signature of :func:`~advface_fast.reference.pgd_ref` plus
+``precision``: ``"fp32"`` (IEEE fp32 GEMMs), ``"tf32"`` (tensor-core tf32, CUDA only) or
+``"bf16"`` (bf16 GEMM operands, fp32 accumulation; the sign, the projection and z stay fp32).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -20,24 +29,89 @@ from .errors import BackendUnavailableError
 from .reference import pgd_ref
 
 BACKEND_NAMES = ("auto", "torch", "triton", "cuda")
+PRECISIONS = ("fp32", "tf32", "bf16")
 
 
 @dataclass(frozen=True)
 class Backend:
-    """A named implementation of the loop; ``pgd`` has :func:`~advface_fast.reference.pgd_ref`'s signature."""
+    """A named implementation: ``pgd`` has :func:`~advface_fast.reference.pgd_ref`'s signature plus
+    ``precision``; ``decode(decoder, z, precision)`` computes the shadow image ``S(z)`` with the
+    same arithmetic as the loop's forward (so that at ``z`` itself the L1 signs are exact zeros)."""
 
     name: str
     pgd: PGDFn
+    decode: Callable[..., torch.Tensor]
 
 
-def _unavailable_reason(name: str, decoder: nn.Module, device: torch.device) -> str | None:
+@contextlib.contextmanager
+def _torch_precision(device: torch.device, precision: str) -> Iterator[None]:
+    if precision == "fp32":
+        yield
+    elif precision == "bf16":
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+            yield
+    else:  # tf32, CUDA only (checked by resolve_backend)
+        prev = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = True
+        try:
+            yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = prev
+
+
+def torch_pgd(decoder, z0, centre, target, eps, alpha, steps, precision="fp32"):
+    """The reference loop; bf16 runs the decoder under autocast, tf32 enables tf32 matmuls."""
+    with _torch_precision(z0.device, precision):
+        return pgd_ref(decoder, z0, centre, target, eps, alpha, steps).to(z0.dtype)
+
+
+def torch_decode(decoder, z, precision="fp32"):
+    with _torch_precision(z.device, precision):
+        return decoder(z).to(z.dtype)
+
+
+def triton_pgd(decoder, z0, centre, target, eps, alpha, steps, precision="fp32"):
+    """The fused Triton engine (``kernels/pgd_mlp.py``); float32 in, float32 out."""
+    from .kernels.pgd_mlp import pgd_mlp, plan_for
+
+    return pgd_mlp(plan_for(decoder, z0.device, precision), z0, centre, target, eps, alpha, steps).to(z0.dtype)
+
+
+def triton_decode(decoder, z, precision="fp32"):
+    from .kernels.pgd_mlp import decode_mlp, plan_for
+
+    return decode_mlp(plan_for(decoder, z.device, precision), z).reshape(z.shape[0], *decoder.out_shape)
+
+
+@functools.lru_cache(maxsize=1)
+def _triton_import_error() -> str | None:
+    try:
+        import triton  # noqa: F401
+
+        from .kernels import pgd_mlp  # noqa: F401
+    except Exception as exc:  # ImportError, or a Triton that fails to initialise
+        return f"Triton is not usable here ({type(exc).__name__}: {exc})"
+    return None
+
+
+def _unavailable_reason(name: str, decoder: nn.Module, device: torch.device, precision: str) -> str | None:
     """``None`` if backend ``name`` can run ``decoder`` on ``device``, else the reason it cannot."""
+    if precision == "tf32" and device.type != "cuda":
+        return "precision 'tf32' needs a CUDA device"
     if name == "torch":
         return None
-    if device.type != "cuda":
+    interpreting = os.environ.get("TRITON_INTERPRET") == "1"
+    if device.type != "cuda" and not (name == "triton" and interpreting and device.type == "cpu"):
         return f"the {name} backend runs on NVIDIA GPUs; the compute device is {device}"
+    param = next(decoder.parameters(), None)
+    if param is not None and param.dtype != torch.float32:
+        return f"the fused engines take a float32 decoder (precision is chosen with precision=), got {param.dtype}"
     if name == "triton":
-        return "the fused Triton engine is not available yet (it is being built in kernels/)"
+        from .decoders import MLPDecoder
+
+        if type(decoder) is not MLPDecoder:
+            return f"the fused engine runs MLPDecoder only, got {type(decoder).__name__}"
+        return _triton_import_error()
     ext = _ext.load()
     if ext is None:
         return _ext.load_error()
@@ -46,22 +120,34 @@ def _unavailable_reason(name: str, decoder: nn.Module, device: torch.device) -> 
     return "the CUDA protection loop is not available yet (only its sign-step kernel is built)"
 
 
-def resolve_backend(name: str, decoder: nn.Module, device: torch.device) -> Backend:
+_IMPLS = {"torch": (torch_pgd, torch_decode), "triton": (triton_pgd, triton_decode)}
+
+
+def resolve_backend(name: str, decoder: nn.Module, device: torch.device, precision: str = "fp32") -> Backend:
     """The backend that will run ``decoder`` on ``device`` for ``backend=name``."""
     if name not in BACKEND_NAMES:
         raise ValueError(f"backend={name!r} is not one of {', '.join(map(repr, BACKEND_NAMES))}")
-    candidates = ("cuda", "triton", "torch") if name == "auto" else (name,)
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r} is not one of {', '.join(map(repr, PRECISIONS))}")
+    # auto never picks the interpreter: it is a correctness tool, orders of magnitude slower.
+    candidates = (("cuda", "triton", "torch") if device.type == "cuda" else ("torch",)) if name == "auto" else (name,)
     for cand in candidates:
-        reason = _unavailable_reason(cand, decoder, device)
+        reason = _unavailable_reason(cand, decoder, device, precision)
         if reason is None:
-            return Backend(cand, pgd_ref)
+            return Backend(cand, *_IMPLS[cand])
         if name != "auto":
             raise BackendUnavailableError(f"backend {cand!r} cannot run here: {reason}")
-    raise AssertionError("unreachable: the torch backend always runs")
+    raise BackendUnavailableError(
+        f"no backend can run here: {_unavailable_reason('torch', decoder, device, precision)}"
+    )
 
 
-def available_backends(decoder: nn.Module | None = None, device: str | torch.device = "cpu") -> dict[str, str | None]:
+def available_backends(
+    decoder: nn.Module | None = None, device: str | torch.device = "cpu", precision: str = "fp32"
+) -> dict[str, str | None]:
     """``{name: None if it can run, else the reason}`` for each concrete backend."""
-    dec = decoder if decoder is not None else nn.Identity()
+    from .decoders import MLPDecoder
+
+    dec = decoder if decoder is not None else MLPDecoder(8, [8], (1, 2, 2))
     dev = torch.device(device)
-    return {n: _unavailable_reason(n, dec, dev) for n in BACKEND_NAMES[1:]}
+    return {n: _unavailable_reason(n, dec, dev, precision) for n in BACKEND_NAMES[1:]}

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .backends import BACKEND_NAMES
+from .backends import BACKEND_NAMES, PRECISIONS
 from .engine import START_MODES
 
 
@@ -32,6 +32,7 @@ def _protect(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=args.device,
         backend=args.backend,
+        precision=args.precision,
         seed=args.seed,
         out=args.output,
         overwrite=args.overwrite,
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--batch-size", type=int, default=None)
     pr.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: GPU if available)")
     pr.add_argument("--backend", choices=BACKEND_NAMES, default="auto")
+    pr.add_argument("--precision", choices=PRECISIONS, default="fp32", help="GEMM precision inside the loop")
     pr.add_argument("--seed", type=int, default=0)
     pr.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     pr.add_argument("--no-resume", action="store_true", help="discard a partial output instead of resuming it")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -17,7 +18,10 @@ from .seeding import row_uniform
 
 START_MODES = ("shadow", "random", "original")
 
-PGDFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, float, float, int], torch.Tensor]
+PGDFn = Callable[..., torch.Tensor]  # pgd_ref's signature plus precision=
+
+if TYPE_CHECKING:
+    from .backends import Backend
 
 
 @dataclass(frozen=True)
@@ -61,8 +65,9 @@ def protect_batch(
     decoder: nn.Module,
     encoder: Callable[[torch.Tensor], torch.Tensor] | None,
     params: ProtectParams,
-    pgd: PGDFn,
+    backend: Backend,
     images: torch.Tensor | None = None,
+    precision: str = "fp32",
 ) -> torch.Tensor:
     """Protect one batch.
 
@@ -72,13 +77,14 @@ def protect_batch(
         decoder: frozen shadow decoder in eval mode.
         encoder: face encoder (required for ``start="shadow"``).
         params: the run's settings.
-        pgd: the backend's loop, with :func:`advface_fast.reference.pgd_ref`'s signature.
+        backend: the backend (its ``decode`` and ``pgd``).
         images: online mode: the original images ``(B, *out_shape)``, the L1 target instead of the
             shadow image.
+        precision: ``"fp32"``, ``"tf32"`` or ``"bf16"`` GEMMs inside the loop (see backends).
 
     Returns the protected features ``(B, D)``, same dtype and device as ``z``.
     """
-    target = decoder(z) if images is None else images  # x~, eq. (3), or x itself online
+    target = backend.decode(decoder, z, precision) if images is None else images  # x~, eq. (3), or x online
     if params.start == "shadow":
         if encoder is None:
             raise ValueError('start="shadow" needs an encoder')
@@ -92,7 +98,7 @@ def protect_batch(
         if params.start == "random":
             noise = row_uniform(params.seed, row_ids, z.shape[1]).to(device=z.device, dtype=z.dtype)
             z0 = torch.clamp(z + params.eps * noise, z - params.eps, z + params.eps)
-    zt = pgd(decoder, z0, centre, target, params.eps, params.alpha, params.steps)
+    zt = backend.pgd(decoder, z0, centre, target, params.eps, params.alpha, params.steps, precision=precision)
     if params.renorm:
         zt = renorm_ref(zt, torch.linalg.vector_norm(z, dim=1))
     return zt

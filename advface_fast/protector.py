@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .arrays import MemorySink, RowSource
-from .backends import resolve_backend
+from .backends import Backend, resolve_backend
 from .encoders import OnnxEncoder, TorchEncoder, as_encoder
 from .engine import ProtectParams, protect_batch
 from .streaming import NpyFileSink
@@ -79,6 +78,10 @@ class Protector:
         batch_size: rows per batch (default 256 on CPU, 8192 on CUDA).
         device: compute device (default: the input's CUDA device, else CUDA if available, else CPU).
         backend: ``"auto" | "torch" | "triton" | "cuda"``.
+        precision: GEMMs of the loop in ``"fp32"`` (IEEE), ``"tf32"`` (CUDA tensor cores) or
+            ``"bf16"`` (bf16 operands, fp32 accumulation; signs, projection and z stay fp32).
+            Lower precision rounds some near-zero gradients to the other sign: a different,
+            equally valid protected feature, not a bit-identical one.
         seed: seed of the random start.
         progress: show a tqdm progress bar.
 
@@ -98,9 +101,16 @@ class Protector:
         batch_size: int | None = None,
         device: str | torch.device | None = None,
         backend: str = "auto",
+        precision: str = "fp32",
         seed: int = 0,
         progress: bool = True,
     ) -> None:
+        from .backends import BACKEND_NAMES, PRECISIONS
+
+        if backend not in BACKEND_NAMES:
+            raise ValueError(f"backend={backend!r} is not one of {', '.join(map(repr, BACKEND_NAMES))}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision={precision!r} is not one of {', '.join(map(repr, PRECISIONS))}")
         if not isinstance(decoder, nn.Module):
             raise TypeError(f"decoder must be an nn.Module, got {type(decoder).__name__}")
         self.params = ProtectParams(eps=eps, alpha=alpha, steps=steps, start=start, renorm=bool(renorm), seed=seed)
@@ -113,6 +123,7 @@ class Protector:
         self.batch_size = batch_size
         self.device = torch.device(device) if device is not None else None
         self.backend_name = backend
+        self.precision = precision
         self.progress = progress
         self._frozen: dict[torch.device, nn.Module] = {}
         self._decoder_fp: str | None = None
@@ -189,6 +200,7 @@ class Protector:
             "renorm": p.renorm,
             "seed": p.seed,
             "backend": backend,
+            "precision": self.precision,
             "compute_dtype": str(dtype),
         }
 
@@ -230,7 +242,7 @@ class Protector:
             out_path = self._check_out(out, src, imgs, overwrite)
             device = self._compute_device(src)
             decoder = self._frozen_decoder(device)
-            backend = resolve_backend(self.backend_name, decoder, device)
+            backend = resolve_backend(self.backend_name, decoder, device, self.precision)
             self._validate_shapes(decoder, src, imgs, device)
             src.check_finite()
             if imgs is not None:
@@ -247,7 +259,7 @@ class Protector:
                 )
             else:
                 sink = MemorySink(src)
-            self._loop(src, imgs, ids, sink, decoder, backend.pgd, device, dtype)
+            self._loop(src, imgs, ids, sink, decoder, backend, device, dtype)
             return sink.finalize()
         finally:
             src.close()
@@ -288,7 +300,7 @@ class Protector:
         ids: np.ndarray | None,
         sink: Any,
         decoder: nn.Module,
-        pgd: Callable[..., torch.Tensor],
+        backend: Backend,
         device: torch.device,
         dtype: torch.dtype,
     ) -> None:
@@ -308,7 +320,9 @@ class Protector:
                     z = src.read(a, b).to(device=device, dtype=dtype, non_blocking=True).contiguous()
                     x = imgs.read(a, b).to(device=device, dtype=dtype, non_blocking=True) if imgs is not None else None
                     rid = torch.from_numpy(ids[a:b]) if ids is not None else torch.arange(a, b, dtype=torch.int64)
-                    zt = protect_batch(z, rid, decoder, self.encoder, self.params, pgd, images=x)
+                    zt = protect_batch(
+                        z, rid, decoder, self.encoder, self.params, backend, images=x, precision=self.precision
+                    )
                     sink.write(a, zt.to(src.dtype))
                     bar.update(b - a)
         except BaseException:
@@ -330,6 +344,7 @@ def protect(
     batch_size: int | None = None,
     device: str | torch.device | None = None,
     backend: str = "auto",
+    precision: str = "fp32",
     seed: int = 0,
     out: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
@@ -359,6 +374,7 @@ def protect(
         batch_size=batch_size,
         device=device,
         backend=backend,
+        precision=precision,
         seed=seed,
         progress=progress,
     )(features, images=images, out=out, overwrite=overwrite, resume=resume, row_ids=row_ids)

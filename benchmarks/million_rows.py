@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 import advface_fast as af
+from advface_fast.flops import mlp_pgd_flops_per_row_step
 
 
 def write_gallery(path: Path, rows: int, dim: int, chunk: int = 100_000) -> None:
@@ -64,21 +65,39 @@ def main() -> int:
         t_write = time.perf_counter() - t0
         rss_before = peak_rss_mb()
         t1 = time.perf_counter()
-        af.protect(src, decoder, eps=0.03, alpha=0.005, steps=args.steps, start="random",
-                   batch_size=args.batch_size, out=out, progress=sys.stderr.isatty(), device="cpu")
+        af.protect(
+            src,
+            decoder,
+            eps=0.03,
+            alpha=0.005,
+            steps=args.steps,
+            start="random",
+            batch_size=args.batch_size,
+            out=out,
+            progress=sys.stderr.isatty(),
+            device="cpu",
+        )
         elapsed = time.perf_counter() - t1
         check = np.load(out, mmap_mode="r")
         assert check.shape == (args.rows, args.dim) and np.isfinite(check[-1000:]).all()
-    flop_per_row_step = 4 * sum(a * b for a, b in zip([args.dim, *args.hidden], [*args.hidden, int(np.prod(args.image))]))
+    flop_per_row_step = mlp_pgd_flops_per_row_step([args.dim, *args.hidden, int(np.prod(args.image))])
     res = {
-        "rows": args.rows, "dim": args.dim, "decoder": [args.dim, *args.hidden, list(args.image)],
-        "steps": args.steps, "batch_size": args.batch_size, "threads": args.threads,
-        "seconds": round(elapsed, 2), "rows_per_second": round(args.rows / elapsed, 1),
+        "rows": args.rows,
+        "dim": args.dim,
+        "decoder": [args.dim, *args.hidden, list(args.image)],
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+        "seconds": round(elapsed, 2),
+        "rows_per_second": round(args.rows / elapsed, 1),
         "gflops": round(flop_per_row_step * args.steps * args.rows / elapsed / 1e9, 1),
-        "peak_rss_mb": round(peak_rss_mb(), 1), "peak_rss_before_protect_mb": round(rss_before, 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "peak_rss_before_protect_mb": round(rss_before, 1),
         "gallery_write_seconds": round(t_write, 2),
-        "machine": f"{platform.machine()} {os.cpu_count()} cores", "torch": torch.__version__,
-        "advface_fast": af.__version__, "backend": "auto (torch reference on CPU)",
+        "machine": f"{platform.machine()} {os.cpu_count()} cores",
+        "torch": torch.__version__,
+        "advface_fast": af.__version__,
+        "backend": "auto (torch reference on CPU)",
     }
     print(json.dumps(res, indent=2))
     if args.json:

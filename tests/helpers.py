@@ -60,3 +60,14 @@ def assert_same_protection(a: np.ndarray, b: np.ndarray) -> None:
     """
     a, b = np.asarray(a), np.asarray(b)
     np.testing.assert_allclose(a, b, rtol=0, atol=8 * np.finfo(a.dtype).eps * max(1.0, float(np.abs(b).max())))
+
+
+def assert_within_lowp_error(out: torch.Tensor, oracle: torch.Tensor, plain: torch.Tensor, factor: float = 2.0) -> None:
+    """flash-attention's criterion: the kernel's error against the float64 ``oracle`` is at most
+    ``factor`` times plain PyTorch's error (``plain``: the same op in torch at the kernel's
+    precision), plus one float32 ulp of the output's scale for ops that torch gets exact."""
+    oracle = oracle.double()
+    err = (out.double() - oracle).abs().max().item()
+    base = (plain.double() - oracle).abs().max().item()
+    floor = float(torch.finfo(torch.float32).eps) * max(1.0, oracle.abs().max().item())
+    assert err <= factor * base + floor, f"kernel error {err:.3g} > {factor} x torch error {base:.3g} + {floor:.3g}"

@@ -10,21 +10,50 @@ from helpers import make_pair, unit_rows
 import advface_fast as af
 from advface_fast.backends import resolve_backend
 
+KW = {"eps": 0.1, "alpha": 0.01, "steps": 1, "progress": False}
 
-def test_auto_on_cpu_is_torch():
+
+def test_auto_on_cpu_is_torch_even_under_the_interpreter():
     dec, _ = make_pair()
     assert resolve_backend("auto", dec, torch.device("cpu")).name == "torch"
 
 
-@pytest.mark.parametrize("name", ["triton", "cuda"])
-def test_explicit_unavailable_backend_raises_with_reason(name):
+def test_cuda_backend_on_cpu_raises_with_reason():
     dec, enc = make_pair()
-    with pytest.raises(af.BackendUnavailableError, match=f"backend '{name}' cannot run here: .*GPU"):
-        af.protect(unit_rows(3, 24), dec, enc, eps=0.1, alpha=0.01, steps=1, backend=name, device="cpu", progress=False)
+    with pytest.raises(af.BackendUnavailableError, match=r"backend 'cuda' cannot run here: .*GPU"):
+        af.protect(unit_rows(3, 24), dec, enc, backend="cuda", device="cpu", **KW)
+
+
+def test_triton_on_cpu_needs_the_interpreter(monkeypatch):
+    dec, enc = make_pair()
+    monkeypatch.delenv("TRITON_INTERPRET")
+    with pytest.raises(af.BackendUnavailableError, match=r"backend 'triton' cannot run here: .*GPU"):
+        af.protect(unit_rows(3, 24), dec, enc, backend="triton", device="cpu", **KW)
+
+
+def test_triton_refuses_other_decoders_and_float64():
+    conv = af.ConvDecoder(24, (3, 8, 8), base_channels=4)
+    with pytest.raises(af.BackendUnavailableError, match="MLPDecoder only"):
+        af.protect(unit_rows(3, 24), conv, backend="triton", start="random", **KW)
+    dec64 = make_pair(dtype=torch.float64)[0]
+    with pytest.raises(af.BackendUnavailableError, match="float32 decoder"):
+        af.protect(unit_rows(3, 24), dec64, backend="triton", start="random", **KW)
+
+
+def test_tf32_needs_cuda():
+    dec, enc = make_pair()
+    with pytest.raises(af.BackendUnavailableError, match="tf32"):
+        af.protect(unit_rows(3, 24), dec, enc, backend="torch", precision="tf32", device="cpu", **KW)
+    with pytest.raises(ValueError, match="precision="):
+        af.protect(unit_rows(3, 24), dec, enc, precision="fp8", **KW)
 
 
 def test_explicit_torch_equals_auto():
     dec, enc = make_pair()
     z = unit_rows(9, 24, seed=3)
-    kw = {"eps": 0.1, "alpha": 0.01, "steps": 2, "progress": False}
-    np.testing.assert_array_equal(af.protect(z, dec, enc, backend="torch", **kw), af.protect(z, dec, enc, **kw))
+    np.testing.assert_array_equal(af.protect(z, dec, enc, backend="torch", **KW), af.protect(z, dec, enc, **KW))
+
+
+def test_available_backends_lists_reasons():
+    reasons = af.available_backends(device="cpu")
+    assert reasons["torch"] is None and "GPU" in reasons["cuda"]

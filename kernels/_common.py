@@ -1,0 +1,95 @@
+"""Shared pieces of the Triton kernels: interpreter detection, activations, launch configs."""
+
+from __future__ import annotations
+
+import os
+
+import triton
+import triton.language as tl
+
+ACTS = {"relu": 0, "leaky_relu": 1, "gelu": 2}
+OUT_ACTS = {"tanh": 0, "sigmoid": 1, "none": 2}
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+def is_interpreting() -> bool:
+    """True when Triton runs kernels on the CPU (``TRITON_INTERPRET=1``)."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+@triton.jit
+def hidden_act(a, ACT: tl.constexpr, slope):
+    """relu / leaky_relu / exact-erf gelu of the pre-activation ``a`` (fp32)."""
+    if ACT == 0:
+        h = tl.maximum(a, 0.0)
+    elif ACT == 1:
+        h = tl.where(a > 0, a, a * slope)
+    else:
+        h = 0.5 * a * (1.0 + tl.erf(a * 0.7071067811865476))
+    return h
+
+
+@triton.jit
+def hidden_act_grad(saved, ACT: tl.constexpr, slope):
+    """Derivative of the hidden activation. ``saved`` is the output h for relu/leaky_relu
+    (h > 0 exactly when a > 0, as torch's backward decides) and the pre-activation a for gelu."""
+    if ACT == 0:
+        d = tl.where(saved > 0, 1.0, 0.0)
+    elif ACT == 1:
+        d = tl.where(saved > 0, 1.0, slope)
+    else:
+        cdf = 0.5 * (1.0 + tl.erf(saved * 0.7071067811865476))
+        d = cdf + saved * tl.exp(-0.5 * saved * saved) * 0.3989422804014327
+    return d
+
+
+@triton.jit
+def out_act_and_grad(pre, OUT_ACT: tl.constexpr):
+    """``(y, dy/dpre)`` of the output activation; the derivative from y, as torch's backward does."""
+    if OUT_ACT == 0:
+        # tanh(x) = 1 - 2 / (exp(2x) + 1): exp overflow gives 1, underflow -1, never NaN
+        y = 1.0 - 2.0 / (tl.exp(2.0 * pre) + 1.0)
+        d = 1.0 - y * y
+    elif OUT_ACT == 1:
+        y = 1.0 / (1.0 + tl.exp(-pre))
+        d = y * (1.0 - y)
+    else:
+        y = pre
+        d = tl.full(pre.shape, 1.0, tl.float32)
+    return y, d
+
+
+def gemm_configs() -> list[triton.Config]:
+    """Block sizes to autotune over on GPUs (Hopper first); one large block under the interpreter,
+    whose cost grows with the number of programs."""
+    if is_interpreting():
+        return [triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 128, "GROUP_M": 8}, num_warps=4)]
+    cfgs = []
+    for bm, bn, bk, warps, stages in [
+        (128, 256, 64, 8, 3),
+        (128, 128, 64, 8, 4),
+        (128, 128, 64, 4, 4),
+        (64, 256, 64, 4, 4),
+        (128, 64, 64, 4, 4),
+        (64, 128, 64, 4, 4),
+        (64, 64, 64, 4, 4),
+        (32, 64, 64, 4, 4),
+    ]:
+        cfgs.append(
+            triton.Config(
+                {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8}, num_warps=warps, num_stages=stages
+            )
+        )
+    return cfgs
+
+
+@triton.jit
+def to_bf16(x, INTERPRET: tl.constexpr):
+    """fp32 -> bf16 with round-to-nearest-even, as the GPU's ``cvt.rn.bf16.f32`` does. The
+    interpreter's own cast truncates, which would double bf16's error in tests, so there the
+    rounding is done on the bits first (exact carry into the exponent)."""
+    if INTERPRET:
+        bits = x.to(tl.uint32, bitcast=True)
+        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+        x = bits.to(tl.float32, bitcast=True)
+    return x.to(tl.bfloat16)

@@ -1,0 +1,226 @@
+"""One GEMM kernel with the four epilogues of the AdvFace loop over an MLP decoder, the host
+launchers, and each op's torch reference (``*_ref``, same signature) side by side.
+
+With ``W`` a layer's weight ``(out, in)``, ``b`` its bias, every op is ``A @ B`` plus an epilogue:
+
+| op                        | GEMM          | epilogue (fp32, in registers)                                   |
+|---------------------------|---------------|-----------------------------------------------------------------|
+| ``linear_act``            | ``x @ W.T``   | ``h = act(acc + b)``; for gelu also store ``a = acc + b``       |
+| ``last_layer_l1_sign``    | ``h @ W.T``   | ``y = out_act(acc + b)``; ``s = sign(y - x~) * out_act'(y)``    |
+| ``linear_act_backward``   | ``d @ W``     | ``d_prev = acc * act'(saved)``                                  |
+| ``input_grad_sign_step``  | ``d @ W``     | ``z' = clamp(z + alpha * sign(acc), c - eps, c + eps)``         |
+| ``linear_out``            | ``h @ W.T``   | ``y = out_act(acc + b)`` (decoding the shadow image)            |
+
+The last layer writes ``s`` (what the backward needs) instead of the image ``y``: the image never
+goes to memory. Fusing further, to also run the first backward GEMM ``s @ W_L`` in the same
+kernel as attention does, needs a ``BLOCK_M x H_{L-1}`` accumulator per program (64 x 2048 fp32 =
+512 KiB at the standard configuration, twice an H100's shared memory) or atomics over all ``P /
+BLOCK_N`` column blocks (~3 GB of atomic traffic per step at B = 4096); writing ``s`` in bf16
+costs ~100 MB per step at that batch, about 7% of the two GEMMs it sits between.
+
+Precision (``precision=``): ``"fp32"`` IEEE fp32 dot, ``"tf32"`` tensor-core tf32, ``"bf16"``
+operands rounded to bf16 (weights stored in bf16, activations stored in bf16), fp32 accumulate;
+epilogues always in fp32. Under the interpreter, operands are widened to fp32 before ``tl.dot``
+(its bf16 dot is wrong), after the bf16 rounding, so bf16 numerics are still emulated; and
+fp32 -> bf16 roundings are done round-to-nearest-even on the bits (its cast truncates).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ._common import (
+    ACTS,
+    OUT_ACTS,
+    gemm_configs,
+    hidden_act,
+    hidden_act_grad,
+    is_interpreting,
+    out_act_and_grad,
+    to_bf16,
+)
+
+EPI_ACT, EPI_LAST, EPI_BWD, EPI_STEP, EPI_OUT = 0, 1, 2, 3, 4
+
+
+# The epilogue is deliberately not part of the autotuning key: the decode of the shadow image
+# (EPI_OUT) and the last layer of a step (EPI_LAST) then share one block configuration, so at the
+# start point z_0 = z the step recomputes *exactly* the shadow image and the L1 signs there are
+# exact zeros, as in the reference (start="original").
+@triton.autotune(configs=gemm_configs(), key=["M", "N", "K", "OPERAND_BF16", "INPUT_PRECISION"])
+@triton.jit
+def _mlp_gemm_kernel(
+    a_ptr, b_ptr, out_ptr, bias_ptr, aux_ptr, aux2_ptr, pre_ptr,
+    M, N, K,
+    stride_am, stride_ak, stride_bk, stride_bn, stride_om, stride_on, stride_xm, stride_xn, stride_ym, stride_yn,
+    slope, eps, alpha,
+    EPI: tl.constexpr, ACT: tl.constexpr, OUT_ACT: tl.constexpr, HAS_BIAS: tl.constexpr, SAVE_PRE: tl.constexpr,
+    OPERAND_BF16: tl.constexpr, OUT_BF16: tl.constexpr, PRE_BF16: tl.constexpr, INTERPRET: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+):  # fmt: skip
+    # Grouped ordering of the (M, N) tiles so that consecutive programs share B-operand columns in L2.
+    pid = tl.program_id(0)
+    num_m = tl.cdiv(M, BLOCK_M)
+    num_n = tl.cdiv(N, BLOCK_N)
+    per_group = GROUP_M * num_n
+    first_m = (pid // per_group) * GROUP_M
+    group_size = tl.minimum(num_m - first_m, GROUP_M)
+    pid_m = first_m + (pid % per_group) % group_size
+    pid_n = (pid % per_group) // group_size
+
+    # int64 row/column indices: B x P exceeds 2**31 elements for large batches of large images.
+    offs_m = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
+    offs_n = (pid_n * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
+    offs_k = tl.arange(0, BLOCK_K)
+    mask_m = offs_m < M
+    mask_n = offs_n < N
+    a_ptrs = a_ptr + offs_m[:, None] * stride_am + offs_k[None, :] * stride_ak
+    b_ptrs = b_ptr + offs_k[:, None] * stride_bk + offs_n[None, :] * stride_bn
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for kb in range(0, tl.cdiv(K, BLOCK_K)):
+        k_left = K - kb * BLOCK_K
+        a = tl.load(a_ptrs, mask=mask_m[:, None] & (offs_k[None, :] < k_left), other=0.0)
+        b = tl.load(b_ptrs, mask=(offs_k[:, None] < k_left) & mask_n[None, :], other=0.0)
+        if OPERAND_BF16:
+            a = to_bf16(a.to(tl.float32), INTERPRET) if a.dtype != tl.bfloat16 else a
+            b = to_bf16(b.to(tl.float32), INTERPRET) if b.dtype != tl.bfloat16 else b
+        if INTERPRET:  # the interpreter's bf16 dot is wrong; bf16 x bf16 products are exact in fp32
+            a = a.to(tl.float32)
+            b = b.to(tl.float32)
+        acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
+        a_ptrs += BLOCK_K * stride_ak
+        b_ptrs += BLOCK_K * stride_bk
+
+    mask = mask_m[:, None] & mask_n[None, :]
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
+    x_off = offs_m[:, None] * stride_xm + offs_n[None, :] * stride_xn
+    if EPI == 0:  # forward hidden layer
+        res = hidden_act(acc, ACT, slope)
+        if SAVE_PRE:
+            pre_val = to_bf16(acc, INTERPRET) if PRE_BF16 else acc
+            tl.store(pre_ptr + offs_m[:, None] * stride_om + offs_n[None, :] * stride_on, pre_val, mask=mask)
+    elif EPI == 1:  # last layer: L1 sign against the target image times the output activation's slope
+        y, dy = out_act_and_grad(acc, OUT_ACT)
+        target = tl.load(aux_ptr + x_off, mask=mask, other=0.0).to(tl.float32)
+        diff = y - target
+        res = tl.where(diff > 0, 1.0, tl.where(diff < 0, -1.0, 0.0)) * dy
+    elif EPI == 4:  # decode only: the image
+        res, _ = out_act_and_grad(acc, OUT_ACT)
+    elif EPI == 2:  # backward through a hidden activation
+        saved = tl.load(aux_ptr + x_off, mask=mask, other=0.0).to(tl.float32)
+        res = acc * hidden_act_grad(saved, ACT, slope)
+    else:  # input gradient -> projected sign step
+        z = tl.load(aux_ptr + x_off, mask=mask, other=0.0)
+        c = tl.load(aux2_ptr + offs_m[:, None] * stride_ym + offs_n[None, :] * stride_yn, mask=mask, other=0.0)
+        sgn = tl.where(acc > 0, 1.0, tl.where(acc < 0, -1.0, 0.0))
+        res = tl.minimum(tl.maximum(z + alpha * sgn, c - eps), c + eps)
+    if OUT_BF16:
+        res = to_bf16(res, INTERPRET)
+    tl.store(out_ptr + offs_m[:, None] * stride_om + offs_n[None, :] * stride_on, res, mask=mask)
+
+
+def _dot_precision(precision: str) -> str:
+    return {"fp32": "ieee", "tf32": "tf32", "bf16": "tf32"}[precision]
+
+
+def _launch(
+    a: torch.Tensor, b_mat: torch.Tensor, out: torch.Tensor, *, epi: int, precision: str,
+    bias: torch.Tensor | None = None, aux: torch.Tensor | None = None, aux2: torch.Tensor | None = None,
+    pre: torch.Tensor | None = None, act: str = "relu", out_act: str = "none", slope: float = 0.0,
+    eps: float = 0.0, alpha: float = 0.0,
+) -> torch.Tensor:  # fmt: skip
+    """``out = epilogue(a @ b_mat)``; ``b_mat`` may be a transposed view (strides are passed)."""
+    M, K = a.shape
+    K2, N = b_mat.shape
+    if K != K2 or out.shape != (M, N):
+        raise ValueError(f"shape mismatch: {tuple(a.shape)} @ {tuple(b_mat.shape)} -> {tuple(out.shape)}")
+    x = aux if aux is not None else out
+    y = aux2 if aux2 is not None else out
+    dummy = out
+
+    def grid(meta):
+        return (triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"]),)
+
+    _mlp_gemm_kernel[grid](
+        a, b_mat, out, bias if bias is not None else dummy, x, y, pre if pre is not None else dummy,
+        M, N, K,
+        a.stride(0), a.stride(1), b_mat.stride(0), b_mat.stride(1), out.stride(0), out.stride(1),
+        x.stride(0), x.stride(1), y.stride(0), y.stride(1),
+        float(slope), float(eps), float(alpha),
+        EPI=epi, ACT=ACTS[act], OUT_ACT=OUT_ACTS[out_act], HAS_BIAS=bias is not None, SAVE_PRE=pre is not None,
+        OPERAND_BF16=precision == "bf16", OUT_BF16=out.dtype == torch.bfloat16,
+        PRE_BF16=pre is not None and pre.dtype == torch.bfloat16, INTERPRET=is_interpreting(),
+        INPUT_PRECISION=_dot_precision(precision),
+    )  # fmt: skip
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The ops. Shapes: x (B, in), w (out, in), b (out,), h (B, out), target (B, P), z/c (B, D).
+# Each *_ref computes in the dtype of its ``out`` tensor (float64 makes it an oracle).
+
+
+def linear_act(x, w, b, out, pre, *, act, slope, precision):
+    """``out = act(x @ w.T + b)``; when ``pre`` is given also ``pre = x @ w.T + b`` (gelu's backward needs it)."""
+    return _launch(x, w.t(), out, epi=EPI_ACT, precision=precision, bias=b, pre=pre, act=act, slope=slope)
+
+
+def linear_act_ref(x, w, b, out, pre, *, act, slope, precision):
+    a = x.to(out.dtype) @ w.to(out.dtype).t() + b.to(out.dtype)
+    if pre is not None:
+        pre.copy_(a)
+    h = {"relu": torch.relu, "leaky_relu": lambda t: torch.nn.functional.leaky_relu(t, slope),
+         "gelu": torch.nn.functional.gelu}[act](a)  # fmt: skip
+    return out.copy_(h)
+
+
+def last_layer_l1_sign(h, w, b, target, out, *, out_act, precision):
+    """``out = sign(out_act(h @ w.T + b) - target) * out_act'(...)``: d||y - target||_1 / d(pre-activation)."""
+    return _launch(h, w.t(), out, epi=EPI_LAST, precision=precision, bias=b, aux=target, out_act=out_act)
+
+
+def last_layer_l1_sign_ref(h, w, b, target, out, *, out_act, precision):
+    pre = (h.to(out.dtype) @ w.to(out.dtype).t() + b.to(out.dtype)).requires_grad_(True)
+    y = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "none": lambda t: t}[out_act](pre)
+    (g,) = torch.autograd.grad((y - target.to(out.dtype)).abs().sum(), pre)
+    return out.copy_(g)
+
+
+def linear_act_backward(d, w, saved, out, *, act, slope, precision):
+    """``out = (d @ w) * act'(saved)`` with ``saved`` = h for relu/leaky_relu, the pre-activation for gelu."""
+    return _launch(d, w, out, epi=EPI_BWD, precision=precision, aux=saved, act=act, slope=slope)
+
+
+def linear_act_backward_ref(d, w, saved, out, *, act, slope, precision):
+    s = saved.to(out.dtype)
+    one = torch.ones((), dtype=out.dtype)
+    deriv = {"relu": (s > 0).to(out.dtype), "leaky_relu": torch.where(s > 0, one, one * slope)}.get(act)
+    if deriv is None:
+        a = s.clone().requires_grad_(True)
+        (deriv,) = torch.autograd.grad(torch.nn.functional.gelu(a).sum(), a)
+    return out.copy_((d.to(out.dtype) @ w.to(out.dtype)) * deriv)
+
+
+def input_grad_sign_step(d, w, z, centre, out, *, eps, alpha, precision):
+    """``out = clamp(z + alpha * sign(d @ w), centre - eps, centre + eps)`` (``out`` must not alias ``z``)."""
+    return _launch(d, w, out, epi=EPI_STEP, precision=precision, aux=z, aux2=centre, eps=eps, alpha=alpha)
+
+
+def input_grad_sign_step_ref(d, w, z, centre, out, *, eps, alpha, precision):
+    g = d.to(out.dtype) @ w.to(out.dtype)
+    z, centre = z.to(out.dtype), centre.to(out.dtype)
+    return out.copy_(torch.clamp(z + alpha * torch.sign(g), centre - eps, centre + eps))
+
+
+def linear_out(h, w, b, out, *, out_act, precision):
+    """``out = out_act(h @ w.T + b)``: the decoder's last layer, to decode the shadow image."""
+    return _launch(h, w.t(), out, epi=EPI_OUT, precision=precision, bias=b, out_act=out_act)
+
+
+def linear_out_ref(h, w, b, out, *, out_act, precision):
+    pre = h.to(out.dtype) @ w.to(out.dtype).t() + b.to(out.dtype)
+    return out.copy_({"tanh": torch.tanh, "sigmoid": torch.sigmoid, "none": lambda t: t}[out_act](pre))
