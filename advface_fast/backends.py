@@ -130,7 +130,9 @@ def resolve_backend(name: str, decoder: nn.Module, device: torch.device, precisi
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r} is not one of {', '.join(map(repr, PRECISIONS))}")
     # auto never picks the interpreter: it is a correctness tool, orders of magnitude slower.
-    candidates = (("cuda", "triton", "torch") if device.type == "cuda" else ("torch",)) if name == "auto" else (name,)
+    interpreting = os.environ.get("TRITON_INTERPRET") == "1"
+    fused = ("cuda", "torch") if interpreting else ("cuda", "triton", "torch")
+    candidates = (fused if device.type == "cuda" else ("torch",)) if name == "auto" else (name,)
     for cand in candidates:
         reason = _unavailable_reason(cand, decoder, device, precision)
         if reason is None:

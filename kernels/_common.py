@@ -64,23 +64,22 @@ def gemm_configs() -> list[triton.Config]:
     whose cost grows with the number of programs."""
     if is_interpreting():
         return [triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 128, "GROUP_M": 8}, num_warps=4)]
-    cfgs = []
-    for bm, bn, bk, warps, stages in [
-        (128, 256, 64, 8, 3),
-        (128, 128, 64, 8, 4),
-        (128, 128, 64, 4, 4),
-        (64, 256, 64, 4, 4),
-        (128, 64, 64, 4, 4),
-        (64, 128, 64, 4, 4),
-        (64, 64, 64, 4, 4),
-        (32, 64, 64, 4, 4),
-    ]:
-        cfgs.append(
-            triton.Config(
-                {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8}, num_warps=warps, num_stages=stages
-            )
-        )
-    return cfgs
+    # Four candidates: each costs a compile per kernel specialisation (~1 s), and the loop has ~5
+    # specialisations per precision. Large tiles for the big GEMMs (the last layer is
+    # B x 12288 x 2048 at the standard configuration), a small one for small batches.
+    shapes = [(128, 256, 64, 8, 3), (128, 128, 64, 8, 4), (64, 128, 64, 4, 4), (64, 64, 64, 4, 3)]
+    return [
+        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8}, num_warps=w, num_stages=st)
+        for bm, bn, bk, w, st in shapes
+    ]
+
+
+def prune_small(configs: list[triton.Config], named_args: dict, **kwargs: object) -> list[triton.Config]:
+    """Problems too small to fill the GPU with large tiles get the smallest tile only (no tuning:
+    they are launch-bound, and each candidate would cost a compile)."""
+    if named_args["M"] * named_args["N"] <= 128 * 128 * 16:
+        return [min(configs, key=lambda c: c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"])]
+    return configs
 
 
 @triton.jit

@@ -39,6 +39,7 @@ from ._common import (
     hidden_act_grad,
     is_interpreting,
     out_act_and_grad,
+    prune_small,
     to_bf16,
 )
 
@@ -49,7 +50,11 @@ EPI_ACT, EPI_LAST, EPI_BWD, EPI_STEP, EPI_OUT = 0, 1, 2, 3, 4
 # (EPI_OUT) and the last layer of a step (EPI_LAST) then share one block configuration, so at the
 # start point z_0 = z the step recomputes *exactly* the shadow image and the L1 signs there are
 # exact zeros, as in the reference (start="original").
-@triton.autotune(configs=gemm_configs(), key=["M", "N", "K", "OPERAND_BF16", "INPUT_PRECISION"])
+@triton.autotune(
+    configs=gemm_configs(),
+    key=["M", "N", "K", "OPERAND_BF16", "INPUT_PRECISION"],
+    prune_configs_by={"early_config_prune": prune_small},
+)
 @triton.jit
 def _mlp_gemm_kernel(
     a_ptr, b_ptr, out_ptr, bias_ptr, aux_ptr, aux2_ptr, pre_ptr,

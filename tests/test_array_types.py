@@ -101,6 +101,6 @@ def test_torch_cuda_stays_on_device(reference):
 def test_cupy_round_trip(reference):
     cupy = pytest.importorskip("cupy")
     dec, enc, z, ref = reference
-    out = af.protect(cupy.asarray(z), dec, enc, **KW)
+    out = af.protect(cupy.asarray(z), dec, enc, backend="torch", **KW)
     assert isinstance(out, cupy.ndarray) and out.dtype == np.float32
     assert (np.abs(cupy.asnumpy(out) - ref) > 1e-4).mean() < 0.02

@@ -1,0 +1,447 @@
+"""GPU correctness check and benchmark of every backend, side by side in one run.
+
+Standard configuration (issue #8): D = 512, decoder 512-1024-2048-3x64x64 (leaky_relu, tanh),
+steps = 10, batch 8192, eps = 0.03, alpha = 0.005, random start. Variants timed on the same
+inputs: torch eager fp32 (the reference as users run it), torch eager tf32 and bf16 (autocast),
+torch.compile of the reference step (mode="reduce-overhead": Inductor + CUDA graphs) in fp32
+and bf16, and the fused Triton engine in fp32 (IEEE), tf32 and bf16. Throughput is features per
+second; TFLOP/s counts the loop's GEMMs from the layer sizes (advface_fast.flops); the bf16 peak
+is measured in the same run with an 8192^3 torch.matmul.
+
+Run by benchmarks/gpu_check.sh. ``--smoke`` runs tiny sizes on the CPU under Triton's
+interpreter, to check the script itself without a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import advface_fast as af
+from advface_fast.backends import resolve_backend, torch_pgd
+from advface_fast.flops import mlp_pgd_flops_per_row_step
+from advface_fast.reference import l1_input_grad_ref, pgd_ref
+
+T0 = time.monotonic()
+
+
+def log(msg: str) -> None:
+    print(f"[{time.monotonic() - T0:7.1f}s] {msg}", flush=True)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], object], device: torch.device, warmup: int = 2, iters: int = 5) -> float:
+    """Median wall time of ``fn`` in seconds after ``warmup`` calls (synchronised)."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(iters):
+        t = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def bf16_peak_tflops(device: torch.device, n: int) -> float:
+    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    sec = timed(lambda: a @ b, device, warmup=3, iters=10)
+    return 2 * n**3 / sec / 1e12
+
+
+def frozen(decoder: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    return decoder.to(device).eval().requires_grad_(False)
+
+
+def inputs(batch: int, dim: int, decoder: torch.nn.Module, eps: float, seed: int, device: torch.device):
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    z = torch.nn.functional.normalize(torch.randn(batch, dim, generator=g), dim=1).to(device)
+    z0 = z + eps * (2 * torch.rand(batch, dim, generator=g).to(device) - 1)
+    with torch.no_grad():
+        target = decoder(z)
+    return z, z0, target
+
+
+# ------------------------------------------------------------------------------------------- checks
+def check_odd_sizes(device: torch.device) -> list[dict]:
+    """fp32 (IEEE) Triton vs the torch reference on odd sizes, every activation pair, batch 1 and 33."""
+    rows = []
+    # every activation and every output activation once (all nine pairs run under the interpreter in CI)
+    for act, out_act in (("relu", "tanh"), ("leaky_relu", "sigmoid"), ("gelu", "none")):
+        torch.manual_seed(0)
+        dec = af.MLPDecoder(37, [129, 64], (3, 7, 5), act=act, out_act=out_act)
+        for batch in (1, 33):
+            z = torch.nn.functional.normalize(torch.randn(batch, 37), dim=1).to(device)
+            kw = {"eps": 0.05, "alpha": 0.01, "steps": 5, "start": "random", "progress": False, "device": device}
+            a = af.protect(z, dec, backend="torch", **kw)
+            b = af.protect(z, dec, backend="triton", **kw)
+            diff = (a - b).abs().max().item()
+            rows.append({"check": f"odd sizes {act}/{out_act} B={batch}", "max_abs_diff": diff, "ok": diff < 1e-5})
+    return rows
+
+
+def check_one_step(decoder: torch.nn.Module, device: torch.device, batch: int, eps: float, alpha: float) -> list[dict]:
+    """One step at the standard configuration: the fraction of elements whose step differs from the
+    fp32 reference, among those whose |g| exceeds 1e-4 of the row's max (where fp32 rounding cannot
+    flip a sign). fp32 must give 0; tf32/bf16 are reported next to torch's own tf32/bf16."""
+    z, z0, target = inputs(batch, decoder.in_dim, decoder, eps, 1, device)
+    ref = pgd_ref(decoder, z0, z, target, eps, alpha, 1)
+    grad = l1_input_grad_ref(decoder, z0, target)
+    clear = grad.abs() > 1e-4 * grad.abs().amax(dim=1, keepdim=True)
+    rows = []
+    triton = resolve_backend("triton", decoder, device)
+    for precision in ("fp32", "tf32", "bf16"):
+        got = triton.pgd(decoder, z0, z, target, eps, alpha, 1, precision=precision)
+        frac = (got != ref)[clear].float().mean().item()
+        row = {"check": f"one step {precision}: fraction of clear-gradient steps that differ", "triton": frac}
+        if precision != "fp32":
+            row["torch_same_precision"] = (
+                (torch_pgd(decoder, z0, z, target, eps, alpha, 1, precision) != ref)[clear].float().mean().item()
+            )
+            row["ok"] = frac <= 2 * row["torch_same_precision"] + 1e-3
+        else:
+            row["ok"] = frac == 0.0
+        rows.append(row)
+    return rows
+
+
+def check_graph_replay_and_ties(decoder: torch.nn.Module, device: torch.device) -> list[dict]:
+    z = torch.nn.functional.normalize(torch.randn(3000, decoder.in_dim, device=device), dim=1)
+    kw = {"eps": 0.03, "alpha": 0.005, "steps": 4, "start": "random", "progress": False, "batch_size": 1000}
+    runs = [af.protect(z, decoder, backend="triton", precision="bf16", **kw) for _ in range(2)]
+    same = bool(torch.equal(runs[0], runs[1]))
+    still = af.protect(
+        z[:500],
+        decoder,
+        backend="triton",
+        start="original",
+        eps=0.03,
+        alpha=0.005,
+        steps=3,
+        renorm=False,
+        progress=False,
+    )
+    return [
+        {"check": "eager, captured and replayed batches give identical results", "ok": same},
+        {"check": "offline start=original: exact ties, nothing moves", "ok": bool(torch.equal(still, z[:500]))},
+    ]
+
+
+# ------------------------------------------------------------------------------------------- bench
+def compiled_step(decoder: torch.nn.Module, eps: float, alpha: float, precision: str):
+    """The reference step under torch.compile (Inductor, CUDA graphs via reduce-overhead)."""
+
+    def loss(z, target):
+        return (decoder(z) - target).abs().sum()
+
+    grad = torch.func.grad(loss)
+
+    def step(z, centre, target):
+        if precision == "bf16":
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                g = grad(z, target)
+        else:
+            g = grad(z, target)
+        return torch.clamp(z + alpha * torch.sign(g), centre - eps, centre + eps)
+
+    fn = torch.compile(step, mode="reduce-overhead")
+
+    def loop(z0, centre, target, steps):
+        z = z0
+        for _ in range(steps):
+            torch.compiler.cudagraph_mark_step_begin()
+            z = fn(z, centre, target)
+        return z.clone()
+
+    return loop
+
+
+def bench_standard(cfg: dict, device: torch.device, peak: float, deadline: float) -> list[dict]:
+    torch.manual_seed(0)
+    dec = frozen(af.MLPDecoder(cfg["dim"], cfg["hidden"], cfg["image"]), device)
+    widths = [cfg["dim"], *cfg["hidden"], int(np.prod(cfg["image"]))]
+    flops = mlp_pgd_flops_per_row_step(widths) * cfg["steps"] * cfg["batch"]
+    z, z0, target = inputs(cfg["batch"], cfg["dim"], dec, cfg["eps"], 2, device)
+    e, a, s = cfg["eps"], cfg["alpha"], cfg["steps"]
+    triton = resolve_backend("triton", dec, device)
+    variants: dict[str, Callable[[], torch.Tensor]] = {
+        "torch eager fp32": lambda: torch_pgd(dec, z0, z, target, e, a, s, "fp32"),
+        "torch eager tf32": lambda: torch_pgd(dec, z0, z, target, e, a, s, "tf32"),
+        "torch eager bf16": lambda: torch_pgd(dec, z0, z, target, e, a, s, "bf16"),
+        "triton fp32": lambda: triton.pgd(dec, z0, z, target, e, a, s, precision="fp32"),
+        "triton tf32": lambda: triton.pgd(dec, z0, z, target, e, a, s, precision="tf32"),
+        "triton bf16": lambda: triton.pgd(dec, z0, z, target, e, a, s, precision="bf16"),
+    }
+    if device.type == "cuda":
+        for prec in ("fp32", "bf16"):
+            loop = compiled_step(dec, e, a, prec)
+            variants[f"torch.compile {prec}"] = lambda loop=loop: loop(z0, z, target, s)
+    rows = []
+    for name, fn in variants.items():
+        if time.monotonic() > deadline:
+            rows.append({"variant": name, "error": "skipped: time budget spent"})
+            continue
+        try:
+            t_first = time.perf_counter()
+            fn()
+            sync(device)
+            first = time.perf_counter() - t_first
+            sec = timed(fn, device, warmup=1, iters=5)
+            rows.append(
+                {
+                    "variant": name,
+                    "batch": cfg["batch"],
+                    "seconds_per_batch": sec,
+                    "features_per_s": cfg["batch"] / sec,
+                    "tflops": flops / sec / 1e12,
+                    "fraction_of_bf16_peak": flops / sec / 1e12 / peak,
+                    "first_call_s": first,
+                }
+            )
+            log(f"{name:22s} {cfg['batch'] / sec:12.0f} features/s  {flops / sec / 1e12:7.1f} TFLOP/s")
+        except Exception as exc:  # a baseline that fails here is reported, not fatal
+            rows.append({"variant": name, "error": f"{type(exc).__name__}: {exc}"[:500]})
+            log(f"{name}: FAILED {type(exc).__name__}: {exc}")
+            traceback.print_exc()
+    base = {r["variant"]: r.get("features_per_s") for r in rows}
+    for r in rows:
+        if r.get("features_per_s") and base.get("torch eager fp32"):
+            r["speedup_vs_torch_eager_fp32"] = r["features_per_s"] / base["torch eager fp32"]
+    return rows
+
+
+def bench_batches(cfg: dict, device: torch.device, deadline: float) -> list[dict]:
+    """Triton bf16 vs torch eager bf16 across batch sizes (CUDA graphs matter at small ones)."""
+    torch.manual_seed(0)
+    dec = frozen(af.MLPDecoder(cfg["dim"], cfg["hidden"], cfg["image"]), device)
+    rows = []
+    triton = resolve_backend("triton", dec, device)
+    for batch in cfg["batch_sweep"]:
+        if time.monotonic() > deadline:
+            break
+        z, z0, target = inputs(batch, cfg["dim"], dec, cfg["eps"], 3, device)
+        args = (dec, z0, z, target, cfg["eps"], cfg["alpha"], cfg["steps"])
+        for name, fn in {
+            "torch eager bf16": lambda args=args: torch_pgd(*args, "bf16"),
+            "triton bf16": lambda args=args: triton.pgd(*args, precision="bf16"),
+        }.items():
+            sec = timed(fn, device, warmup=3, iters=5)
+            rows.append({"variant": name, "batch": batch, "features_per_s": batch / sec})
+        log(
+            f"batch {batch:6d}: torch bf16 {rows[-2]['features_per_s']:10.0f}/s  triton bf16 "
+            f"{rows[-1]['features_per_s']:10.0f}/s"
+        )
+    return rows
+
+
+def bench_million(cfg: dict, device: torch.device) -> list[dict]:
+    """protect() end to end on a 1M x 512 gallery already on the GPU (auto backend, bf16)."""
+    torch.manual_seed(0)
+    dec = af.MLPDecoder(cfg["dim"], cfg["hidden"], cfg["image"])
+    n = cfg["million"]
+    gallery = torch.nn.functional.normalize(torch.randn(n, cfg["dim"], device=device), dim=1)
+    rows = []
+    for precision, bs in (("bf16", 16384),):
+        kw = {"eps": cfg["eps"], "alpha": cfg["alpha"], "steps": cfg["steps"], "start": "random", "progress": False}
+        prot = af.Protector(dec, precision=precision, batch_size=bs, **kw)
+        prot(gallery[: 2 * bs])  # compile, autotune, capture outside the timing
+        sync(device)
+        t = time.perf_counter()
+        out = prot(gallery)
+        sync(device)
+        sec = time.perf_counter() - t
+        rows.append(
+            {
+                "variant": f"protect() {n} rows, device tensor, auto backend, {precision}",
+                "seconds": sec,
+                "rows_per_s": n / sec,
+                "finite": bool(torch.isfinite(out).all()),
+            }
+        )
+        log(f"million rows {precision}: {sec:.2f} s ({n / sec:.0f} rows/s)")
+    return rows
+
+
+def environment(device: torch.device) -> dict:
+    env = {"python": platform.python_version(), "torch": torch.__version__, "advface_fast": af.__version__}
+    try:
+        import triton
+
+        env["triton"] = triton.__version__
+    except ImportError:
+        env["triton"] = None
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+        try:
+            env["driver"] = subprocess.run(
+                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=20,
+            ).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            env["driver"] = None
+    try:
+        env["commit"] = (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+            or None
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        env["commit"] = None
+    env["extension"] = af._ext.build_info() if hasattr(af, "_ext") else None
+    return env
+
+
+def write_outputs(out: Path, result: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "gpu_bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    with open(out / "gpu_bench.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(
+            [
+                "section",
+                "variant",
+                "batch",
+                "features_per_s",
+                "tflops",
+                "fraction_of_bf16_peak",
+                "speedup_vs_torch_eager_fp32",
+                "error",
+            ]
+        )
+        for section in ("standard", "batches"):
+            for r in result.get(section, []):
+                w.writerow(
+                    [
+                        section,
+                        r.get("variant"),
+                        r.get("batch"),
+                        r.get("features_per_s"),
+                        r.get("tflops"),
+                        r.get("fraction_of_bf16_peak"),
+                        r.get("speedup_vs_torch_eager_fp32"),
+                        r.get("error"),
+                    ]
+                )
+    lines = [
+        f"# GPU benchmark: {result['env'].get('gpu', 'cpu')}",
+        "",
+        "```",
+        json.dumps(result["env"]),
+        "```",
+        "",
+        f"Measured bf16 matmul peak: {result['bf16_peak_tflops']:.0f} TFLOP/s",
+        "",
+        "| variant | features/s | TFLOP/s | of bf16 peak | vs torch eager fp32 |",
+        "|---|---|---|---|---|",
+    ]
+    for r in result.get("standard", []):
+        if "error" in r:
+            lines.append(f"| {r['variant']} | error: {r['error'][:80]} | | | |")
+        else:
+            lines.append(
+                f"| {r['variant']} | {r['features_per_s']:.0f} | {r['tflops']:.1f} | "
+                f"{100 * r['fraction_of_bf16_peak']:.1f}% | {r.get('speedup_vs_torch_eager_fp32', 0):.2f}x |"
+            )
+    lines += ["", "| check | ok | numbers |", "|---|---|---|"]
+    for c in result.get("checks", []):
+        nums = {k: v for k, v in c.items() if k not in ("check", "ok")}
+        lines.append(f"| {c['check']} | {c.get('ok')} | {json.dumps(nums)} |")
+    (out / "gpu_bench.md").write_text("\n".join(lines) + "\n")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="benchmarks/results/gpu")
+    p.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU under the Triton interpreter")
+    p.add_argument(
+        "--budget", type=float, default=420.0, help="seconds after which the remaining benchmarks are skipped"
+    )
+    args = p.parse_args()
+    deadline = T0 + args.budget
+    if args.smoke:
+        os.environ.setdefault("TRITON_INTERPRET", "1")
+        device = torch.device("cpu")
+        cfg = {
+            "dim": 32,
+            "hidden": [48, 64],
+            "image": (3, 8, 8),
+            "steps": 3,
+            "batch": 64,
+            "eps": 0.03,
+            "alpha": 0.005,
+            "batch_sweep": [1, 16],
+            "million": 0,
+        }
+    else:
+        if not torch.cuda.is_available():
+            print("no CUDA GPU: run with --smoke to check the script on the CPU", file=sys.stderr)
+            return 2
+        device = torch.device("cuda")
+        cfg = {
+            "dim": 512,
+            "hidden": [1024, 2048],
+            "image": (3, 64, 64),
+            "steps": 10,
+            "batch": 8192,
+            "eps": 0.03,
+            "alpha": 0.005,
+            "batch_sweep": [1, 64, 1024, 8192, 32768],
+            "million": 1_000_000,
+        }
+    result: dict = {
+        "env": environment(device),
+        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
+    }
+    log(f"environment: {result['env']}")
+    result["bf16_peak_tflops"] = bf16_peak_tflops(device, 8192 if device.type == "cuda" else 256)
+    log(f"bf16 matmul peak: {result['bf16_peak_tflops']:.1f} TFLOP/s")
+    checks = check_odd_sizes(device)
+    std_dec = frozen(af.MLPDecoder(cfg["dim"], cfg["hidden"], cfg["image"]), device)
+    checks += check_one_step(std_dec, device, min(cfg["batch"], 2048), cfg["eps"], cfg["alpha"])
+    checks += check_graph_replay_and_ties(std_dec, device)
+    result["checks"] = checks
+    for c in checks:
+        log(
+            f"check {'OK  ' if c.get('ok') else 'FAIL'} {c['check']}: "
+            f"{ {k: v for k, v in c.items() if k not in ('check', 'ok')} }"
+        )
+    write_outputs(Path(args.out), result)
+    result["standard"] = bench_standard(cfg, device, result["bf16_peak_tflops"], deadline)
+    write_outputs(Path(args.out), result)
+    result["batches"] = bench_batches(cfg, device, deadline)
+    write_outputs(Path(args.out), result)
+    if cfg["million"] and time.monotonic() < deadline:
+        try:
+            result["million"] = bench_million(cfg, device)
+        except Exception as exc:
+            result["million"] = [{"error": f"{type(exc).__name__}: {exc}"}]
+            traceback.print_exc()
+    write_outputs(Path(args.out), result)
+    log(f"wrote {args.out}/gpu_bench.json, .csv, .md")
+    return 0 if all(c.get("ok") for c in checks) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

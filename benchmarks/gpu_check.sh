@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# GPU check and benchmark, for a machine with an NVIDIA GPU and no network (PyTorch, Triton,
+# pybind11, pytest and nvcc preinstalled). Builds the extension for the local GPU, runs the test
+# suite there (GPU tests included), checks the fused engine against the torch reference and times
+# every backend side by side (benchmarks/gpu_bench.py). Results go to $OUT, or
+# benchmarks/results/gpu-<card> by default.
+#
+#   bash benchmarks/gpu_check.sh            # everything (about 6 minutes on an H100/H200)
+#   BUDGET=200 bash benchmarks/gpu_check.sh # cap the benchmark part (seconds)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1
+card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | tr ' ' '-' )
+OUT=${OUT:-benchmarks/results/gpu-${card:-unknown}}
+mkdir -p "$OUT"
+nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
+
+echo "== build (nvcc for this GPU's architecture)"
+cc=$($PY -c "import torch; p=torch.cuda.get_device_capability(); print(f'{p[0]}{p[1]}')" 2>/dev/null || echo 90)
+export ADVFACE_CUDA_ARCHS=${ADVFACE_CUDA_ARCHS:-$cc} ADVFACE_REQUIRE_CUDA=1
+if ! $PY -m pip install -q --no-build-isolation --no-deps -e . > "$OUT/build.log" 2>&1; then
+  echo "pip editable install failed (see build.log); building in place instead"
+  $PY setup.py build_ext --inplace >> "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
+  [ -e advface_fast/kernels ] || ln -s ../kernels advface_fast/kernels
+fi
+$PY -c "import advface_fast as af, advface_fast._ext as e; print('extension:', e.build_info()); print(af.available_backends(device='cuda'))"
+
+echo "== tests (GPU tests included; interpreter tests run on the CPU as in CI)"
+$PY -m pytest -q tests -p no:cacheprovider 2>&1 | tee "$OUT/pytest.log" | tail -15
+
+echo "== correctness and benchmark"
+$PY benchmarks/gpu_bench.py --out "$OUT" --budget "${BUDGET:-330}" 2>&1 | tee "$OUT/gpu_bench.log"
+status=${PIPESTATUS[0]}
+echo "results in $OUT"
+exit "$status"
