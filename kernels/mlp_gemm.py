@@ -62,7 +62,8 @@ def _mlp_gemm_kernel(
     stride_am, stride_ak, stride_bk, stride_bn, stride_om, stride_on, stride_xm, stride_xn, stride_ym, stride_yn,
     slope, eps, alpha,
     EPI: tl.constexpr, ACT: tl.constexpr, OUT_ACT: tl.constexpr, HAS_BIAS: tl.constexpr, SAVE_PRE: tl.constexpr,
-    OPERAND_BF16: tl.constexpr, OUT_BF16: tl.constexpr, PRE_BF16: tl.constexpr, INTERPRET: tl.constexpr,
+    OPERAND_BF16: tl.constexpr, CAST_A: tl.constexpr, CAST_B: tl.constexpr,
+    OUT_BF16: tl.constexpr, PRE_BF16: tl.constexpr, INTERPRET: tl.constexpr,
     INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
 ):  # fmt: skip
@@ -89,9 +90,12 @@ def _mlp_gemm_kernel(
         k_left = K - kb * BLOCK_K
         a = tl.load(a_ptrs, mask=mask_m[:, None] & (offs_k[None, :] < k_left), other=0.0)
         b = tl.load(b_ptrs, mask=(offs_k[:, None] < k_left) & mask_n[None, :], other=0.0)
-        if OPERAND_BF16:
-            a = to_bf16(a.to(tl.float32), INTERPRET) if a.dtype != tl.bfloat16 else a
-            b = to_bf16(b.to(tl.float32), INTERPRET) if b.dtype != tl.bfloat16 else b
+        # Operands already stored in bf16 (weights, activations) load as they are; fp32 ones (z, an
+        # fp32 target of a test) are rounded here. Static (constexpr) branches only.
+        if CAST_A:
+            a = to_bf16(a, INTERPRET)
+        if CAST_B:
+            b = to_bf16(b, INTERPRET)
         if INTERPRET:  # the interpreter's bf16 dot is wrong; bf16 x bf16 products are exact in fp32
             a = a.to(tl.float32)
             b = b.to(tl.float32)
@@ -157,7 +161,10 @@ def _launch(
         x.stride(0), x.stride(1), y.stride(0), y.stride(1),
         float(slope), float(eps), float(alpha),
         EPI=epi, ACT=ACTS[act], OUT_ACT=OUT_ACTS[out_act], HAS_BIAS=bias is not None, SAVE_PRE=pre is not None,
-        OPERAND_BF16=precision == "bf16", OUT_BF16=out.dtype == torch.bfloat16,
+        OPERAND_BF16=precision == "bf16",
+        CAST_A=precision == "bf16" and a.dtype == torch.float32,
+        CAST_B=precision == "bf16" and b_mat.dtype == torch.float32,
+        OUT_BF16=out.dtype == torch.bfloat16,
         PRE_BF16=pre is not None and pre.dtype == torch.bfloat16, INTERPRET=is_interpreting(),
         INPUT_PRECISION=_dot_precision(precision),
     )  # fmt: skip

@@ -1,0 +1,36 @@
+"""The counter-based noise of the random start: torch implementation == numpy reference, bit for bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from advface_fast.seeding import row_uniform, row_uniform_ref
+
+
+@pytest.mark.parametrize("seed", [0, 1, 12345, 2**63 + 5, -7])
+def test_torch_matches_numpy_reference_bitwise(seed):
+    rows = np.array([0, 1, 2, 17, 10**6, 2**40 + 3, 2**62 - 1], dtype=np.int64)
+    got = row_uniform(seed, torch.from_numpy(rows), 37).numpy()
+    want = row_uniform_ref(seed, rows, 37)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_range_distribution_and_independence():
+    u = row_uniform(3, torch.arange(2000), 64).numpy()
+    assert u.min() >= -1.0 and u.max() < 1.0
+    assert abs(u.mean()) < 0.01 and abs(u.std() - 1 / np.sqrt(3)) < 0.01
+    # a row's noise depends only on (seed, row id, column)
+    part = row_uniform(3, torch.tensor([1500, 7]), 64).numpy()
+    np.testing.assert_array_equal(part, u[[1500, 7]])
+    assert not np.array_equal(row_uniform(4, torch.arange(5), 64).numpy(), u[:5])
+    # neighbouring rows and columns are uncorrelated
+    assert abs(np.corrcoef(u[:-1].ravel(), u[1:].ravel())[0, 1]) < 0.02
+    assert abs(np.corrcoef(u[:, :-1].ravel(), u[:, 1:].ravel())[0, 1]) < 0.02
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run by benchmarks/gpu_check.sh)")
+def test_cuda_matches_reference():
+    rows = torch.tensor([0, 5, 2**41 + 1, 2**62 - 3])
+    np.testing.assert_array_equal(row_uniform(9, rows.cuda(), 129).cpu().numpy(), row_uniform_ref(9, rows.numpy(), 129))
