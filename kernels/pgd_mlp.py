@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ._common import PRECISIONS
+from ._common import PRECISIONS, is_interpreting
 from .mlp_gemm import input_grad_sign_step, last_layer_l1_sign, linear_act, linear_act_backward, linear_out
 
 
@@ -90,7 +90,9 @@ def plan_for(
             weights=[lin.weight.detach().to(device, wdtype).contiguous() for lin in layers],
             biases=[lin.bias.detach().to(device, torch.float32).contiguous() for lin in layers],
             act=decoder.act, out_act=decoder.out_act, slope=decoder.negative_slope, precision=precision,
-            device=device, use_graphs=device.type == "cuda" if use_graphs is None else use_graphs,
+            device=device,
+            # no graphs under the interpreter: its "launches" are host code that copies tensors
+            use_graphs=(device.type == "cuda" and not is_interpreting()) if use_graphs is None else use_graphs,
             target_bf16=target_bf16,
         )  # fmt: skip
     return cache[key]

@@ -26,7 +26,7 @@ from advface_fast.reference import l1_input_grad_ref, pgd_ref
 pytest.importorskip("triton")
 
 D, HIDDEN, OUT = 37, (129, 64), (3, 7, 5)  # odd sizes, none a multiple of a block
-KW = {"eps": 0.05, "alpha": 0.01, "progress": False}
+KW = {"eps": 0.05, "alpha": 0.01, "progress": False, "device": "cpu"}  # interpreter tests, also on GPU machines
 
 
 def pair(act="leaky_relu", out_act="tanh", hidden=HIDDEN, seed=0):
