@@ -15,6 +15,7 @@ interpreter, to check the script itself without a GPU.
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import json
 import os
@@ -100,27 +101,35 @@ def check_odd_sizes(device: torch.device) -> list[dict]:
 
 
 def check_one_step(decoder: torch.nn.Module, device: torch.device, batch: int, eps: float, alpha: float) -> list[dict]:
-    """One step at the standard configuration: the fraction of elements whose step differs from the
-    fp32 reference, among those whose |g| exceeds 1e-4 of the row's max (where fp32 rounding cannot
-    flip a sign). fp32 must give 0; tf32/bf16 are reported next to torch's own tf32/bf16."""
+    """One step at the standard configuration against a float64 oracle. Counted: elements whose
+    step differs from the oracle's (|z_1 - z_1^(64)| > alpha / 100) among those whose oracle |g|
+    exceeds 1e-4 of the row's max. Such a difference can still come from rounding: an output
+    element with |y - x~| below the precision's rounding takes either L1 sign and moves g by a
+    finite amount (P = 12288 of them per row here). So each engine is held to plain PyTorch's
+    rate at the same precision: at most 2x torch's, plus 5e-4."""
     z, z0, target = inputs(batch, decoder.in_dim, decoder, eps, 1, device)
-    ref = pgd_ref(decoder, z0, z, target, eps, alpha, 1)
-    grad = l1_input_grad_ref(decoder, z0, target)
+    dec64 = copy.deepcopy(decoder).double()
+    z64, z064, t64 = z.double(), z0.double(), target.double()
+    ref = pgd_ref(dec64, z064, z64, t64, eps, alpha, 1)
+    grad = l1_input_grad_ref(dec64, z064, t64)
     clear = grad.abs() > 1e-4 * grad.abs().amax(dim=1, keepdim=True)
+
+    def differ(got: torch.Tensor) -> float:
+        return ((got.double() - ref).abs() > alpha / 100)[clear].float().mean().item()
+
     rows = []
     triton = resolve_backend("triton", decoder, device)
     for precision in ("fp32", "tf32", "bf16"):
-        got = triton.pgd(decoder, z0, z, target, eps, alpha, 1, precision=precision)
-        frac = (got != ref)[clear].float().mean().item()
-        row = {"check": f"one step {precision}: fraction of clear-gradient steps that differ", "triton": frac}
-        if precision != "fp32":
-            row["torch_same_precision"] = (
-                (torch_pgd(decoder, z0, z, target, eps, alpha, 1, precision) != ref)[clear].float().mean().item()
-            )
-            row["ok"] = frac <= 2 * row["torch_same_precision"] + 1e-3
-        else:
-            row["ok"] = frac == 0.0
-        rows.append(row)
+        tri = differ(triton.pgd(decoder, z0, z, target, eps, alpha, 1, precision=precision))
+        base = differ(torch_pgd(decoder, z0, z, target, eps, alpha, 1, precision))
+        rows.append(
+            {
+                "check": f"one step {precision}: fraction of clear-gradient steps that differ from fp64",
+                "triton": tri,
+                "torch_same_precision": base,
+                "ok": tri <= 2 * base + 5e-4,
+            }
+        )
     return rows
 
 
@@ -169,8 +178,8 @@ def compiled_step(decoder: torch.nn.Module, eps: float, alpha: float, precision:
         z = z0
         for _ in range(steps):
             torch.compiler.cudagraph_mark_step_begin()
-            z = fn(z, centre, target)
-        return z.clone()
+            z = fn(z, centre, target).clone()  # the graph's output buffer is reused by the next replay
+        return z
 
     return loop
 

@@ -7,6 +7,7 @@
 #
 #   bash benchmarks/gpu_check.sh            # everything (about 6 minutes on an H100/H200)
 #   BUDGET=200 bash benchmarks/gpu_check.sh # cap the benchmark part (seconds)
+#   PYTEST_ARGS="tests/test_extension.py" bash benchmarks/gpu_check.sh   # a subset of the tests
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -27,7 +28,8 @@ fi
 $PY -c "import advface_fast as af, advface_fast._ext as e; print('extension:', e.build_info()); print(af.available_backends(device='cuda'))"
 
 echo "== tests (GPU tests included; interpreter tests run on the CPU as in CI)"
-$PY -m pytest -q tests -p no:cacheprovider 2>&1 | tee "$OUT/pytest.log" | tail -15
+# shellcheck disable=SC2086
+$PY -m pytest -q ${PYTEST_ARGS:-tests} -p no:cacheprovider 2>&1 | tee "$OUT/pytest.log" | tail -15
 
 echo "== correctness and benchmark"
 $PY benchmarks/gpu_bench.py --out "$OUT" --budget "${BUDGET:-330}" 2>&1 | tee "$OUT/gpu_bench.log"

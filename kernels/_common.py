@@ -64,19 +64,26 @@ def gemm_configs() -> list[triton.Config]:
     whose cost grows with the number of programs."""
     if is_interpreting():
         return [triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 128, "GROUP_M": 8}, num_warps=4)]
-    # Four candidates: each costs a compile per kernel specialisation (~1 s), and the loop has ~5
-    # specialisations per precision. Large tiles for the big GEMMs (the last layer is
-    # B x 12288 x 2048 at the standard configuration), a small one for small batches.
+    # Each candidate costs a compile per kernel specialisation (~1 s; the loop has ~5 per
+    # precision), so few: large tiles for the big GEMMs (the last layer is B x 12288 x 2048 at the
+    # standard configuration), a small one for small batches. fp32 operands take twice the shared
+    # memory, so they get BLOCK_K = 32 (128x256x64 fp32 tiles in 3 stages need 288 KiB, more than
+    # an H100 has); prune_configs picks the set by operand precision.
     shapes = [(128, 256, 64, 8, 3), (128, 128, 64, 8, 4), (64, 128, 64, 4, 4), (64, 64, 64, 4, 3)]
+    shapes += [(128, 256, 32, 8, 3), (128, 128, 32, 8, 4), (64, 128, 32, 4, 4)]
     return [
         triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8}, num_warps=w, num_stages=st)
         for bm, bn, bk, w, st in shapes
     ]
 
 
-def prune_small(configs: list[triton.Config], named_args: dict, **kwargs: object) -> list[triton.Config]:
-    """Problems too small to fill the GPU with large tiles get the smallest tile only (no tuning:
-    they are launch-bound, and each candidate would cost a compile)."""
+def prune_configs(configs: list[triton.Config], named_args: dict, **kwargs: object) -> list[triton.Config]:
+    """BLOCK_K 64 for bf16 operands, 32 for fp32 ones (see gemm_configs). Problems too small to fill
+    the GPU with large tiles get the smallest tile only (no tuning: they are launch-bound, and
+    each candidate would cost a compile)."""
+    if len(configs) > 1:
+        bk = 64 if kwargs.get("OPERAND_BF16") else 32
+        configs = [c for c in configs if c.kwargs["BLOCK_K"] == bk] or configs
     if named_args["M"] * named_args["N"] <= 128 * 128 * 16:
         return [min(configs, key=lambda c: c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"])]
     return configs

@@ -39,7 +39,7 @@ from ._common import (
     hidden_act_grad,
     is_interpreting,
     out_act_and_grad,
-    prune_small,
+    prune_configs,
     to_bf16,
 )
 
@@ -53,7 +53,7 @@ EPI_ACT, EPI_LAST, EPI_BWD, EPI_STEP, EPI_OUT = 0, 1, 2, 3, 4
 @triton.autotune(
     configs=gemm_configs(),
     key=["M", "N", "K", "OPERAND_BF16", "INPUT_PRECISION"],
-    prune_configs_by={"early_config_prune": prune_small},
+    prune_configs_by={"early_config_prune": prune_configs},
 )
 @triton.jit
 def _mlp_gemm_kernel(

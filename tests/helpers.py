@@ -71,3 +71,18 @@ def assert_within_lowp_error(out: torch.Tensor, oracle: torch.Tensor, plain: tor
     base = (plain.double() - oracle).abs().max().item()
     floor = float(torch.finfo(torch.float32).eps) * max(1.0, oracle.abs().max().item())
     assert err <= factor * base + floor, f"kernel error {err:.3g} > {factor} x torch error {base:.3g} + {floor:.3g}"
+
+
+def triton_interpreter_broken() -> str | None:
+    """Why Triton's interpreter cannot run here, or None. Triton 3.6's interpreter calls int() on
+    one-element arrays, which numpy >= 2.5 refuses (fixed in Triton 3.7); the GPU machines pair
+    Triton 3.6 with numpy 2.5, where the GPU check script tests the compiled kernels instead."""
+    try:
+        import triton
+    except ImportError:
+        return "Triton is not installed"
+    tv = tuple(int(x) for x in triton.__version__.split(".")[:2])
+    nv = tuple(int(x) for x in np.__version__.split(".")[:2])
+    if tv < (3, 7) and nv >= (2, 5):
+        return f"Triton {triton.__version__}'s interpreter fails with numpy {np.__version__} (fixed in Triton 3.7)"
+    return None

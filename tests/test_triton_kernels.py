@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import assert_within_lowp_error
+from helpers import assert_within_lowp_error, triton_interpreter_broken
 
 pytest.importorskip("triton")
 from advface_fast.kernels import mlp_gemm as K
+
+pytestmark = pytest.mark.skipif(bool(triton_interpreter_broken()), reason=str(triton_interpreter_broken()))
 
 ACT_FNS = {
     "relu": torch.relu,
