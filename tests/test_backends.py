@@ -57,3 +57,15 @@ def test_explicit_torch_equals_auto():
 def test_available_backends_lists_reasons():
     reasons = af.available_backends(device="cpu")
     assert reasons["torch"] is None and "GPU" in reasons["cuda"]
+
+
+def test_auto_candidates_follow_the_measurements(monkeypatch):
+    from advface_fast.backends import _auto_candidates
+
+    monkeypatch.delenv("TRITON_INTERPRET")
+    cuda = torch.device("cuda")
+    assert _auto_candidates(cuda, "bf16") == ("cuda", "triton", "torch")
+    assert "triton" not in _auto_candidates(cuda, "fp32") and "triton" not in _auto_candidates(cuda, "tf32")
+    assert _auto_candidates(torch.device("cpu"), "bf16") == ("torch",)
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert "triton" not in _auto_candidates(cuda, "bf16")
