@@ -38,7 +38,21 @@ def read_npy_header(path: Path) -> tuple[np.dtype, tuple[int, ...], bool, int]:
     return dtype, tuple(int(s) for s in shape), bool(fortran), offset
 
 
-class NpyRowReader:
+class _FileHandle:
+    """An OS file descriptor closed by :meth:`close` or at garbage collection."""
+
+    _fd = -1
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __del__(self) -> None:
+        self.close()
+
+
+class NpyRowReader(_FileHandle):
     """Reads row ranges (slices of the first axis) of a C-ordered ``.npy`` file; validates it on open.
 
     ``shape`` ``(N, ...)`` with ``ndim`` axes (2 for a gallery ``(N, D)``, 4 for images
@@ -46,7 +60,6 @@ class NpyRowReader:
     """
 
     def __init__(self, path: str | os.PathLike[str], ndim: int = 2) -> None:
-        self._fd = -1
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"gallery file not found: {self.path}")
@@ -81,20 +94,11 @@ class NpyRowReader:
         arr = np.frombuffer(buf, dtype=self.dtype).reshape(n, *self.shape[1:])
         return arr.astype(self.dtype.newbyteorder("="), copy=not arr.flags.writeable)
 
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
 
-    def __del__(self) -> None:
-        self.close()
-
-
-class NpyRowWriter:
+class NpyRowWriter(_FileHandle):
     """Writes row ranges into a preallocated 2-D ``.npy`` file (create, or reopen to resume)."""
 
     def __init__(self, path: str | os.PathLike[str], shape: tuple[int, int], dtype: np.dtype, *, create: bool) -> None:
-        self._fd = -1
         self.path = Path(path)
         self.shape = shape
         self.dtype = np.dtype(dtype)
@@ -125,11 +129,3 @@ class NpyRowWriter:
 
     def sync(self) -> None:
         os.fsync(self._fd)
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
-    def __del__(self) -> None:
-        self.close()
