@@ -157,8 +157,9 @@ def _extensions() -> list[Extension]:
 
 
 setup(
-    packages=["advface_fast", "advface_fast.kernels"],
+    packages=["advface_fast", "advface_fast.kernels", "advface_fast.data", "advface_fast.train"],
     package_dir={"advface_fast": "advface_fast", "advface_fast.kernels": "kernels"},
+    package_data={"advface_fast": ["assets/*.safetensors", "assets/*.json"]},
     ext_modules=_extensions(),
     cmdclass={"build_ext": BuildExt},
 )

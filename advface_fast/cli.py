@@ -51,6 +51,73 @@ def _backends(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_images(spec: str, size: int | None):
+    """``synthetic:IDS:PER_ID[:SIZE]``, an ``.npy`` image array, a ``.bin`` file or an image folder."""
+    from pathlib import Path
+
+    from .data import SynthFaces, read_image_folder, read_insightface_bin, read_npy_images
+
+    if spec.startswith("synthetic:"):
+        parts = [int(p) for p in spec.split(":")[1:]]
+        if len(parts) not in (2, 3):
+            raise ValueError(f"expected synthetic:IDS:PER_ID[:SIZE], got {spec!r}")
+        return SynthFaces(parts[2] if len(parts) == 3 else (size or 32)).dataset(parts[0], parts[1])[0]
+    path = Path(spec)
+    if path.suffix == ".npy":
+        return read_npy_images(path)
+    if path.suffix == ".bin":
+        return read_insightface_bin(path, size)[0]
+    return read_image_folder(path, size)[0]
+
+
+def _train_shadow(args: argparse.Namespace) -> int:
+    import torch
+
+    from .decoders import ConvDecoder, MLPDecoder
+    from .encoders import OnnxEncoder, as_encoder
+    from .serialization import save_model
+    from .train import train_decoder
+
+    images = _load_images(args.images, args.size)
+    encoder = OnnxEncoder(args.encoder) if args.encoder.endswith(".onnx") else as_encoder(args.encoder)
+    with torch.no_grad():
+        dim = encoder(images[:2]).shape[1]
+    shape = tuple(images.shape[1:])
+    decoder = MLPDecoder(dim, args.hidden, shape) if args.arch == "mlp" else ConvDecoder(dim, shape, args.base_channels)
+    n_val = max(1, int(len(images) * args.val_fraction))
+    decoder, _ = train_decoder(
+        encoder,
+        images[n_val:],
+        decoder,
+        val_images=images[:n_val],
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        device=args.device,
+        seed=args.seed,
+        checkpoint=args.checkpoint,
+        resume=not args.no_resume,
+        progress=not args.no_progress,
+    )
+    save_model(decoder, args.out)
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def _train_default(args: argparse.Namespace) -> int:
+    from .defaults import ASSETS, train_default
+
+    train_default(
+        args.out_dir or ASSETS,
+        ids=args.ids,
+        per_id=args.per_id,
+        encoder_epochs=args.encoder_epochs,
+        decoder_epochs=args.decoder_epochs,
+        progress=not args.no_progress,
+    )
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -92,6 +159,46 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("backends", help="list the backends and why any cannot run")
     b.add_argument("--device", default="cuda", help="device to check for (default: cuda)")
     b.set_defaults(func=_backends)
+
+    ts = sub.add_parser(
+        "train-shadow",
+        help="train a shadow (or attacker) decoder for an encoder",
+        description="Train a feature-to-image decoder with the L1 loss of equation (1).",
+    )
+    ts.add_argument("--encoder", required=True, help="face encoder: .safetensors (advface_fast) or .onnx")
+    ts.add_argument(
+        "--images",
+        required=True,
+        help="training faces: image folder, insightface .bin, (N,3,H,W) .npy, or synthetic:IDS:PER_ID",
+    )
+    ts.add_argument("--out", required=True, help="decoder file to write (.safetensors)")
+    ts.add_argument("--arch", choices=("mlp", "conv"), default="mlp", help="MLPDecoder (fused kernels) or ConvDecoder")
+    ts.add_argument("--hidden", type=int, nargs="+", default=[512, 1024], help="MLP hidden widths")
+    ts.add_argument("--base-channels", type=int, default=32, help="ConvDecoder width")
+    ts.add_argument("--size", type=int, default=None, help="resize images to SIZE x SIZE")
+    ts.add_argument("--epochs", type=int, default=20)
+    ts.add_argument("--batch-size", type=int, default=256)
+    ts.add_argument("--lr", type=float, default=1e-3)
+    ts.add_argument("--val-fraction", type=float, default=0.05)
+    ts.add_argument("--device", default=None)
+    ts.add_argument("--seed", type=int, default=0)
+    ts.add_argument("--checkpoint", default=None, help="checkpoint file, saved every epoch")
+    ts.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
+    ts.add_argument("--no-progress", action="store_true")
+    ts.set_defaults(func=_train_shadow)
+
+    td = sub.add_parser(
+        "train-default",
+        help="reproduce the shipped default models of the synthetic-face world",
+        description="Train the default encoder, shadow decoder and attacker (~10 min on 2 CPU cores).",
+    )
+    td.add_argument("--out-dir", default=None, help="where to write them (default: the package's assets)")
+    td.add_argument("--ids", type=int, default=1000, help="training identities")
+    td.add_argument("--per-id", type=int, default=16, help="images per identity")
+    td.add_argument("--encoder-epochs", type=int, default=8)
+    td.add_argument("--decoder-epochs", type=int, default=20)
+    td.add_argument("--no-progress", action="store_true")
+    td.set_defaults(func=_train_default)
 
     d = sub.add_parser("demo", help="run the end-to-end demo on a toy world (about a minute on CPU)")
     d.add_argument("--out-dir", default="advface_demo_out")

@@ -113,3 +113,37 @@ def test_help_and_module_entry_point():
         [sys.executable, "-m", "advface_fast", "backends", "--device", "cpu"], capture_output=True, text=True
     )
     assert res.returncode == 0 and "torch   available" in res.stdout
+
+
+def test_train_shadow_command_and_resume(tmp_path):
+    from helpers import LinearEncoder
+
+    enc = LinearEncoder(3 * 16 * 16, 24, seed=3)
+    af.save_model(enc, tmp_path / "enc.safetensors")
+    args = [
+        "train-shadow",
+        "--encoder",
+        str(tmp_path / "enc.safetensors"),
+        "--images",
+        "synthetic:12:4:16",
+        "--out",
+        str(tmp_path / "dec.safetensors"),
+        "--hidden",
+        "32",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--checkpoint",
+        str(tmp_path / "ck.safetensors"),
+        "--no-progress",
+        "--device",
+        "cpu",
+    ]
+    assert main(args) == 0
+    dec = af.load_model(tmp_path / "dec.safetensors")
+    assert isinstance(dec, af.MLPDecoder) and dec.out_shape == (3, 16, 16) and dec.in_dim == 24
+    # a second run finds the finished checkpoint and trains nothing more
+    assert main(args) == 0
+    assert main([*args[:-2], "--arch", "conv", "--base-channels", "4", "--no-resume", "--device", "cpu"]) == 0
+    assert isinstance(af.load_model(tmp_path / "dec.safetensors"), af.ConvDecoder)

@@ -67,10 +67,12 @@ def test_linear_act_backward(precision, act, m, k, n):
     saved[:, ::7] = 0.0  # the activation's kink: relu' = 0, leaky' = slope, as torch decides at 0
     out = poisoned(m, n)
     K.linear_act_backward(d, w, saved, out, act=act, slope=0.2, precision=precision)
-    want = K.linear_act_backward_ref(d.double(), w.double(), saved.double(), poisoned(m, n).double(), act=act,
-                                     slope=0.2, precision="fp32")  # fmt: skip
-    plain = K.linear_act_backward_ref(lowp(d, precision), lowp(w, precision), saved, poisoned(m, n), act=act,
-                                      slope=0.2, precision="fp32")  # fmt: skip
+    want = K.linear_act_backward_ref(
+        d.double(), w.double(), saved.double(), poisoned(m, n).double(), act=act, slope=0.2, precision="fp32"
+    )
+    plain = K.linear_act_backward_ref(
+        lowp(d, precision), lowp(w, precision), saved, poisoned(m, n), act=act, slope=0.2, precision="fp32"
+    )
     assert_within_lowp_error(out, want, plain)
 
 
@@ -90,13 +92,15 @@ def test_last_layer_l1_sign(precision, out_act, m, k, n):
     y64 = OUT_FNS[out_act](pre64)
     plain_y = OUT_FNS[out_act](lowp(h, precision) @ lowp(w, precision).t() + b)
     safe = (y64 - target.double()).abs() > _margin_floor(plain_y, y64)
-    want = K.last_layer_l1_sign_ref(h.double(), w.double(), b.double(), target.double(), poisoned(m, n).double(),
-                                    out_act=out_act, precision="fp32")  # fmt: skip
+    want = K.last_layer_l1_sign_ref(
+        h.double(), w.double(), b.double(), target.double(), poisoned(m, n).double(), out_act=out_act, precision="fp32"
+    )
     assert safe.float().mean() > 0.9
     assert torch.equal(torch.sign(out)[safe], torch.sign(want)[safe].float())
     # the magnitude (the output activation's slope) is continuous: within the low-precision bound
-    plain = K.last_layer_l1_sign_ref(lowp(h, precision), lowp(w, precision), b, target, poisoned(m, n),
-                                     out_act=out_act, precision="fp32")  # fmt: skip
+    plain = K.last_layer_l1_sign_ref(
+        lowp(h, precision), lowp(w, precision), b, target, poisoned(m, n), out_act=out_act, precision="fp32"
+    )
     assert_within_lowp_error(out[safe], want[safe], plain[safe])
 
 

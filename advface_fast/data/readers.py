@@ -1,0 +1,158 @@
+"""Readers of the face data formats users have: image folders, insightface ``.bin`` verification
+sets, and ``.npy`` image arrays. Images come back as float32 ``(N, 3, H, W)`` in [-1, 1].
+
+The ``.bin`` files are pickles. Unpickling runs whatever the file asks for, so they are read with
+a restricted unpickler that builds only the plain data the format uses (lists, tuples, bytes,
+bools; numpy boolean scalars, which some files use for the labels; ``_codecs.encode(str,
+'latin1')``, which protocol-2 pickles from Python 3 use for bytes) and refuses any other global
+with :class:`~advface_fast.errors.GalleryFormatError`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import GalleryFormatError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def _to_tensor(arrays: list[np.ndarray]) -> torch.Tensor:
+    x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float()
+    return (x / 127.5 - 1).contiguous()
+
+
+def decode_image(data: bytes, size: int | None = None) -> np.ndarray:
+    """JPEG/PNG bytes -> ``(H, W, 3)`` uint8 RGB (resized to ``size`` x ``size`` when given)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        img = Image.open(io.BytesIO(data)).convert("RGB")
+    except (UnidentifiedImageError, OSError) as exc:
+        raise GalleryFormatError(f"cannot decode an image ({exc})") from exc
+    if size is not None and img.size != (size, size):
+        img = img.resize((size, size), Image.BILINEAR)
+    return np.asarray(img, dtype=np.uint8)
+
+
+def read_image_folder(
+    root: str | os.PathLike[str], size: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Images of a folder with one sub-folder per identity.
+
+    Returns ``(images (N, 3, S, S) in [-1, 1], labels (N,) int64, identity names)``; files are taken
+    in sorted order. Images of different sizes need ``size``.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder not found: {root}")
+    names = sorted(p.name for p in root.iterdir() if p.is_dir())
+    arrays, labels = [], []
+    for k, name in enumerate(names):
+        for f in sorted((root / name).iterdir()):
+            if f.suffix.lower() in IMAGE_SUFFIXES:
+                try:
+                    arrays.append(decode_image(f.read_bytes(), size))
+                except GalleryFormatError as exc:
+                    raise GalleryFormatError(f"{f}: {exc}") from exc
+                labels.append(k)
+    if not arrays:
+        raise GalleryFormatError(f"{root} holds no images in identity sub-folders ({', '.join(IMAGE_SUFFIXES)})")
+    shapes = {a.shape for a in arrays}
+    if len(shapes) > 1:
+        raise GalleryFormatError(f"{root}: images have different sizes {sorted(shapes)}; pass size=")
+    return _to_tensor(arrays), torch.tensor(labels), names
+
+
+def _bool_scalar(dtype: np.dtype, data: bytes = b"") -> np.bool_:
+    """What numpy's pickles call to rebuild a scalar, limited to booleans."""
+    if not isinstance(dtype, np.dtype) or dtype.kind != "b" or not isinstance(data, bytes):
+        raise GalleryFormatError(f"refusing to unpickle a numpy scalar of dtype {dtype!r}: only booleans are expected")
+    return np.frombuffer(data, dtype=dtype)[0]
+
+
+def _dtype(name: str, align: bool = False, copy: bool = False) -> np.dtype:
+    if name not in ("b1", "?"):
+        raise GalleryFormatError(f"refusing to unpickle numpy dtype {name!r}: only booleans are expected")
+    return np.dtype(name)
+
+
+def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
+    """What protocol-2 pickles written by Python 3 call to rebuild ``bytes``."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise GalleryFormatError("refusing to unpickle _codecs.encode with anything but (str, 'latin1')")
+    return text.encode("latin1")
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):  # type: ignore[override]
+        if module == "_codecs" and name == "encode":
+            return _latin1_bytes
+        if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name == "scalar":
+            return _bool_scalar
+        if module == "numpy" and name == "dtype":
+            return _dtype
+        raise GalleryFormatError(
+            f"refusing to unpickle {module}.{name}: an insightface .bin file holds only image bytes and labels"
+        )
+
+
+def read_insightface_bin(path: str | os.PathLike[str], size: int | None = None) -> tuple[torch.Tensor, np.ndarray]:
+    """An insightface verification file (LFW, CFP-FP, AgeDB-30 ``.bin``).
+
+    Returns ``(images (2P, 3, S, S) in [-1, 1], issame (P,) bool)``: pair ``p`` is images ``2p``
+    and ``2p + 1``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f".bin file not found: {path}")
+    try:
+        with open(path, "rb") as f:
+            obj = _RestrictedUnpickler(f, encoding="bytes").load()
+    except GalleryFormatError as exc:
+        raise GalleryFormatError(f"{path}: {exc}") from exc
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
+        raise GalleryFormatError(f"{path} is not an insightface .bin file ({exc})") from exc
+    if not (isinstance(obj, (tuple, list)) and len(obj) == 2):
+        raise GalleryFormatError(f"{path}: expected a pair (bins, issame_list), got {type(obj).__name__}")
+    bins, issame = obj
+    if not isinstance(bins, (list, tuple)) or not all(isinstance(b, (bytes, bytearray)) for b in bins):
+        raise GalleryFormatError(f"{path}: the first element must be a list of encoded images (bytes)")
+    issame_arr = np.asarray([bool(v) for v in issame], dtype=bool)
+    if len(bins) != 2 * len(issame_arr):
+        raise GalleryFormatError(f"{path}: {len(bins)} images for {len(issame_arr)} pairs (expected two per pair)")
+    arrays = []
+    for i, b in enumerate(bins):
+        try:
+            arrays.append(decode_image(bytes(b), size))
+        except GalleryFormatError as exc:
+            raise GalleryFormatError(f"{path}: image {i}: {exc}") from exc
+    if len({a.shape for a in arrays}) > 1:
+        raise GalleryFormatError(f"{path}: images have different sizes; pass size=")
+    return _to_tensor(arrays), issame_arr
+
+
+def read_npy_images(path: str | os.PathLike[str]) -> torch.Tensor:
+    """An ``.npy`` image array: ``(N, 3, H, W)`` float (taken as is) or ``(N, H, W, 3)`` uint8
+    (converted to [-1, 1])."""
+    from ..npy_io import NpyRowReader
+
+    path = Path(path)
+    reader = NpyRowReader(path, ndim=4)
+    try:
+        arr = reader.read(0, reader.shape[0])
+    finally:
+        reader.close()
+    if arr.dtype == np.uint8 and arr.shape[-1] == 3:
+        return _to_tensor(list(arr))
+    if arr.dtype.kind == "f" and arr.shape[1] == 3:
+        return torch.from_numpy(arr.astype(np.float32))
+    raise GalleryFormatError(
+        f"{path}: expected (N, 3, H, W) float or (N, H, W, 3) uint8 images, got {arr.shape} {arr.dtype}"
+    )

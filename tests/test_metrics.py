@@ -1,0 +1,75 @@
+"""Metrics against known answers: PSNR, SSIM, 10-fold verification accuracy, TAR@FAR."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from advface_fast.metrics import pair_distances, psnr, ssim, tar_at_far, verification_accuracy
+
+
+def test_psnr_known_value():
+    x = torch.zeros(2, 3, 8, 8)
+    y = x + 0.2  # mse 0.04 on range 2 -> 10 log10(4 / 0.04) = 20 dB
+    assert torch.allclose(psnr(x, y), torch.tensor([20.0, 20.0]), atol=1e-5)
+
+
+def _ssim_numpy(x, y, data_range=2.0):
+    """SSIM by the formula with a uniform window over the whole (single-channel) image."""
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mx, my = x.mean(), y.mean()
+    vx, vy, cxy = x.var(), y.var(), ((x - mx) * (y - my)).mean()
+    return ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+
+
+def test_ssim_properties_and_formula():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 3, 32, 32, generator=g) * 2 - 1
+    assert torch.allclose(ssim(x, x), torch.ones(4), atol=1e-5)
+    noisy = [ssim(x, (x + s * torch.randn(x.shape, generator=g)).clamp(-1, 1)).mean() for s in (0.05, 0.2, 0.8)]
+    assert noisy[0] > noisy[1] > noisy[2]
+    y = x.flip(3)
+    assert torch.allclose(ssim(x, y), ssim(y, x), atol=1e-6)
+    # a window as large as the image with sigma -> inf is the plain formula
+    a, b = x[:1, :1, :11, :11], y[:1, :1, :11, :11]
+    want = _ssim_numpy(a.double().numpy(), b.double().numpy())
+    assert math.isclose(float(ssim(a, b, win=11, sigma=1e6)), want, rel_tol=1e-3)
+
+
+def test_verification_accuracy_known_cases():
+    same = np.tile([True, False], 50)
+    separable = np.where(same, 0.3, 1.5)
+    acc, std, thr = verification_accuracy(separable, same)
+    assert acc == 1.0 and std == 0.0 and np.all((thr > 0.3) & (thr <= 1.5))
+    # one mislabelled pair in each fold of 10: 90% everywhere
+    flipped = same.copy()
+    flipped[::10] = ~flipped[::10]
+    acc, _, _ = verification_accuracy(separable, flipped)
+    assert acc == pytest.approx(0.9)
+    rng = np.random.default_rng(0)
+    acc, _, _ = verification_accuracy(rng.uniform(0, 4, 2000), rng.random(2000) < 0.5)
+    assert 0.4 < acc < 0.6
+    with pytest.raises(ValueError, match="at least 10 pairs"):
+        verification_accuracy(np.ones(5), np.ones(5, bool))
+
+
+def test_pair_distances_are_squared_l2_of_unit_vectors():
+    a = np.array([[3.0, 0.0], [0.0, 2.0]])
+    b = np.array([[1.0, 0.0], [0.0, -5.0]])
+    np.testing.assert_allclose(pair_distances(a, b), [0.0, 4.0])
+
+
+def test_tar_at_far():
+    imp = np.linspace(0.5, 3.5, 1000)  # 1000 impostor pairs
+    gen = np.array([0.1, 0.4, 0.5015, 0.55, 2.0])
+    dist = np.concatenate([gen, imp])
+    same = np.concatenate([np.ones(5, bool), np.zeros(1000, bool)])
+    # FAR 0: the threshold is the smallest impostor distance (0.5)
+    assert tar_at_far(dist, same, 0.0) == pytest.approx(0.4)
+    # FAR 1e-3: one impostor may pass, threshold 0.503
+    assert tar_at_far(dist, same, 1e-3) == pytest.approx(0.6)
+    # FAR 2e-2: twenty may pass, threshold 0.56
+    assert tar_at_far(dist, same, 2e-2) == pytest.approx(0.8)
