@@ -29,8 +29,10 @@ from .png import image_grid, write_png
 from .protector import protect
 from .train.encoder import embed
 
-# Defaults of the demo; the evaluation harness sweeps them (README: "Choosing eps").
-EPS, ALPHA, STEPS = 0.03, 0.006, 10
+# Chosen on this benchmark (README, "What the demo shows"): the random start keeps verification
+# accuracy where it was; the paper's shadow start costs 2-3 points here, and is shown beside it.
+EPS, ALPHA, STEPS = 0.04, 0.008, 10
+STARTS = ("random", "shadow")
 
 
 def _pairs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -52,8 +54,9 @@ def run_demo(
     eps: float = EPS,
     alpha: float = ALPHA,
     steps: int = STEPS,
-) -> dict[str, float]:
-    """Run the demo, print a table, write ``out_dir/demo_grid.png``; returns the numbers."""
+) -> dict[str, dict[str, float]]:
+    """Run the demo, print a table, write ``out_dir/demo_grid.png``; returns the table
+    ``{column: {row: value}}`` with columns ``stored``, ``random``, ``shadow``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     models = load_default()
@@ -63,35 +66,43 @@ def run_demo(
     probe = models.world.render(ids, torch.ones_like(ids))
     z_store = embed(enc, enrol, flip=False)  # the templates in the database
     z_probe = embed(enc, probe, flip=False)  # fresh captures at verification time
-
-    t = time.perf_counter()
-    z_prot = protect(z_store, models.shadow, enc, eps=eps, alpha=alpha, steps=steps, progress=False)
-    seconds = time.perf_counter() - t
-
     i, j, same = _pairs(users)
-    acc_clean, _, thr = verification_accuracy(pair_distances(z_store[i], z_probe[j]), same)
-    acc_prot, _, _ = verification_accuracy(pair_distances(z_prot[i], z_probe[j]), same)
+    acc_store, _, thr = verification_accuracy(pair_distances(z_store[i], z_probe[j]), same)
     threshold = float(np.median(thr))  # the system's threshold, fitted on unprotected templates
 
-    with torch.no_grad():
-        rec_clean, rec_prot = models.attacker(z_store), models.attacker(z_prot)
-    hit_clean = pair_distances(embed(enc, rec_clean, flip=False), z_probe) < threshold
-    hit_prot = pair_distances(embed(enc, rec_prot, flip=False), z_probe) < threshold
-    res = {
-        "verification accuracy, stored templates (%)": 100 * acc_clean,
-        "verification accuracy, protected templates (%)": 100 * acc_prot,
-        "attack accepted as the person, stored (%)": 100 * float(hit_clean.mean()),
-        "attack accepted as the person, protected (%)": 100 * float(hit_prot.mean()),
-        "attack SSIM to the face, stored": float(ssim(rec_clean, enrol).mean()),
-        "attack SSIM to the face, protected": float(ssim(rec_prot, enrol).mean()),
-        "protect throughput (templates/s)": users / seconds,
-    }
-    print(f"\nadvface_fast demo: {users} enrolled people, eps={eps}, alpha={alpha}, steps={steps}")
-    print("  (encoder, shadow decoder and attacker: the shipped default models of the synthetic-face world)")
-    for k, v in res.items():
-        print(f"  {k:<48} {v:10.2f}")
+    columns: dict[str, dict[str, float]] = {}
+    recs = {}
+    for name in ("stored", *STARTS):
+        if name == "stored":
+            z, acc, rate = z_store, acc_store, float("nan")
+        else:
+            t = time.perf_counter()
+            z = protect(z_store, models.shadow, enc, eps=eps, alpha=alpha, steps=steps, start=name, progress=False)
+            rate = users / (time.perf_counter() - t)
+            acc, _, _ = verification_accuracy(pair_distances(z[i], z_probe[j]), same)
+        with torch.no_grad():
+            recs[name] = models.attacker(z)
+        hits = pair_distances(embed(enc, recs[name], flip=False), z_probe) < threshold
+        columns[name] = {
+            "verification accuracy (%)": 100 * acc,
+            "attack accepted as the person (%)": 100 * float(hits.mean()),
+            "attack SSIM to the face": float(ssim(recs[name], enrol).mean()),
+            "throughput (templates/s)": rate,
+        }
+    print(
+        f"\nadvface_fast demo: {users} enrolled people never seen in training; eps={eps}, alpha={alpha}, steps={steps}"
+    )
+    print("encoder, shadow decoder and attacker (another architecture, other identities): the shipped default models\n")
+    head = ["stored", "AdvFace, start=random", "AdvFace, start=shadow (paper)"]
+    print(f"  {'':36}" + "".join(f"{h:>31}" for h in head))
+    for row in columns["stored"]:
+        vals = [columns[c][row] for c in ("stored", *STARTS)]
+        print(f"  {row:36}" + "".join("{:>31}".format("-" if np.isnan(v) else f"{v:.2f}") for v in vals))
     n = 10
-    grid = image_grid([enrol[:n].numpy(), rec_clean[:n].numpy(), rec_prot[:n].numpy()], scale=3)
+    grid = image_grid([enrol[:n].numpy()] + [recs[c][:n].numpy() for c in ("stored", *STARTS)], scale=3)
     path = write_png(out / "demo_grid.png", grid)
-    print(f"  picture: {path} (rows: original | attack on the stored template | attack on the protected one)")
-    return res
+    print(f"\n  picture: {path}")
+    print(
+        "  rows: original face | attack on the stored template | on AdvFace (random start) | on AdvFace (shadow start)"
+    )
+    return columns

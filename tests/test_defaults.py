@@ -1,0 +1,66 @@
+"""The shipped default models and the demo built on them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import advface_fast as af
+from advface_fast.defaults import ASSETS, IDS, load_default
+from advface_fast.encoders import TorchEncoder
+from advface_fast.metrics import pair_distances, verification_accuracy
+from advface_fast.train.encoder import embed
+
+pytestmark = pytest.mark.skipif(
+    not (ASSETS / "encoder.safetensors").exists(), reason="default models not trained (advface-fast train-default)"
+)
+
+
+@pytest.fixture(scope="module")
+def models():
+    return load_default()
+
+
+def test_shipped_files_are_small_and_ours(models):
+    total = sum(p.stat().st_size for p in ASSETS.glob("*.safetensors"))
+    assert total <= 25 * 2**20, total
+    assert isinstance(models.shadow, af.MLPDecoder) and isinstance(models.attacker, af.ConvDecoder)
+    assert models.shadow.in_dim == models.encoder.dim == 128
+
+
+def test_encoder_verifies_heldout_identities_at_95_percent(models):
+    """Measured live, on identities the encoder never saw (10-fold protocol, flip-summed embeddings)."""
+    ids = torch.arange(IDS["heldout"], IDS["heldout"] + 300)
+    a = embed(models.encoder, models.world.render(ids, torch.full_like(ids, 2)))
+    b = embed(models.encoder, models.world.render(ids, torch.full_like(ids, 3)))
+    rng = np.random.default_rng(0)
+    imp = (np.arange(300) + rng.integers(1, 300, 300)) % 300
+    i, j = np.concatenate([np.arange(300)] * 2), np.concatenate([np.arange(300), imp])
+    same, order = np.arange(600) < 300, rng.permutation(600)
+    acc, _, _ = verification_accuracy(pair_distances(a[i[order]], b[j[order]]), same[order])
+    assert acc >= 0.95, acc
+
+
+def test_shadow_decoder_reconstructs_unseen_faces(models):
+    ids = torch.arange(IDS["heldout"], IDS["heldout"] + 64)
+    x = models.world.render(ids, torch.zeros_like(ids))
+    with torch.no_grad():
+        rec = models.shadow(embed(TorchEncoder(models.encoder), x, flip=False))
+    assert (rec - x).abs().mean() < (x - x.mean(0)).abs().mean()  # better than the mean face
+
+
+def test_missing_assets_name_the_command(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train-default"):
+        load_default(tmp_path)
+
+
+def test_demo_runs_and_writes_the_picture(tmp_path):
+    from advface_fast.demo import run_demo
+
+    res = run_demo(tmp_path, users=120)
+    assert (tmp_path / "demo_grid.png").stat().st_size > 1000
+    assert res["stored"]["verification accuracy (%)"] > 90
+    for start in ("random", "shadow"):
+        assert res[start]["attack SSIM to the face"] < res["stored"]["attack SSIM to the face"]
+        assert res[start]["attack accepted as the person (%)"] < res["stored"]["attack accepted as the person (%)"]
