@@ -11,14 +11,12 @@ from .engine import START_MODES
 
 
 def _protect(args: argparse.Namespace) -> int:
-    from .encoders import OnnxEncoder, as_encoder
+    from .encoders import as_encoder
     from .protector import protect
     from .serialization import load_model
 
     decoder = load_model(args.decoder)
-    encoder = None
-    if args.encoder:
-        encoder = OnnxEncoder(args.encoder) if args.encoder.endswith(".onnx") else as_encoder(args.encoder)
+    encoder = as_encoder(args.encoder) if args.encoder else None
     protect(
         args.input,
         decoder,
@@ -74,12 +72,12 @@ def _train_shadow(args: argparse.Namespace) -> int:
     import torch
 
     from .decoders import ConvDecoder, MLPDecoder
-    from .encoders import OnnxEncoder, as_encoder
+    from .encoders import as_encoder
     from .serialization import save_model
     from .train import train_decoder
 
     images = _load_images(args.images, args.size)
-    encoder = OnnxEncoder(args.encoder) if args.encoder.endswith(".onnx") else as_encoder(args.encoder)
+    encoder = as_encoder(args.encoder)
     with torch.no_grad():
         dim = encoder(images[:2]).shape[1]
     shape = tuple(images.shape[1:])
