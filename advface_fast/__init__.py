@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from .backends import available_backends
 from .decoders import ConvDecoder, MLPDecoder
+from .defaults import load_default
 from .encoders import Encoder, OnnxEncoder, TorchEncoder
 from .engine import ProtectParams
 from .errors import BackendUnavailableError, GalleryFormatError, ModelFormatError, ResumeMismatchError
+from .face_encoder import FaceEncoder
 from .protector import Protector, protect
 from .serialization import load_model, register_model, save_model
 
@@ -20,6 +22,7 @@ __all__ = [
     "BackendUnavailableError",
     "ConvDecoder",
     "Encoder",
+    "FaceEncoder",
     "GalleryFormatError",
     "MLPDecoder",
     "ModelFormatError",
@@ -29,6 +32,7 @@ __all__ = [
     "ResumeMismatchError",
     "TorchEncoder",
     "available_backends",
+    "load_default",
     "load_model",
     "protect",
     "register_model",

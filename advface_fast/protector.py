@@ -361,7 +361,7 @@ def protect(
         import advface_fast as af
         decoder = af.load_model("shadow.safetensors")
         encoder = af.load_model("encoder.safetensors")
-        safe = af.protect(gallery, decoder, encoder, eps=0.02, alpha=0.005, steps=10)
+        safe = af.protect(gallery, decoder, encoder, eps=0.04, alpha=0.008, steps=10, start="random")
     """
     return Protector(
         decoder,
