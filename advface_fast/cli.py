@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from .backends import BACKEND_NAMES, PRECISIONS
-from .engine import START_MODES
+from .engine import DEFAULT_ALPHA, DEFAULT_EPS, DEFAULT_START, DEFAULT_STEPS, START_MODES
 
 
 def _protect(args: argparse.Namespace) -> int:
@@ -102,6 +102,28 @@ def _train_shadow(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from .eval import EvalConfig, run_evaluation
+
+    cfg = EvalConfig.from_json(args.config)
+    if args.quick:
+        cfg = dataclasses.replace(
+            cfg,
+            users=200,
+            attacker_ids=200,
+            attacker_per_id=6,
+            attacker_epochs=4,
+            attackers=["shipped_conv", "mlp_deep"],
+            sweep_eps=[0.02, 0.04],
+            laplace_epsilons=[50.0],
+            note="--quick run: a smoke test with undertrained attackers, not for conclusions",
+        )
+    run_evaluation(cfg, args.out_dir)
+    return 0
+
+
 def _train_default(args: argparse.Namespace) -> int:
     from .defaults import ASSETS, train_default
 
@@ -136,10 +158,15 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("output", help="where to write the protected gallery (.npy)")
     pr.add_argument("--decoder", required=True, help="shadow decoder (.safetensors written by advface_fast)")
     pr.add_argument("--encoder", help="face encoder: .safetensors (advface_fast) or .onnx; needed for --start shadow")
-    pr.add_argument("--eps", type=float, required=True, help="L-inf radius of the perturbation")
-    pr.add_argument("--alpha", type=float, required=True, help="sign-step size")
-    pr.add_argument("--steps", type=int, required=True, help="number of steps")
-    pr.add_argument("--start", choices=START_MODES, default="shadow", help="start point (default: shadow, the paper)")
+    pr.add_argument("--eps", type=float, default=DEFAULT_EPS, help=f"L-inf radius (default {DEFAULT_EPS})")
+    pr.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help=f"sign-step size (default {DEFAULT_ALPHA})")
+    pr.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"number of steps (default {DEFAULT_STEPS})")
+    pr.add_argument(
+        "--start",
+        choices=START_MODES,
+        default=DEFAULT_START,
+        help=f"start point (default {DEFAULT_START}; 'shadow' is the paper's)",
+    )
     pr.add_argument("--images", help="online mode: original images (N, C, H, W) .npy as the L1 target")
     pr.add_argument(
         "--no-renorm", action="store_true", help="keep the raw result instead of rescaling to the input norm"
@@ -184,6 +211,16 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
     ts.add_argument("--no-progress", action="store_true")
     ts.set_defaults(func=_train_shadow)
+
+    ev = sub.add_parser(
+        "eval",
+        help="evaluate protection: utility, attacks, baselines, sweep; writes a report",
+        description="Run the evaluation harness on the synthetic-face world with the default models.",
+    )
+    ev.add_argument("--config", default=None, help="JSON file overriding EvalConfig settings")
+    ev.add_argument("--out-dir", default="advface_eval_out")
+    ev.add_argument("--quick", action="store_true", help="a small run (a few minutes on CPU)")
+    ev.set_defaults(func=_eval)
 
     td = sub.add_parser(
         "train-default",

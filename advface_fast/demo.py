@@ -24,14 +24,14 @@ import torch
 
 from .defaults import IDS, load_default
 from .encoders import TorchEncoder
+from .engine import DEFAULT_ALPHA, DEFAULT_EPS, DEFAULT_STEPS
 from .metrics import pair_distances, ssim, verification_accuracy
 from .png import image_grid, write_png
 from .protector import protect
 from .train.encoder import embed
 
-# Chosen on this benchmark (README, "What the demo shows"): the random start keeps verification
-# accuracy where it was; the paper's shadow start costs 2-3 points here, and is shown beside it.
-EPS, ALPHA, STEPS = 0.04, 0.008, 10
+# The library defaults (advface_fast.engine); the paper's shadow start is shown beside them.
+EPS, ALPHA, STEPS = DEFAULT_EPS, DEFAULT_ALPHA, DEFAULT_STEPS
 STARTS = ("random", "shadow")
 
 

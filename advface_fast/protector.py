@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from .arrays import MemorySink, RowSource
 from .backends import Backend, resolve_backend
 from .encoders import OnnxEncoder, TorchEncoder, as_encoder
-from .engine import ProtectParams, protect_batch
+from .engine import DEFAULT_ALPHA, DEFAULT_EPS, DEFAULT_START, DEFAULT_STEPS, ProtectParams, protect_batch
 from .streaming import NpyFileSink
 
 _DEFAULT_BATCH = {"cpu": 256, "cuda": 8192}
@@ -70,10 +70,12 @@ class Protector:
         encoder: the face encoder (needed for ``start="shadow"``): an ``nn.Module``, an
             :class:`~advface_fast.encoders.OnnxEncoder`, a model path, or any callable
             ``(B, C, H, W) -> (B, D)``.
-        eps: L-inf radius of the perturbation around the centre ``c`` (> 0).
-        alpha: step size (> 0).
-        steps: number of sign steps (>= 0).
-        start: ``"shadow"`` (the paper), ``"random"`` or ``"original"``.
+        eps: L-inf radius of the perturbation around the centre ``c`` (> 0). Default 0.08.
+        alpha: step size (> 0). Default 0.016.
+        steps: number of sign steps (>= 0). Default 10.
+        start: ``"random"`` (default), ``"shadow"`` (the paper) or ``"original"``. The defaults
+            come from the evaluation harness's sweep (``advface_fast.engine.DEFAULT_EPS``; README,
+            "Choosing the defaults"); they are tuned for unit-norm templates.
         renorm: rescale each result row to its input row's L2 norm.
         batch_size: rows per batch (default 256 on CPU, 8192 on CUDA).
         device: compute device (default: the input's CUDA device, else CUDA if available, else CPU).
@@ -93,10 +95,10 @@ class Protector:
         decoder: nn.Module,
         encoder: object = None,
         *,
-        eps: float,
-        alpha: float,
-        steps: int,
-        start: str = "shadow",
+        eps: float = DEFAULT_EPS,
+        alpha: float = DEFAULT_ALPHA,
+        steps: int = DEFAULT_STEPS,
+        start: str = DEFAULT_START,
         renorm: bool = True,
         batch_size: int | None = None,
         device: str | torch.device | None = None,
@@ -335,10 +337,10 @@ def protect(
     decoder: nn.Module,
     encoder: object = None,
     *,
-    eps: float,
-    alpha: float,
-    steps: int,
-    start: str = "shadow",
+    eps: float = DEFAULT_EPS,
+    alpha: float = DEFAULT_ALPHA,
+    steps: int = DEFAULT_STEPS,
+    start: str = DEFAULT_START,
     images: Any = None,
     renorm: bool = True,
     batch_size: int | None = None,
@@ -361,7 +363,7 @@ def protect(
         import advface_fast as af
         decoder = af.load_model("shadow.safetensors")
         encoder = af.load_model("encoder.safetensors")
-        safe = af.protect(gallery, decoder, encoder, eps=0.04, alpha=0.008, steps=10, start="random")
+        safe = af.protect(gallery, decoder, encoder)  # eps=0.08, alpha=0.016, steps=10, start="random"
     """
     return Protector(
         decoder,

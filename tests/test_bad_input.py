@@ -123,7 +123,7 @@ def test_shadow_start_without_encoder(env):
 def test_encoder_with_wrong_output_dim(env):
     from helpers import LinearEncoder
 
-    _bad(env, ValueError, "encoder returns features of shape", encoder=LinearEncoder(90, 10))
+    _bad(env, ValueError, "encoder returns features of shape", encoder=LinearEncoder(90, 10), start="shadow")
 
 
 def test_images_mismatch(env):

@@ -67,6 +67,8 @@ def test_protect_command_with_encoder_file(files):
         "0.01",
         "--steps",
         "2",
+        "--start",
+        "shadow",
         "--no-progress",
     ]
     assert main(args) == 0
@@ -77,6 +79,7 @@ def test_protect_command_with_encoder_file(files):
         eps=0.05,
         alpha=0.01,
         steps=2,
+        start="shadow",
         progress=False,
     )
     np.testing.assert_array_equal(np.load(tmp / "out.npy"), want)
@@ -98,7 +101,7 @@ def test_errors_exit_2_with_message(files, capsys):
     ]
     assert main([*base, "--eps", "-1", "--start", "random"]) == 2
     assert "eps must be" in capsys.readouterr().err
-    assert main([*base, "--eps", "0.1"]) == 2  # shadow start without --encoder
+    assert main([*base, "--eps", "0.1", "--start", "shadow"]) == 2  # shadow start without --encoder
     assert "needs an encoder" in capsys.readouterr().err
     (tmp / "out.npy").write_bytes(b"x")
     assert main([*base, "--eps", "0.1", "--start", "random"]) == 2

@@ -70,8 +70,9 @@ def test_onnx_encoder_in_protect(tmp_path, weight):
     dec = af.MLPDecoder(10, [16], (3, 4, 4))
     enc = af.OnnxEncoder(_onnx_linear(tmp_path / "e.onnx", weight, "N"))
     z = np.random.default_rng(2).standard_normal((7, 10)).astype(np.float32)
-    a = af.protect(z, dec, enc, eps=0.05, alpha=0.01, steps=2, progress=False)
-    b = af.protect(z, dec, str(tmp_path / "e.onnx"), eps=0.05, alpha=0.01, steps=2, progress=False)
+    a = af.protect(z, dec, enc, eps=0.05, alpha=0.01, steps=2, start="shadow", progress=False)
+    b = af.protect(z, dec, str(tmp_path / "e.onnx"), eps=0.05, alpha=0.01, steps=2, start="shadow", progress=False)
+    assert np.abs(a - z).max() > 0.01  # the ONNX encoder set the start point E(S(z))
     np.testing.assert_array_equal(a, b)
 
 
@@ -103,4 +104,6 @@ def test_encoder_from_safetensors_path(tmp_path, images):
     # any registered model works as an encoder file; a ConvDecoder is not an encoder, so check the error path
     af.save_model(dec, tmp_path / "d.safetensors")
     with pytest.raises(ValueError, match="encoder"):
-        af.protect(z, dec, str(tmp_path / "d.safetensors"), eps=0.1, alpha=0.01, steps=1, progress=False)
+        af.protect(
+            z, dec, str(tmp_path / "d.safetensors"), eps=0.1, alpha=0.01, steps=1, start="shadow", progress=False
+        )

@@ -53,5 +53,5 @@ def test_protect_with_sface_as_the_encoder(encoder):
     torch.manual_seed(0)
     dec = af.MLPDecoder(128, [64], (3, 112, 112))
     z = _embed(encoder, skdata.astronaut())[None]
-    out = af.protect(z, dec, encoder, eps=0.02, alpha=0.005, steps=2, progress=False, device="cpu")
+    out = af.protect(z, dec, encoder, eps=0.02, alpha=0.005, steps=2, start="shadow", progress=False, device="cpu")
     assert out.shape == (1, 128) and torch.isfinite(out).all()

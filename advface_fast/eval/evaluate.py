@@ -1,0 +1,284 @@
+"""What protection costs and what it buys, on the synthetic-face world with the default models.
+
+Enrolled people are held-out identities (300000+, never seen by any model): template = E(image 0),
+fresh probe = E(image 1). Attackers of other architectures are trained on the attacker's own
+identities (200000+), on clean templates (*non-adaptive*) or on AdvFace-protected templates of
+their own faces (*adaptive*: they know the defence). For each method (unprotected, AdvFace from
+each start point, uniform noise in the same L-inf ball, Gaussian noise of AdvFace's L2 norm, the
+Laplace mechanism) the harness reports:
+
+- utility: 10-fold verification accuracy (protected template vs fresh probe, the deployed case;
+  and protected vs protected), TAR at FAR 1e-3 and rank-1 identification over the whole gallery;
+- privacy, per attacker: identity inference rate (the reconstruction, re-encoded, matches the
+  person's fresh probe at the system's threshold, fitted on unprotected templates), rank-1
+  identification of reconstructions, and SSIM / PSNR against the enrolled face.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..defaults import IDS, load_default
+from ..encoders import TorchEncoder
+from ..engine import DEFAULT_ALPHA, DEFAULT_EPS, DEFAULT_STEPS
+from ..metrics import pair_distances, psnr, ssim, tar_at_far, verification_accuracy
+from ..protector import protect
+from ..serialization import load_model, read_model_header, save_model
+from ..train import fit_decoder
+from ..train.encoder import embed
+from .attackers import make_attacker
+from .baselines import gaussian_same_l2, laplace_dp, laplace_sensitivity, uniform_linf
+
+
+@dataclass
+class EvalConfig:
+    """Settings of an evaluation run (all have defaults; JSON config files override any of them)."""
+
+    users: int = 500
+    attacker_ids: int = 1000
+    attacker_per_id: int = 8
+    attacker_epochs: int = 10
+    attackers: list[str] = field(default_factory=lambda: ["shipped_conv", "mlp_wide", "mlp_deep", "resup"])
+    adaptive_attacker: str = "mlp_wide"
+    note: str = ""
+    eps: float = DEFAULT_EPS
+    alpha_ratio: float = DEFAULT_ALPHA / DEFAULT_EPS
+    steps: int = DEFAULT_STEPS
+    starts: list[str] = field(default_factory=lambda: ["random", "shadow"])
+    sweep_eps: list[float] = field(default_factory=lambda: [0.01, 0.02, 0.04, 0.08, 0.12])
+    laplace_epsilons: list[float] = field(default_factory=lambda: [20.0, 50.0, 200.0])
+    seed: int = 0
+
+    @classmethod
+    def from_json(cls, path: str | Path | None) -> EvalConfig:
+        if path is None:
+            return cls()
+        data = json.loads(Path(path).read_text())
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"{path}: unknown settings {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
+        return cls(**data)
+
+
+class _World:
+    """The default models, the enrolled people and the attacker's data, computed once."""
+
+    def __init__(self, cfg: EvalConfig) -> None:
+        m = load_default()
+        self.models, self.enc = m, TorchEncoder(m.encoder)
+        ids = torch.arange(IDS["heldout"], IDS["heldout"] + cfg.users)
+        self.x_enrol = m.world.render(ids, torch.zeros_like(ids))
+        self.z_enrol = embed(self.enc, self.x_enrol, flip=False)
+        self.z_probe = embed(self.enc, m.world.render(ids, torch.ones_like(ids)), flip=False)
+        self.x_att, _ = m.world.dataset(cfg.attacker_ids, cfg.attacker_per_id, id_offset=IDS["attacker"], var_offset=10)
+        self.z_att = embed(self.enc, self.x_att, flip=False)
+        rng = np.random.default_rng(cfg.seed)
+        n = cfg.users
+        imp = (np.arange(n) + rng.integers(1, n, n)) % n
+        i, j = np.concatenate([np.arange(n)] * 2), np.concatenate([np.arange(n), imp])
+        order = rng.permutation(2 * n)
+        self.pi, self.pj, self.same = i[order], j[order], (np.arange(2 * n) < n)[order]
+        _, _, thr = verification_accuracy(pair_distances(self.z_enrol[self.pi], self.z_probe[self.pj]), self.same)
+        self.threshold = float(np.median(thr))
+
+    def protect(self, z: torch.Tensor, eps: float, start: str, cfg: EvalConfig, row_offset: int = 0) -> torch.Tensor:
+        return protect(
+            z,
+            self.models.shadow,
+            self.enc,
+            eps=eps,
+            alpha=eps * cfg.alpha_ratio,
+            steps=cfg.steps,
+            start=start,
+            seed=cfg.seed,
+            row_ids=torch.arange(row_offset, row_offset + len(z)),
+            progress=False,
+        )
+
+
+def utility(w: _World, gallery: torch.Tensor, probes: torch.Tensor) -> dict[str, float]:
+    """Verification and identification of ``probes`` against the (protected) ``gallery``."""
+    acc, std, _ = verification_accuracy(pair_distances(gallery[w.pi], probes[w.pj]), w.same)
+    d = torch.cdist(torch.nn.functional.normalize(gallery, dim=1), torch.nn.functional.normalize(probes, dim=1)) ** 2
+    n = len(d)
+    genuine = torch.eye(n, dtype=torch.bool)
+    dist = torch.cat([d[genuine], d[~genuine]]).numpy()
+    same = np.concatenate([np.ones(n, bool), np.zeros(n * n - n, bool)])
+    return {
+        "acc": 100 * acc,
+        "acc_std": 100 * std,
+        "tar_at_far_1e-3": 100 * tar_at_far(dist, same, 1e-3),
+        "rank1": 100 * float((d.argmin(0) == torch.arange(n)).float().mean()),
+    }
+
+
+def attack(w: _World, attacker: torch.nn.Module, templates: torch.Tensor) -> tuple[dict[str, float], torch.Tensor]:
+    """Reconstruct faces from ``templates`` and score them against the enrolled faces and probes."""
+    with torch.no_grad():
+        rec = torch.cat([attacker(templates[a : a + 512]) for a in range(0, len(templates), 512)])
+    e = embed(w.enc, rec, flip=False)
+    inferred = pair_distances(e, w.z_probe) < w.threshold
+    d = torch.cdist(e, w.z_probe)
+    res = {
+        "identity_inference": 100 * float(inferred.mean()),
+        "rank1": 100 * float((d.argmin(1) == torch.arange(len(d))).float().mean()),
+        "ssim": float(ssim(rec, w.x_enrol).mean()),
+        "psnr": float(psnr(rec, w.x_enrol).mean()),
+    }
+    return res, rec
+
+
+def _trained_attacker(
+    name: str,
+    features: torch.Tensor,
+    images: torch.Tensor,
+    cfg: EvalConfig,
+    cache: Path,
+    tag: str,
+    log: Callable[[str], None],
+) -> torch.nn.Module:
+    if name == "shipped_conv":
+        return load_default().attacker
+    path = cache / f"{tag}-{name}-{cfg.attacker_ids}x{cfg.attacker_per_id}-e{cfg.attacker_epochs}.safetensors"
+    if path.exists():
+        try:
+            read_model_header(path)
+            log(f"attacker {tag}/{name}: reusing {path}")
+            return load_model(path)
+        except ValueError:
+            pass
+    t = time.time()
+    model, hist = fit_decoder(
+        features,
+        images,
+        make_attacker(name, features.shape[1], tuple(images.shape[1:])),
+        epochs=cfg.attacker_epochs,
+        seed=cfg.seed + 7,
+        progress=False,
+        log=lambda s: None,
+    )
+    save_model(model, path)
+    log(f"attacker {tag}/{name}: trained in {time.time() - t:.0f} s, final L1 {hist[-1]['loss']:.3f}")
+    return model
+
+
+def run_evaluation(cfg: EvalConfig, out_dir: str | Path, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run everything, write ``report.md``, ``results.json``, ``frontier.png`` and ``grid.png`` to
+    ``out_dir`` and return the results."""
+    t0 = time.time()
+    out = Path(out_dir)
+    cache = out / "attackers"
+    cache.mkdir(parents=True, exist_ok=True)
+    w = _World(cfg)
+    log(f"world ready: {cfg.users} enrolled people, {len(w.x_att)} attacker images, threshold {w.threshold:.3f}")
+
+    # ---- the methods at the main setting
+    methods: dict[str, tuple[torch.Tensor, torch.Tensor]] = {"unprotected": (w.z_enrol, w.z_probe)}
+    timing = {}
+    for start in cfg.starts:
+        t = time.time()
+        g = w.protect(w.z_enrol, cfg.eps, start, cfg)
+        timing[f"advface-{start}"] = len(g) / (time.time() - t)
+        methods[f"AdvFace start={start}"] = (g, w.protect(w.z_probe, cfg.eps, start, cfg, row_offset=10**7))
+    ref = methods[f"AdvFace start={cfg.starts[0]}"]
+    methods[f"uniform noise, L-inf {cfg.eps}"] = (
+        uniform_linf(w.z_enrol, cfg.eps, cfg.seed),
+        uniform_linf(w.z_probe, cfg.eps, cfg.seed + 1),
+    )
+    methods["Gaussian noise, AdvFace's L2"] = (
+        gaussian_same_l2(w.z_enrol, ref[0], cfg.seed),
+        gaussian_same_l2(w.z_probe, ref[1], cfg.seed + 1),
+    )
+    for e in cfg.laplace_epsilons:
+        methods[f"Laplace DP, epsilon {e:g}"] = (
+            laplace_dp(w.z_enrol, e, cfg.seed),
+            laplace_dp(w.z_probe, e, cfg.seed + 1),
+        )
+
+    util = {}
+    for name, (gal, prb) in methods.items():
+        util[name] = {"vs_fresh": utility(w, gal, w.z_probe), "vs_protected": utility(w, gal, prb)}
+    log("utility done")
+
+    # ---- attackers: non-adaptive (clean training templates) ...
+    attackers = {a: _trained_attacker(a, w.z_att, w.x_att, cfg, cache, "clean", log) for a in cfg.attackers}
+    privacy: dict[str, dict[str, dict[str, float]]] = {}
+    recs: dict[str, torch.Tensor] = {}
+    for name, (gal, _) in methods.items():
+        privacy[name] = {}
+        for a, model in attackers.items():
+            privacy[name][a], rec = attack(w, model, gal)
+            if a == cfg.attackers[0]:
+                recs[name] = rec
+    # ... and adaptive (trained on AdvFace-protected templates of the attacker's own faces)
+    for start in cfg.starts:
+        z_prot = w.protect(w.z_att, cfg.eps, start, cfg, row_offset=2 * 10**7)
+        model = _trained_attacker(
+            cfg.adaptive_attacker, z_prot, w.x_att, cfg, cache, f"adaptive-{start}-eps{cfg.eps:g}", log
+        )
+        name = f"AdvFace start={start}"
+        privacy[name][f"adaptive {cfg.adaptive_attacker}"], _ = attack(w, model, methods[name][0])
+    log("attacks done")
+
+    # ---- sweep for the privacy-utility frontier
+    sweep = []
+    for start in cfg.starts:
+        for e in cfg.sweep_eps:
+            g = w.protect(w.z_enrol, e, start, cfg)
+            inf = np.mean([attack(w, m, g)[0]["identity_inference"] for m in attackers.values()])
+            sweep.append(
+                {
+                    "method": f"AdvFace start={start}",
+                    "param": e,
+                    "acc": utility(w, g, w.z_probe)["acc"],
+                    "identity_inference": float(inf),
+                }
+            )
+    for e in cfg.sweep_eps:
+        g = uniform_linf(w.z_enrol, e, cfg.seed)
+        inf = np.mean([attack(w, m, g)[0]["identity_inference"] for m in attackers.values()])
+        sweep.append(
+            {
+                "method": "uniform noise",
+                "param": e,
+                "acc": utility(w, g, w.z_probe)["acc"],
+                "identity_inference": float(inf),
+            }
+        )
+    for e in cfg.laplace_epsilons:
+        g = laplace_dp(w.z_enrol, e, cfg.seed)
+        inf = np.mean([attack(w, m, g)[0]["identity_inference"] for m in attackers.values()])
+        sweep.append(
+            {
+                "method": "Laplace DP",
+                "param": e,
+                "acc": utility(w, g, w.z_probe)["acc"],
+                "identity_inference": float(inf),
+            }
+        )
+    log("sweep done")
+
+    results = {
+        "config": asdict(cfg),
+        "threshold": w.threshold,
+        "utility": util,
+        "privacy": privacy,
+        "sweep": sweep,
+        "protect_templates_per_s": timing,
+        "laplace_sensitivity_l1": laplace_sensitivity(w.z_enrol.shape[1]),
+        "seconds": time.time() - t0,
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    from .report import write_report
+
+    write_report(results, w.x_enrol, recs, out)
+    log(f"wrote {out}/report.md, results.json, frontier.png, grid.png in {time.time() - t0:.0f} s")
+    return results
