@@ -118,6 +118,8 @@ def _eval(args: argparse.Namespace) -> int:
             attackers=["shipped_conv", "mlp_deep"],
             sweep_eps=[0.02, 0.04],
             laplace_epsilons=[50.0],
+            sweep_steps=[5],
+            sweep_alpha_ratio=[0.1],
             note="--quick run: a smoke test with undertrained attackers, not for conclusions",
         )
     run_evaluation(cfg, args.out_dir)

@@ -62,6 +62,8 @@ def test_small_end_to_end_run(tmp_path):
         steps=4,
         sweep_eps=[0.04],
         laplace_epsilons=[50.0],
+        sweep_steps=[2],
+        sweep_alpha_ratio=[0.1],
     )
     res = run_evaluation(cfg, tmp_path, log=lambda s: None)
     for f in ("report.md", "results.json", "grid.png"):

@@ -55,6 +55,9 @@ class EvalConfig:
     starts: list[str] = field(default_factory=lambda: ["random", "shadow"])
     sweep_eps: list[float] = field(default_factory=lambda: [0.01, 0.02, 0.04, 0.08, 0.12])
     laplace_epsilons: list[float] = field(default_factory=lambda: [20.0, 50.0, 200.0])
+    # at the main eps and the first start mode: how steps and the step size matter
+    sweep_steps: list[int] = field(default_factory=lambda: [1, 5, 10, 20])
+    sweep_alpha_ratio: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.2, 0.4])
     seed: int = 0
 
     @classmethod
@@ -238,6 +241,22 @@ def run_evaluation(cfg: EvalConfig, out_dir: str | Path, log: Callable[[str], No
                 {
                     "method": f"AdvFace start={start}",
                     "param": e,
+                    "acc": utility(w, g, w.z_probe)["acc"],
+                    "identity_inference": float(inf),
+                }
+            )
+    import dataclasses
+
+    for key, values in (("steps", cfg.sweep_steps), ("alpha_ratio", cfg.sweep_alpha_ratio)):
+        for v in values:
+            c = dataclasses.replace(cfg, **{key: v})
+            g = w.protect(w.z_enrol, cfg.eps, cfg.starts[0], c)
+            inf = np.mean([attack(w, m, g)[0]["identity_inference"] for m in attackers.values()])
+            label = "steps" if key == "steps" else "alpha/eps"
+            sweep.append(
+                {
+                    "method": f"AdvFace start={cfg.starts[0]}, eps {cfg.eps:g}, {label}",
+                    "param": v,
                     "acc": utility(w, g, w.z_probe)["acc"],
                     "identity_inference": float(inf),
                 }

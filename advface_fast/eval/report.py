@@ -24,7 +24,7 @@ def frontier_png(sweep: list[dict[str, Any]], path: Path, baseline_acc: float, b
     except ImportError:
         return None
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
-    for method in dict.fromkeys(r["method"] for r in sweep):
+    for method in dict.fromkeys(r["method"] for r in sweep if "," not in r["method"]):
         pts = [r for r in sweep if r["method"] == method]
         ax.plot([p["identity_inference"] for p in pts], [p["acc"] for p in pts], marker="o", label=method)
         for p in pts:
@@ -123,7 +123,7 @@ def write_report(results: dict[str, Any], originals: torch.Tensor, recs: dict[st
     )
     lines += ["", "## Sweep", ""]
     lines += _table(
-        ["method", "eps / DP epsilon", "accuracy (%)", "mean identity inference (%)"],
+        ["method", "eps / DP epsilon / steps / alpha/eps", "accuracy (%)", "mean identity inference (%)"],
         [
             [r["method"], f"{r['param']:g}", f"{r['acc']:.2f}", f"{r['identity_inference']:.1f}"]
             for r in results["sweep"]
