@@ -16,6 +16,7 @@ Laplace mechanism) the harness reports:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -233,56 +234,27 @@ def run_evaluation(cfg: EvalConfig, out_dir: str | Path, log: Callable[[str], No
 
     # ---- sweep for the privacy-utility frontier
     sweep = []
+
+    def point(method: str, param: float, g: torch.Tensor) -> None:
+        inf = np.mean([attack(w, m, g)[0]["identity_inference"] for m in attackers.values()])
+        sweep.append(
+            {"method": method, "param": param, "acc": utility(w, g, w.z_probe)["acc"], "identity_inference": float(inf)}
+        )
+
     for start in cfg.starts:
         for e in cfg.sweep_eps:
-            g = w.protect(w.z_enrol, e, start, cfg)
-            inf = np.mean([attack(w, m, g)[0]["identity_inference"] for m in attackers.values()])
-            sweep.append(
-                {
-                    "method": f"AdvFace start={start}",
-                    "param": e,
-                    "acc": utility(w, g, w.z_probe)["acc"],
-                    "identity_inference": float(inf),
-                }
-            )
-    import dataclasses
-
-    for key, values in (("steps", cfg.sweep_steps), ("alpha_ratio", cfg.sweep_alpha_ratio)):
+            point(f"AdvFace start={start}", e, w.protect(w.z_enrol, e, start, cfg))
+    for key, label, values in (
+        ("steps", "steps", cfg.sweep_steps),
+        ("alpha_ratio", "alpha/eps", cfg.sweep_alpha_ratio),
+    ):
         for v in values:
-            c = dataclasses.replace(cfg, **{key: v})
-            g = w.protect(w.z_enrol, cfg.eps, cfg.starts[0], c)
-            inf = np.mean([attack(w, m, g)[0]["identity_inference"] for m in attackers.values()])
-            label = "steps" if key == "steps" else "alpha/eps"
-            sweep.append(
-                {
-                    "method": f"AdvFace start={cfg.starts[0]}, eps {cfg.eps:g}, {label}",
-                    "param": v,
-                    "acc": utility(w, g, w.z_probe)["acc"],
-                    "identity_inference": float(inf),
-                }
-            )
+            g = w.protect(w.z_enrol, cfg.eps, cfg.starts[0], dataclasses.replace(cfg, **{key: v}))
+            point(f"AdvFace start={cfg.starts[0]}, eps {cfg.eps:g}, {label}", v, g)
     for e in cfg.sweep_eps:
-        g = uniform_linf(w.z_enrol, e, cfg.seed)
-        inf = np.mean([attack(w, m, g)[0]["identity_inference"] for m in attackers.values()])
-        sweep.append(
-            {
-                "method": "uniform noise",
-                "param": e,
-                "acc": utility(w, g, w.z_probe)["acc"],
-                "identity_inference": float(inf),
-            }
-        )
+        point("uniform noise", e, uniform_linf(w.z_enrol, e, cfg.seed))
     for e in cfg.laplace_epsilons:
-        g = laplace_dp(w.z_enrol, e, cfg.seed)
-        inf = np.mean([attack(w, m, g)[0]["identity_inference"] for m in attackers.values()])
-        sweep.append(
-            {
-                "method": "Laplace DP",
-                "param": e,
-                "acc": utility(w, g, w.z_probe)["acc"],
-                "identity_inference": float(inf),
-            }
-        )
+        point("Laplace DP", e, laplace_dp(w.z_enrol, e, cfg.seed))
     log("sweep done")
 
     results = {
