@@ -43,8 +43,17 @@ def _splitmix64_t(x: torch.Tensor) -> torch.Tensor:
 def row_uniform(seed: int, rows: torch.Tensor, dim: int, device: torch.device | str | None = None) -> torch.Tensor:
     """Uniform noise in ``[-1, 1)`` of shape ``(len(rows), dim)``, float64, on ``device`` (default:
     the rows' device). ``rows`` holds the global row ids (int64, non-negative); element ``(i, j)``
-    depends only on ``seed``, ``rows[i]`` and ``j``."""
+    depends only on ``seed``, ``rows[i]`` and ``j``. On the CPU numpy's native uint64 arithmetic
+    is used (8.6 vs 14.7 ms for 1024 x 512 on 2 cores: torch needs masks for logical shifts); on
+    GPUs the torch version; both give the same bits."""
     r = torch.as_tensor(rows, dtype=torch.int64, device=device)
+    if r.device.type == "cpu":
+        return torch.from_numpy(row_uniform_ref(seed, r.numpy(), dim))
+    return _row_uniform_torch(seed, r, dim)
+
+
+def _row_uniform_torch(seed: int, r: torch.Tensor, dim: int) -> torch.Tensor:
+    """:func:`row_uniform` in torch int64 arithmetic on ``r``'s device."""
     key = _splitmix64_t(r) ^ _signed(seed)
     key = _splitmix64_t(key)
     cols = torch.arange(dim, dtype=torch.int64, device=r.device) * _signed(_GOLDEN)

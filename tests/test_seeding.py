@@ -6,14 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from advface_fast.seeding import row_uniform, row_uniform_ref
+from advface_fast.seeding import _row_uniform_torch, row_uniform, row_uniform_ref
 
 
 @pytest.mark.parametrize("seed", [0, 1, 12345, 2**63 + 5, -7])
 def test_torch_matches_numpy_reference_bitwise(seed):
     rows = np.array([0, 1, 2, 17, 10**6, 2**40 + 3, 2**62 - 1], dtype=np.int64)
-    got = row_uniform(seed, torch.from_numpy(rows), 37).numpy()
+    got = _row_uniform_torch(seed, torch.from_numpy(rows), 37).numpy()  # the GPU code path, run on the CPU
     want = row_uniform_ref(seed, rows, 37)
+    np.testing.assert_array_equal(row_uniform(seed, torch.from_numpy(rows), 37).numpy(), want)
     np.testing.assert_array_equal(got, want)
 
 
