@@ -24,12 +24,11 @@ import torch
 from torch import nn
 
 from . import _ext
-from .engine import PGDFn
+from .engine import PRECISIONS, PGDFn
 from .errors import BackendUnavailableError
 from .reference import pgd_ref
 
 BACKEND_NAMES = ("auto", "torch", "triton", "cuda")
-PRECISIONS = ("fp32", "tf32", "bf16")
 
 
 @dataclass(frozen=True)

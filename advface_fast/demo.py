@@ -25,7 +25,7 @@ import torch
 from .defaults import IDS, load_default
 from .encoders import TorchEncoder
 from .engine import DEFAULT_ALPHA, DEFAULT_EPS, DEFAULT_STEPS
-from .metrics import pair_distances, ssim, verification_accuracy
+from .metrics import genuine_impostor_pairs, pair_distances, ssim, verification_accuracy
 from .png import image_grid, write_png
 from .protector import protect
 from .train.encoder import embed
@@ -33,18 +33,6 @@ from .train.encoder import embed
 # The library defaults (advface_fast.engine); the paper's shadow start is shown beside them.
 EPS, ALPHA, STEPS = DEFAULT_EPS, DEFAULT_ALPHA, DEFAULT_STEPS
 STARTS = ("random", "shadow")
-
-
-def _pairs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Genuine pairs (enrolled i, probe i) and as many impostor pairs (enrolled i, probe j != i)."""
-    rng = np.random.default_rng(seed)
-    gi = np.arange(n)
-    imp = (gi + rng.integers(1, n, n)) % n
-    i = np.concatenate([gi, gi])
-    j = np.concatenate([gi, imp])
-    same = np.concatenate([np.ones(n, bool), np.zeros(n, bool)])
-    order = rng.permutation(2 * n)
-    return i[order], j[order], same[order]
 
 
 def run_demo(
@@ -66,7 +54,7 @@ def run_demo(
     probe = models.world.render(ids, torch.ones_like(ids))
     z_store = embed(enc, enrol, flip=False)  # the templates in the database
     z_probe = embed(enc, probe, flip=False)  # fresh captures at verification time
-    i, j, same = _pairs(users)
+    i, j, same = genuine_impostor_pairs(users)
     acc_store, _, thr = verification_accuracy(pair_distances(z_store[i], z_probe[j]), same)
     threshold = float(np.median(thr))  # the system's threshold, fitted on unprotected templates
 

@@ -17,6 +17,7 @@ from .reference import renorm_ref
 from .seeding import row_uniform
 
 START_MODES = ("shadow", "random", "original")
+PRECISIONS = ("fp32", "tf32", "bf16")  # GEMM operand precision inside the loop (see backends)
 
 # Library defaults, chosen from the privacy-utility sweep of the evaluation harness
 # (benchmarks/results/eval/report.md, synthetic-face world, 500 held-out people): from a random

@@ -41,6 +41,17 @@ def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 2.0, win: int = 1
     return s.flatten(1).mean(1)
 
 
+def genuine_impostor_pairs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs over ``n`` people with two captures each: for each person one genuine pair (capture A
+    of i, capture B of i) and one impostor pair (A of i, B of a random other person), shuffled.
+    Returns ``(index into A, index into B, issame)``, each of length ``2n``."""
+    rng = np.random.default_rng(seed)
+    imp = (np.arange(n) + rng.integers(1, n, n)) % n
+    i, j = np.concatenate([np.arange(n)] * 2), np.concatenate([np.arange(n), imp])
+    order = rng.permutation(2 * n)
+    return i[order], j[order], (np.arange(2 * n) < n)[order]
+
+
 def pair_distances(emb1: np.ndarray | torch.Tensor, emb2: np.ndarray | torch.Tensor) -> np.ndarray:
     """Squared L2 distances of L2-normalised embedding pairs ``(N, D), (N, D) -> (N,)`` (in [0, 4])."""
     a = F.normalize(torch.as_tensor(np.asarray(emb1), dtype=torch.float64), dim=1)

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
 import torch
 
 from advface_fast.defaults import IDS, load_default
-from advface_fast.metrics import pair_distances, tar_at_far, verification_accuracy
+from advface_fast.metrics import genuine_impostor_pairs, pair_distances, tar_at_far, verification_accuracy
 from advface_fast.train.encoder import embed
 
 
@@ -27,11 +26,7 @@ def main() -> None:
     n = args.ids
     ids = torch.arange(IDS["heldout"], IDS["heldout"] + n)
     a_img, b_img = m.world.render(ids, torch.full_like(ids, 2)), m.world.render(ids, torch.full_like(ids, 3))
-    rng = np.random.default_rng(0)
-    imp = (np.arange(n) + rng.integers(1, n, n)) % n
-    i, j = np.concatenate([np.arange(n)] * 2), np.concatenate([np.arange(n), imp])
-    same, order = np.arange(2 * n) < n, rng.permutation(2 * n)
-    i, j, same = i[order], j[order], same[order]
+    i, j, same = genuine_impostor_pairs(n, 0)
     a, b = embed(m.encoder, a_img), embed(m.encoder, b_img)
     d = pair_distances(a[i], b[j])
     acc, std, _ = verification_accuracy(d, same)

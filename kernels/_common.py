@@ -9,7 +9,6 @@ import triton.language as tl
 
 ACTS = {"relu": 0, "leaky_relu": 1, "gelu": 2}
 OUT_ACTS = {"tanh": 0, "sigmoid": 1, "none": 2}
-PRECISIONS = ("fp32", "tf32", "bf16")
 
 
 def is_interpreting() -> bool:

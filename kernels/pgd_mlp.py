@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ._common import PRECISIONS, is_interpreting
+from advface_fast.engine import PRECISIONS
+
+from ._common import is_interpreting
 from .mlp_gemm import input_grad_sign_step, last_layer_l1_sign, linear_act, linear_act_backward, linear_out
 
 
@@ -119,13 +121,28 @@ def _workspace(plan: MLPPlan, batch: int) -> _Workspace:
     return ws
 
 
+def _forward_hidden(plan: MLPPlan, ws: _Workspace, x: torch.Tensor) -> torch.Tensor:
+    """The hidden layers from input ``x`` into ``ws.h`` (and ``ws.pre`` for gelu); returns the last
+    hidden activation (``x`` itself for an affine decoder)."""
+    for i in range(len(plan.weights) - 1):
+        linear_act(
+            x,
+            plan.weights[i],
+            plan.biases[i],
+            ws.h[i],
+            ws.pre[i],
+            act=plan.act,
+            slope=plan.slope,
+            precision=plan.precision,
+        )
+        x = ws.h[i]
+    return x
+
+
 def _step(plan: MLPPlan, ws: _Workspace, cur: int, eps: float, alpha: float) -> None:
     """One PGD step from ``ws.z[cur]`` into ``ws.z[1 - cur]``."""
     p, n_hidden = plan.precision, len(plan.weights) - 1
-    x = ws.z[cur]
-    for i in range(n_hidden):
-        linear_act(x, plan.weights[i], plan.biases[i], ws.h[i], ws.pre[i], act=plan.act, slope=plan.slope, precision=p)
-        x = ws.h[i]
+    x = _forward_hidden(plan, ws, ws.z[cur])
     last_layer_l1_sign(x, plan.weights[-1], plan.biases[-1], ws.target, ws.s, out_act=plan.out_act, precision=p)
     d = ws.s
     for i in range(n_hidden - 1, -1, -1):
@@ -181,19 +198,7 @@ def decode_mlp(plan: MLPPlan, z: torch.Tensor) -> torch.Tensor:
     the loop, so that the loop's forward at ``z`` reproduces it bit for bit."""
     batch = z.shape[0]
     ws = _workspace(plan, batch)
-    x = ws.z[0]
-    x.copy_(z)
-    for i in range(len(plan.weights) - 1):
-        linear_act(
-            x,
-            plan.weights[i],
-            plan.biases[i],
-            ws.h[i],
-            ws.pre[i],
-            act=plan.act,
-            slope=plan.slope,
-            precision=plan.precision,
-        )
-        x = ws.h[i]
+    ws.z[0].copy_(z)
+    x = _forward_hidden(plan, ws, ws.z[0])
     out = torch.empty(batch, plan.weights[-1].shape[0], device=plan.device)
     return linear_out(x, plan.weights[-1], plan.biases[-1], out, out_act=plan.out_act, precision=plan.precision)

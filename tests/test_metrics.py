@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from advface_fast.metrics import pair_distances, psnr, ssim, tar_at_far, verification_accuracy
+from advface_fast.metrics import genuine_impostor_pairs, pair_distances, psnr, ssim, tar_at_far, verification_accuracy
 
 
 def test_psnr_known_value():
@@ -73,3 +73,11 @@ def test_tar_at_far():
     assert tar_at_far(dist, same, 1e-3) == pytest.approx(0.6)
     # FAR 2e-2: twenty may pass, threshold 0.56
     assert tar_at_far(dist, same, 2e-2) == pytest.approx(0.8)
+
+
+def test_genuine_impostor_pairs():
+    i, j, same = genuine_impostor_pairs(50, seed=3)
+    assert len(i) == len(j) == len(same) == 100 and same.sum() == 50
+    assert np.all(i[same] == j[same]) and np.all(i[~same] != j[~same])
+    assert sorted(i[same].tolist()) == sorted(i[~same].tolist()) == list(range(50))
+    np.testing.assert_array_equal(genuine_impostor_pairs(50, seed=3)[1], j)

@@ -30,7 +30,7 @@ import torch
 from ..defaults import IDS, load_default
 from ..encoders import TorchEncoder
 from ..engine import DEFAULT_ALPHA, DEFAULT_EPS, DEFAULT_STEPS
-from ..metrics import pair_distances, psnr, ssim, tar_at_far, verification_accuracy
+from ..metrics import genuine_impostor_pairs, pair_distances, psnr, ssim, tar_at_far, verification_accuracy
 from ..protector import protect
 from ..serialization import load_model, read_model_header, save_model
 from ..train import fit_decoder
@@ -84,12 +84,7 @@ class _World:
         self.z_probe = embed(self.enc, m.world.render(ids, torch.ones_like(ids)), flip=False)
         self.x_att, _ = m.world.dataset(cfg.attacker_ids, cfg.attacker_per_id, id_offset=IDS["attacker"], var_offset=10)
         self.z_att = embed(self.enc, self.x_att, flip=False)
-        rng = np.random.default_rng(cfg.seed)
-        n = cfg.users
-        imp = (np.arange(n) + rng.integers(1, n, n)) % n
-        i, j = np.concatenate([np.arange(n)] * 2), np.concatenate([np.arange(n), imp])
-        order = rng.permutation(2 * n)
-        self.pi, self.pj, self.same = i[order], j[order], (np.arange(2 * n) < n)[order]
+        self.pi, self.pj, self.same = genuine_impostor_pairs(cfg.users, cfg.seed)
         _, _, thr = verification_accuracy(pair_distances(self.z_enrol[self.pi], self.z_probe[self.pj]), self.same)
         self.threshold = float(np.median(thr))
 
