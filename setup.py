@@ -157,7 +157,14 @@ def _extensions() -> list[Extension]:
 
 
 setup(
-    packages=["advface_fast", "advface_fast.kernels", "advface_fast.data", "advface_fast.train", "advface_fast.eval"],
+    packages=[
+        "advface_fast",
+        "advface_fast.kernels",
+        "advface_fast.data",
+        "advface_fast.train",
+        "advface_fast.eval",
+        "advface_fast.distributed",
+    ],
     package_dir={"advface_fast": "advface_fast", "advface_fast.kernels": "kernels"},
     package_data={"advface_fast": ["assets/*.safetensors", "assets/*.json"]},
     ext_modules=_extensions(),

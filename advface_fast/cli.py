@@ -41,6 +41,43 @@ def _protect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _protect_distributed(args: argparse.Namespace) -> int:
+    from .distributed import protect_distributed
+
+    result = protect_distributed(
+        args.input,
+        args.output,
+        args.decoder,
+        args.encoder,
+        eps=args.eps,
+        alpha=args.alpha,
+        steps=args.steps,
+        start=args.start,
+        renorm=not args.no_renorm,
+        backend=args.backend,
+        precision=args.precision,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        cpus_per_worker=args.cpus_per_worker,
+        gpus_per_worker=args.gpus_per_worker,
+        rows_per_task=args.rows_per_task,
+        feature_column=args.feature_column,
+        id_column=args.id_column,
+        address=args.address,
+        overwrite=args.overwrite,
+        resume=not args.no_resume,
+        progress=not args.no_progress,
+    )
+    print(
+        f"wrote {result.rows} rows in {result.shards} shards to {result.out_dir} "
+        f"({result.tasks_run} of {result.tasks} tasks run, {result.workers} workers on {result.device}, "
+        f"{result.rows_per_second:,.0f} rows/s)",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def _backends(args: argparse.Namespace) -> int:
     from .backends import available_backends
 
@@ -147,17 +184,8 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="advface-fast", description="AdvFace protection of face-feature galleries.")
-    sub = p.add_subparsers(dest="command", required=True)
-
-    pr = sub.add_parser(
-        "protect",
-        help="protect a .npy gallery of features into a new .npy file",
-        description="Replace each stored feature by its AdvFace-protected version (streamed, resumable).",
-    )
-    pr.add_argument("input", help="gallery of features, (N, D) float .npy")
-    pr.add_argument("output", help="where to write the protected gallery (.npy)")
+def _add_protection_args(pr: argparse.ArgumentParser) -> None:
+    """The options ``protect`` and ``protect-distributed`` share."""
     pr.add_argument("--decoder", required=True, help="shadow decoder (.safetensors written by advface_fast)")
     pr.add_argument("--encoder", help="face encoder: .safetensors (advface_fast) or .onnx; needed for --start shadow")
     pr.add_argument("--eps", type=float, default=DEFAULT_EPS, help=f"L-inf radius (default {DEFAULT_EPS})")
@@ -169,19 +197,50 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_START,
         help=f"start point (default {DEFAULT_START}; 'shadow' is the paper's)",
     )
-    pr.add_argument("--images", help="online mode: original images (N, C, H, W) .npy as the L1 target")
     pr.add_argument(
         "--no-renorm", action="store_true", help="keep the raw result instead of rescaling to the input norm"
     )
     pr.add_argument("--batch-size", type=int, default=None)
-    pr.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: GPU if available)")
     pr.add_argument("--backend", choices=BACKEND_NAMES, default="auto")
     pr.add_argument("--precision", choices=PRECISIONS, default="fp32", help="GEMM precision inside the loop")
     pr.add_argument("--seed", type=int, default=0)
-    pr.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    pr.add_argument("--overwrite", action="store_true", help="replace an existing (complete) output")
     pr.add_argument("--no-resume", action="store_true", help="discard a partial output instead of resuming it")
     pr.add_argument("--no-progress", action="store_true")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="advface-fast", description="AdvFace protection of face-feature galleries.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    pr = sub.add_parser(
+        "protect",
+        help="protect a .npy gallery of features into a new .npy file",
+        description="Replace each stored feature by its AdvFace-protected version (streamed, resumable).",
+    )
+    pr.add_argument("input", help="gallery of features, (N, D) float .npy")
+    pr.add_argument("output", help="where to write the protected gallery (.npy)")
+    _add_protection_args(pr)
+    pr.add_argument("--images", help="online mode: original images (N, C, H, W) .npy as the L1 target")
+    pr.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: GPU if available)")
     pr.set_defaults(func=_protect)
+
+    pd = sub.add_parser(
+        "protect-distributed",
+        help="protect a folder of .npy or Parquet shards on a Ray cluster (pip install 'advface_fast[ray]')",
+        description="Protect a sharded gallery with a Ray Data actor pool; output shards mirror the input's.",
+    )
+    pd.add_argument("input", help="folder of .npy shards (+ optional <stem>.ids.npy) or Parquet shards")
+    pd.add_argument("output", help="new or empty folder for the protected shards (or an interrupted run's)")
+    _add_protection_args(pd)
+    pd.add_argument("--address", default=None, help="Ray cluster address ('auto', 'ray://head:10001'); default: local")
+    pd.add_argument("--workers", type=int, default=None, help="actors (default: one per GPU, else per CPU)")
+    pd.add_argument("--cpus-per-worker", type=float, default=1, help="CPUs (torch threads) per actor (default 1)")
+    pd.add_argument("--gpus-per-worker", type=float, default=None, help="default: 1 if the cluster has GPUs, else 0")
+    pd.add_argument("--rows-per-task", type=int, default=65_536, help="rows of an .npy shard per task")
+    pd.add_argument("--feature-column", default="feature", help="Parquet feature column (list of floats)")
+    pd.add_argument("--id-column", default="id", help="Parquet id column (integers or strings)")
+    pd.set_defaults(func=_protect_distributed)
 
     b = sub.add_parser("backends", help="list the backends and why any cannot run")
     b.add_argument("--device", default="cuda", help="device to check for (default: cuda)")
@@ -247,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, RuntimeError) as exc:
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, RuntimeError, ImportError) as exc:
         print(f"advface-fast {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -85,7 +85,8 @@ def _open(path: str | os.PathLike[str], load_tensors: bool) -> tuple[dict[str, s
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict) if load_tensors else {}
+            # safe_open is not a dict: .keys() is its API (SIM118 does not apply)
+            tensors = {k: f.get_tensor(k) for k in f.keys()} if load_tensors else {}  # noqa: SIM118
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise ModelFormatError(f"{path} is not a readable safetensors file ({exc})") from exc
     missing = [k for k in (_KEY_FORMAT, _KEY_CLASS, _KEY_CONFIG) if k not in meta]
