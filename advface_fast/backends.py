@@ -1,6 +1,8 @@
 """Backend registry: which implementation runs the PGD loop.
 
-``"torch"`` is the reference and runs anywhere with any ``nn.Module`` decoder. ``"triton"`` is the
+``"torch"`` is the reference and runs anywhere with any ``nn.Module`` decoder. ``"mlp"`` is the same
+arithmetic for :class:`~advface_fast.decoders.MLPDecoder` with the backward written out and the
+weights cached in the GEMM dtype (``mlp_engine.py``; any device). ``"triton"`` is the
 fused engine for :class:`~advface_fast.decoders.MLPDecoder` (NVIDIA GPUs; on the CPU only under
 Triton's interpreter, ``TRITON_INTERPRET=1``, which is for tests). ``"cuda"`` is the CUDA C++
 engine in ``csrc/``. ``backend="auto"`` takes the fastest one that can run the given decoder on
@@ -28,7 +30,7 @@ from .engine import PRECISIONS, PGDFn
 from .errors import BackendUnavailableError
 from .reference import pgd_ref
 
-BACKEND_NAMES = ("auto", "torch", "triton", "cuda")
+BACKEND_NAMES = ("auto", "torch", "mlp", "triton", "cuda")
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,21 @@ def torch_decode(decoder, z, precision="fp32"):
         return decoder(z).to(z.dtype)
 
 
+def mlp_pgd(decoder, z0, centre, target, eps, alpha, steps, precision="fp32"):
+    """The written-out MLPDecoder loop (``mlp_engine.py``); bf16 through its cached bf16 weights."""
+    from .mlp_engine import mlp_pgd as run
+
+    with _torch_precision(z0.device, "tf32" if precision == "tf32" else "fp32"):
+        return run(decoder, z0, centre, target, eps, alpha, steps, precision)
+
+
+def mlp_decode(decoder, z, precision="fp32"):
+    from .mlp_engine import mlp_decode as run
+
+    with _torch_precision(z.device, "tf32" if precision == "tf32" else "fp32"):
+        return run(decoder, z, precision)
+
+
 def triton_pgd(decoder, z0, centre, target, eps, alpha, steps, precision="fp32"):
     """The fused Triton engine (``kernels/pgd_mlp.py``); float32 in, float32 out."""
     from .kernels.pgd_mlp import pgd_mlp, plan_for
@@ -99,10 +116,18 @@ def _unavailable_reason(name: str, decoder: nn.Module, device: torch.device, pre
         return "precision 'tf32' needs a CUDA device"
     if name == "torch":
         return None
+    param = next(decoder.parameters(), None)
+    if name == "mlp":
+        from .decoders import MLPDecoder
+
+        if type(decoder) is not MLPDecoder:
+            return f"the mlp engine runs MLPDecoder only, got {type(decoder).__name__}"
+        if param is not None and param.dtype != torch.float32:
+            return f"the mlp engine takes a float32 decoder (precision is chosen with precision=), got {param.dtype}"
+        return None
     interpreting = os.environ.get("TRITON_INTERPRET") == "1"
     if device.type != "cuda" and not (name == "triton" and interpreting and device.type == "cpu"):
         return f"the {name} backend runs on NVIDIA GPUs; the compute device is {device}"
-    param = next(decoder.parameters(), None)
     if param is not None and param.dtype != torch.float32:
         return f"the fused engines take a float32 decoder (precision is chosen with precision=), got {param.dtype}"
     if name == "triton":
@@ -119,7 +144,11 @@ def _unavailable_reason(name: str, decoder: nn.Module, device: torch.device, pre
     return "the CUDA protection loop is not available yet (only its sign-step kernel is built)"
 
 
-_IMPLS = {"torch": (torch_pgd, torch_decode), "triton": (triton_pgd, triton_decode)}
+_IMPLS = {
+    "torch": (torch_pgd, torch_decode),
+    "mlp": (mlp_pgd, mlp_decode),
+    "triton": (triton_pgd, triton_decode),
+}
 
 
 def _auto_candidates(device: torch.device, precision: str) -> tuple[str, ...]:
@@ -127,9 +156,12 @@ def _auto_candidates(device: torch.device, precision: str) -> tuple[str, ...]:
     standard configuration, batch 8192): the Triton engine is 1.66x torch eager in bf16 (463k vs
     279k features/s, 5.8x at batch 64) but slower in fp32 (26k vs 41k: IEEE fp32 dots on CUDA
     cores) and tf32 (107k vs 197k), where cuBLAS wins; so auto takes it for bf16 only. The
-    interpreter (TRITON_INTERPRET=1) is a correctness tool, never picked by auto."""
+    interpreter (TRITON_INTERPRET=1) is a correctness tool, never picked by auto. On the CPU the
+    written-out MLP loop is the reference's arithmetic without autograd and, in bf16, without
+    autocast's per-call weight casts (benchmarks/results/cpu_bench.json); on GPUs it is not
+    measured yet, so auto does not take it there."""
     if device.type != "cuda":
-        return ("torch",)
+        return ("mlp", "torch")
     if precision == "bf16" and os.environ.get("TRITON_INTERPRET") != "1":
         return ("cuda", "triton", "torch")
     return ("cuda", "torch")

@@ -13,9 +13,11 @@ from advface_fast.backends import resolve_backend
 KW = {"eps": 0.1, "alpha": 0.01, "steps": 1, "progress": False}
 
 
-def test_auto_on_cpu_is_torch_even_under_the_interpreter():
-    dec, _ = make_pair()
-    assert resolve_backend("auto", dec, torch.device("cpu")).name == "torch"
+def test_auto_on_cpu_is_the_mlp_engine_else_torch_even_under_the_interpreter():
+    cpu = torch.device("cpu")
+    assert resolve_backend("auto", make_pair()[0], cpu).name == "mlp"
+    assert resolve_backend("auto", make_pair(dtype=torch.float64)[0], cpu).name == "torch"
+    assert resolve_backend("auto", af.ConvDecoder(24, (3, 8, 8), base_channels=4), cpu).name == "torch"
 
 
 def test_cuda_backend_on_cpu_raises_with_reason():
@@ -31,13 +33,18 @@ def test_triton_on_cpu_needs_the_interpreter(monkeypatch):
         af.protect(unit_rows(3, 24), dec, enc, backend="triton", device="cpu", **KW)
 
 
-def test_triton_refuses_other_decoders_and_float64():
+def test_fused_engines_refuse_other_decoders_and_float64():
     conv = af.ConvDecoder(24, (3, 8, 8), base_channels=4)
     with pytest.raises(af.BackendUnavailableError, match="MLPDecoder only"):
         af.protect(unit_rows(3, 24), conv, backend="triton", start="random", **KW)
     dec64 = make_pair(dtype=torch.float64)[0]
     with pytest.raises(af.BackendUnavailableError, match="float32 decoder"):
         af.protect(unit_rows(3, 24), dec64, backend="triton", start="random", **KW)
+    for name in ("mlp", "triton"):
+        with pytest.raises(af.BackendUnavailableError, match="MLPDecoder only"):
+            af.protect(unit_rows(3, 24), conv, backend=name, start="random", **KW)
+    with pytest.raises(af.BackendUnavailableError, match="float32 decoder"):
+        af.protect(unit_rows(3, 24), dec64, backend="mlp", start="random", **KW)
 
 
 def test_tf32_needs_cuda():
@@ -52,6 +59,9 @@ def test_explicit_torch_equals_auto():
     dec, enc = make_pair()
     z = unit_rows(9, 24, seed=3)
     np.testing.assert_array_equal(af.protect(z, dec, enc, backend="torch", **KW), af.protect(z, dec, enc, **KW))
+    conv = af.ConvDecoder(24, (3, 8, 8), base_channels=4)  # auto falls back to torch for other decoders
+    kw = {**KW, "start": "random"}
+    np.testing.assert_array_equal(af.protect(z, conv, backend="torch", **kw), af.protect(z, conv, **kw))
 
 
 def test_available_backends_lists_reasons():
@@ -66,6 +76,6 @@ def test_auto_candidates_follow_the_measurements(monkeypatch):
     cuda = torch.device("cuda")
     assert _auto_candidates(cuda, "bf16") == ("cuda", "triton", "torch")
     assert "triton" not in _auto_candidates(cuda, "fp32") and "triton" not in _auto_candidates(cuda, "tf32")
-    assert _auto_candidates(torch.device("cpu"), "bf16") == ("torch",)
+    assert _auto_candidates(torch.device("cpu"), "bf16") == ("mlp", "torch")
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     assert "triton" not in _auto_candidates(cuda, "bf16")
