@@ -1,4 +1,10 @@
-"""pytest-benchmark suite settings: pinned threads, and a table of ratios from the same run."""
+"""pytest-benchmark suite settings: pinned threads, and a table of ratios from the same run.
+
+The ratio table comes from ``test_paired_ratios``: implementations interleaved round by round,
+each one's fastest round. These shared cores drift (two runs of the sequential per-test suite
+differed by up to 1.8x in a median, and an implementation timed first in its group came out 25%
+slower than interleaved), and noise only ever adds time, so the minimum over interleaved rounds
+is the steadier estimate of what the code itself costs."""
 
 from __future__ import annotations
 

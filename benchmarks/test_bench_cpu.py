@@ -1,15 +1,21 @@
 """CPU benchmark: this package against the AdvFace loop as users write it by hand.
 
-    .venv/bin/python -m pytest benchmarks/test_bench_cpu.py --benchmark-columns=median,rounds
+    .venv/bin/python -m pytest benchmarks/test_bench_cpu.py --benchmark-columns=min,median,rounds
 
 Every implementation runs the same work: decode the shadow image, start from the same random
 point (advface_fast's counter-based noise), 10 sign steps on the L1 loss, projection to the
 eps-ball (the package additionally re-normalises; the comparison runs it with renorm=False). Sizes:
 small 128-256-3x16x16, medium 512-1024-2048-3x32x32; batches 1, 64, 1024; threads pinned
 (ADVFACE_BENCH_THREADS, default 2). The ratio table at the end is from this one run.
+
+The package runs as ``auto`` (on the CPU: the written-out MLP loop, ``backend="mlp"``) and as the
+autograd reference (``backend="torch"``), each in fp32 and bf16 (the reference's bf16 is
+``torch.autocast``).
 """
 
 from __future__ import annotations
+
+import time
 
 import pytest
 import torch
@@ -36,7 +42,8 @@ def _impl(name, decoder, z, noise):
         return lambda: torchattacks_style(decoder, z, EPS, ALPHA, STEPS, noise)
     if name == "advertorch_style":
         return lambda: advertorch_style(decoder, z, EPS, ALPHA, STEPS, noise)
-    precision = "bf16" if name == "advface_bf16" else "fp32"
+    precision = "bf16" if name.endswith("bf16") else "fp32"
+    backend = "torch" if name.startswith("advface_torch") else "auto"
     prot = af.Protector(
         decoder,
         eps=EPS,
@@ -46,26 +53,72 @@ def _impl(name, decoder, z, noise):
         renorm=False,
         device="cpu",
         precision=precision,
+        backend=backend,
         progress=False,
         batch_size=len(z),
     )
     return lambda: prot(z)
 
 
-@pytest.mark.parametrize("batch", [1, 64, 1024])
-@pytest.mark.parametrize("impl", ["advface_auto", "advface_bf16", "torchattacks_style", "advertorch_style"])
-def test_protect_cpu(benchmark, setup, batch, impl):
-    size, decoder, dim = setup
+IMPLS = [
+    "advface_auto",
+    "advface_bf16",
+    "advface_torch",
+    "advface_torch_bf16",
+    "torchattacks_style",
+    "advertorch_style",
+]
+BATCHES = [1, 64, 1024]
+
+
+def _inputs(batch: int, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     z = torch.nn.functional.normalize(torch.randn(batch, dim, generator=torch.Generator().manual_seed(batch)), dim=1)
-    noise = row_uniform(0, torch.arange(batch), dim).float()
+    return z, row_uniform(0, torch.arange(batch), dim).float()
+
+
+def _rounds(size: str, batch: int) -> int:
+    return 4 if size == "medium" and batch == 1024 else 9
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("impl", IMPLS)
+def test_protect_cpu(benchmark, setup, batch, impl):
+    """Each implementation timed on its own (pytest-benchmark's statistics)."""
+    size, decoder, dim = setup
+    z, noise = _inputs(batch, dim)
     fn = _impl(impl, decoder, z, noise)
     benchmark.group = f"{size} batch {batch}"
-    rounds = 3 if size == "medium" and batch == 1024 else 5
-    out = benchmark.pedantic(fn, rounds=rounds, warmup_rounds=1)
-    RESULTS.setdefault((size, batch), {})[impl] = benchmark.stats.stats.median
+    out = benchmark.pedantic(fn, rounds=_rounds(size, batch), warmup_rounds=1)
     # same loop, same start: fp32 implementations agree up to GEMM rounding near zero gradients
-    if impl in ("torchattacks_style", "advertorch_style"):
+    if impl in ("torchattacks_style", "advertorch_style", "advface_auto"):
         ref = af.protect(
-            z, decoder, eps=EPS, alpha=ALPHA, steps=STEPS, start="random", renorm=False, device="cpu", progress=False
+            z,
+            decoder,
+            eps=EPS,
+            alpha=ALPHA,
+            steps=STEPS,
+            start="random",
+            renorm=False,
+            device="cpu",
+            progress=False,
+            backend="torch",
         )
         assert ((out - ref).abs() > 1e-5).float().mean() < 0.01
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+def test_paired_ratios(setup, batch):
+    """The ratio table: every implementation once per round, round after round (interleaved, so a
+    slow minute of this shared machine hits all of them alike), fastest round of each."""
+    size, decoder, dim = setup
+    z, noise = _inputs(batch, dim)
+    fns = {impl: _impl(impl, decoder, z, noise) for impl in IMPLS}
+    for fn in fns.values():
+        fn()  # warm-up (weight packing, oneDNN primitive caches)
+    times: dict[str, list[float]] = {impl: [] for impl in IMPLS}
+    for _ in range(_rounds(size, batch)):
+        for impl, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[impl].append(time.perf_counter() - t)
+    RESULTS[(size, batch)] = {impl: min(v) for impl, v in times.items()}  # see conftest: noise only adds
