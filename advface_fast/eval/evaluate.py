@@ -54,6 +54,8 @@ class EvalConfig:
     alpha_ratio: float = DEFAULT_ALPHA / DEFAULT_EPS
     steps: int = DEFAULT_STEPS
     starts: list[str] = field(default_factory=lambda: ["random", "shadow"])
+    # further GEMM precisions of the loop, each evaluated at the first start mode next to fp32
+    precisions: list[str] = field(default_factory=lambda: ["bf16"])
     sweep_eps: list[float] = field(default_factory=lambda: [0.01, 0.02, 0.04, 0.08, 0.12])
     laplace_epsilons: list[float] = field(default_factory=lambda: [20.0, 50.0, 200.0])
     # at the main eps and the first start mode: how steps and the step size matter
@@ -88,7 +90,9 @@ class _World:
         _, _, thr = verification_accuracy(pair_distances(self.z_enrol[self.pi], self.z_probe[self.pj]), self.same)
         self.threshold = float(np.median(thr))
 
-    def protect(self, z: torch.Tensor, eps: float, start: str, cfg: EvalConfig, row_offset: int = 0) -> torch.Tensor:
+    def protect(
+        self, z: torch.Tensor, eps: float, start: str, cfg: EvalConfig, row_offset: int = 0, precision: str = "fp32"
+    ) -> torch.Tensor:
         return protect(
             z,
             self.models.shadow,
@@ -99,6 +103,7 @@ class _World:
             start=start,
             seed=cfg.seed,
             row_ids=torch.arange(row_offset, row_offset + len(z)),
+            precision=precision,
             progress=False,
         )
 
@@ -188,6 +193,22 @@ def run_evaluation(cfg: EvalConfig, out_dir: str | Path, log: Callable[[str], No
         timing[f"advface-{start}"] = len(g) / (time.time() - t)
         methods[f"AdvFace start={start}"] = (g, w.protect(w.z_probe, cfg.eps, start, cfg, row_offset=10**7))
     ref = methods[f"AdvFace start={cfg.starts[0]}"]
+    precision_effect = {}
+    for prec in cfg.precisions:
+        t = time.time()
+        g = w.protect(w.z_enrol, cfg.eps, cfg.starts[0], cfg, precision=prec)
+        timing[f"advface-{cfg.starts[0]}-{prec}"] = len(g) / (time.time() - t)
+        methods[f"AdvFace start={cfg.starts[0]}, {prec}"] = (
+            g,
+            w.protect(w.z_probe, cfg.eps, cfg.starts[0], cfg, row_offset=10**7, precision=prec),
+        )
+        # a different sign somewhere moves an element by ~alpha: count elements off by > alpha / 4
+        off = (g - ref[0]).abs() > cfg.eps * cfg.alpha_ratio / 4
+        precision_effect[prec] = {
+            "elements_differing_from_fp32": float(off.float().mean()),
+            "rows_differing_from_fp32": float(off.any(dim=1).float().mean()),
+            "mean_cosine_to_fp32": float(torch.nn.functional.cosine_similarity(g, ref[0], dim=1).mean()),
+        }
     methods[f"uniform noise, L-inf {cfg.eps}"] = (
         uniform_linf(w.z_enrol, cfg.eps, cfg.seed),
         uniform_linf(w.z_probe, cfg.eps, cfg.seed + 1),
@@ -259,6 +280,7 @@ def run_evaluation(cfg: EvalConfig, out_dir: str | Path, log: Callable[[str], No
         "privacy": privacy,
         "sweep": sweep,
         "protect_templates_per_s": timing,
+        "precision_effect": precision_effect,
         "laplace_sensitivity_l1": laplace_sensitivity(w.z_enrol.shape[1]),
         "seconds": time.time() - t0,
     }
