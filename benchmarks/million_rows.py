@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 import advface_fast as af
+from advface_fast.backends import resolve_backend
 from advface_fast.flops import mlp_pgd_flops_per_row_step
 
 
@@ -52,6 +53,8 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--backend", default="auto")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     p.add_argument("--workdir", default=None, help="where the 2 GB input and output go (default: a temp dir)")
     p.add_argument("--json", default=None, help="write the numbers here")
     args = p.parse_args()
@@ -76,10 +79,13 @@ def main() -> int:
             out=out,
             progress=sys.stderr.isatty(),
             device="cpu",
+            backend=args.backend,
+            precision=args.precision,
         )
         elapsed = time.perf_counter() - t1
         check = np.load(out, mmap_mode="r")
         assert check.shape == (args.rows, args.dim) and np.isfinite(check[-1000:]).all()
+    resolved = resolve_backend(args.backend, decoder, torch.device("cpu"), args.precision)
     flop_per_row_step = mlp_pgd_flops_per_row_step([args.dim, *args.hidden, int(np.prod(args.image))])
     res = {
         "rows": args.rows,
@@ -97,7 +103,8 @@ def main() -> int:
         "machine": f"{platform.machine()} {os.cpu_count()} cores",
         "torch": torch.__version__,
         "advface_fast": af.__version__,
-        "backend": "auto (torch reference on CPU)",
+        "backend": f"{args.backend} ({resolved.name})",
+        "precision": args.precision,
     }
     print(json.dumps(res, indent=2))
     if args.json:
