@@ -31,6 +31,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from baselines.advertorch_style import advertorch_style
+from baselines.torchattacks_style import torchattacks_style
+
 import advface_fast as af
 from advface_fast.backends import resolve_backend, torch_pgd
 from advface_fast.flops import mlp_pgd_flops_per_row_step
@@ -84,7 +88,7 @@ def inputs(batch: int, dim: int, decoder: torch.nn.Module, eps: float, seed: int
 
 # ------------------------------------------------------------------------------------------- checks
 def check_odd_sizes(device: torch.device) -> list[dict]:
-    """fp32 (IEEE) Triton vs the torch reference on odd sizes, every activation pair, batch 1 and 33."""
+    """fp32 (IEEE) Triton and mlp vs the torch reference on odd sizes, every activation pair, batch 1 and 33."""
     rows = []
     # every activation and every output activation once (all nine pairs run under the interpreter in CI)
     for act, out_act in (("relu", "tanh"), ("leaky_relu", "sigmoid"), ("gelu", "none")):
@@ -94,9 +98,10 @@ def check_odd_sizes(device: torch.device) -> list[dict]:
             z = torch.nn.functional.normalize(torch.randn(batch, 37), dim=1).to(device)
             kw = {"eps": 0.05, "alpha": 0.01, "steps": 5, "start": "random", "progress": False, "device": device}
             a = af.protect(z, dec, backend="torch", **kw)
-            b = af.protect(z, dec, backend="triton", **kw)
-            diff = (a - b).abs().max().item()
-            rows.append({"check": f"odd sizes {act}/{out_act} B={batch}", "max_abs_diff": diff, "ok": diff < 1e-5})
+            for name in ("triton", "mlp"):
+                diff = (a - af.protect(z, dec, backend=name, **kw)).abs().max().item()
+                check = f"odd sizes {name} {act}/{out_act} B={batch}"
+                rows.append({"check": check, "max_abs_diff": diff, "ok": diff < 1e-5})
     return rows
 
 
@@ -192,6 +197,9 @@ def bench_standard(cfg: dict, device: torch.device, peak: float, deadline: float
     z, z0, target = inputs(cfg["batch"], cfg["dim"], dec, cfg["eps"], 2, device)
     e, a, s = cfg["eps"], cfg["alpha"], cfg["steps"]
     triton = resolve_backend("triton", dec, device)
+    mlp = resolve_backend("mlp", dec, device)
+    user_dec = copy.deepcopy(dec).requires_grad_(True)
+    noise = (z0 - z) / e
     variants: dict[str, Callable[[], torch.Tensor]] = {
         "torch eager fp32": lambda: torch_pgd(dec, z0, z, target, e, a, s, "fp32"),
         "torch eager tf32": lambda: torch_pgd(dec, z0, z, target, e, a, s, "tf32"),
@@ -199,6 +207,11 @@ def bench_standard(cfg: dict, device: torch.device, peak: float, deadline: float
         "triton fp32": lambda: triton.pgd(dec, z0, z, target, e, a, s, precision="fp32"),
         "triton tf32": lambda: triton.pgd(dec, z0, z, target, e, a, s, precision="tf32"),
         "triton bf16": lambda: triton.pgd(dec, z0, z, target, e, a, s, precision="bf16"),
+        "mlp fp32": lambda: mlp.pgd(dec, z0, z, target, e, a, s, precision="fp32"),
+        "mlp bf16": lambda: mlp.pgd(dec, z0, z, target, e, a, s, precision="bf16"),
+        # what users write by hand (benchmarks/baselines), on a decoder whose weights require grad
+        "torchattacks-style fp32": lambda: torchattacks_style(user_dec, z, e, a, s, noise),
+        "advertorch-style fp32": lambda: advertorch_style(user_dec, z, e, a, s, noise),
     }
     if device.type == "cuda":
         for prec in ("fp32", "bf16"):
