@@ -30,8 +30,10 @@ pq = pytest.importorskip("pyarrow.parquet")
 DIM = 24
 N = 300
 
-# the workers cannot import this test module: send its worker subclasses by value
+# the workers cannot import the test modules: send this one's worker subclasses and the helpers'
+# registered LinearEncoder by value
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+ray.cloudpickle.register_pickle_by_value(sys.modules["helpers"])
 
 
 @pytest.fixture(scope="module")
@@ -193,6 +195,18 @@ def test_parquet_shardings_equal_single_process(tmp_path, setup, local_ray, colu
         col = col.storage if isinstance(col.type, pa.BaseExtensionType) else col
         feats = col.flatten().to_numpy().reshape(N, DIM)
         assert_same_protection(feats, ref)
+
+
+def test_shadow_start_with_an_encoder_module(tmp_path, local_ray):
+    """The paper's start E(S(z)) needs the encoder in every worker (sent through the object store)."""
+    dec, enc = make_pair(DIM, seed=3)
+    x = unit_rows(120, DIM, seed=11)
+    names = _write_npy_shards(tmp_path / "in", x, [70])
+    protect_distributed(tmp_path / "in", tmp_path / "out", dec, enc, start="shadow", rows_per_task=40, progress=False)
+    feats, _ = _read_npy_out(tmp_path / "out", names)
+    assert_same_protection(feats, af.protect(x, dec, enc, start="shadow", progress=False))
+    with pytest.raises(ValueError, match="needs an encoder"):
+        protect_distributed(tmp_path / "in", tmp_path / "out2", dec, start="shadow", progress=False)
 
 
 def test_nan_shard_fails_naming_the_file_and_publishes_nothing(tmp_path, setup, local_ray):
