@@ -146,7 +146,7 @@ def _extensions() -> list[Extension]:
     return [
         Extension(
             "advface_fast._C",
-            sources=["csrc/bindings.cpp", "csrc/clipped_sign_step_cpu.cpp"],
+            sources=["csrc/bindings.cpp", "csrc/clipped_sign_step_cpu.cpp", "csrc/epilogues_cpu.cpp"],
             include_dirs=[pybind11.get_include(), "csrc"],
             extra_compile_args=["-O3", "-std=c++17", "-fopenmp", "-fvisibility=hidden"],
             extra_link_args=["-fopenmp"],

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from .decoders import MLPDecoder
+from .ops import act_backward_ref, clipped_sign_step
 
 
 @dataclass(frozen=True)
@@ -144,15 +145,6 @@ def _hidden_act(a: torch.Tensor, w: MLPWeights) -> torch.Tensor:
     return torch.nn.functional.gelu(a)
 
 
-def _hidden_act_backward(g: torch.Tensor, a: torch.Tensor, w: MLPWeights) -> torch.Tensor:
-    """``g * act'(a)`` by ATen's own backward kernels (what autograd runs)."""
-    if w.act == "relu":
-        return torch.ops.aten.threshold_backward(g, a, 0)
-    if w.act == "leaky_relu":
-        return torch.ops.aten.leaky_relu_backward(g, a, w.slope, False)
-    return torch.ops.aten.gelu_backward(g, a, approximate="none")
-
-
 def _forward(w: MLPWeights, z: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
     """``(pre-activations of the hidden layers, output image (B, P) in fp32 after out_act)``."""
     h = z.to(w.dtype)
@@ -179,7 +171,7 @@ def _input_grad(w: MLPWeights, z: torch.Tensor, target: torch.Tensor) -> torch.T
         g = torch.ops.aten.sigmoid_backward(g, y)
     g = g.to(w.dtype)
     for i in range(len(w.weights) - 1, 0, -1):
-        g = _hidden_act_backward(w.linear_t(i, g), pre[i - 1], w)
+        g = act_backward_ref(w.linear_t(i, g), pre[i - 1], w.act, w.slope)
     return w.linear_t(0, g).float()
 
 
@@ -198,12 +190,10 @@ def mlp_pgd(
     the step in fp32 whatever ``precision``. Shapes as in ``pgd_ref``; returns ``z0``'s dtype."""
     w = mlp_weights(decoder, z0.device, precision, batch=z0.shape[0])
     tgt = target.reshape(target.shape[0], -1).float()
-    z = z0.float().clone()
-    c = centre.float()
-    lo, hi = c - eps, c + eps
+    z = z0.float().contiguous().clone()
+    c = centre.float().contiguous()
     for _ in range(steps):
-        g = _input_grad(w, z, tgt)
-        z = torch.clamp(z.add_(torch.sign(g), alpha=alpha), lo, hi)
+        clipped_sign_step(z, _input_grad(w, z, tgt), c, eps, alpha)  # in place; compiled when built
     return z.to(z0.dtype)
 
 

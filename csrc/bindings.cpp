@@ -7,6 +7,7 @@
 #include <string>
 
 #include "clipped_sign_step.h"
+#include "epilogues.h"
 
 namespace py = pybind11;
 
@@ -30,6 +31,27 @@ void clipped_sign_step_cpu(std::uintptr_t z, std::uintptr_t g, std::uintptr_t c,
   }
 }
 
+template <typename T>
+T* ptr(std::uintptr_t p) {
+  return reinterpret_cast<T*>(p);
+}
+
+void out_activation_cpu(std::uintptr_t a, int a_dtype, std::uintptr_t y, int64_t n, int out_act) {
+  py::gil_scoped_release release;
+  advface::out_activation_cpu(ptr<const void>(a), a_dtype, ptr<float>(y), n, out_act);
+}
+
+void l1_sign_out_grad_cpu(std::uintptr_t a, int a_dtype, std::uintptr_t x, std::uintptr_t g, int g_dtype, int64_t n,
+                          int out_act) {
+  py::gil_scoped_release release;
+  advface::l1_sign_out_grad_cpu(ptr<const void>(a), a_dtype, ptr<const float>(x), ptr<void>(g), g_dtype, n, out_act);
+}
+
+void act_backward_cpu(std::uintptr_t g, int g_dtype, std::uintptr_t a, int a_dtype, int64_t n, int act, double slope) {
+  py::gil_scoped_release release;
+  advface::act_backward_cpu(ptr<void>(g), g_dtype, ptr<const void>(a), a_dtype, n, act, (float)slope);
+}
+
 #ifdef ADVFACE_WITH_CUDA
 void check(int err, const char* what) {
   if (err != 0) throw std::runtime_error(std::string(what) + ": " + advface::cuda_error_string(err));
@@ -41,6 +63,26 @@ void clipped_sign_step_cuda(std::uintptr_t z, std::uintptr_t g, std::uintptr_t c
                                         reinterpret_cast<const float*>(c), n, (float)eps, (float)alpha,
                                         reinterpret_cast<void*>(stream)),
         "clipped_sign_step_cuda");
+}
+
+void out_activation_cuda(std::uintptr_t a, int a_dtype, std::uintptr_t y, int64_t n, int out_act,
+                         std::uintptr_t stream) {
+  check(advface::out_activation_cuda(ptr<const void>(a), a_dtype, ptr<float>(y), n, out_act, ptr<void>(stream)),
+        "out_activation_cuda");
+}
+
+void l1_sign_out_grad_cuda(std::uintptr_t a, int a_dtype, std::uintptr_t x, std::uintptr_t g, int g_dtype, int64_t n,
+                           int out_act, std::uintptr_t stream) {
+  check(advface::l1_sign_out_grad_cuda(ptr<const void>(a), a_dtype, ptr<const float>(x), ptr<void>(g), g_dtype, n,
+                                       out_act, ptr<void>(stream)),
+        "l1_sign_out_grad_cuda");
+}
+
+void act_backward_cuda(std::uintptr_t g, int g_dtype, std::uintptr_t a, int a_dtype, int64_t n, int act, double slope,
+                       std::uintptr_t stream) {
+  check(advface::act_backward_cuda(ptr<void>(g), g_dtype, ptr<const void>(a), a_dtype, n, act, (float)slope,
+                                   ptr<void>(stream)),
+        "act_backward_cuda");
 }
 #endif
 
@@ -69,7 +111,22 @@ PYBIND11_MODULE(_C, m) {
   m.def("clipped_sign_step_cpu", &clipped_sign_step_cpu, py::arg("z"), py::arg("g"), py::arg("c"), py::arg("n"),
         py::arg("eps"), py::arg("alpha"), py::arg("dtype"),
         "In place: z = clamp(z + alpha*sign(g), c - eps, c + eps) on n contiguous host elements.");
+  m.def("out_activation_cpu", &out_activation_cpu, py::arg("a"), py::arg("a_dtype"), py::arg("y"), py::arg("n"),
+        py::arg("out_act"), "y = out_act(a) on n contiguous host elements (epilogues.h).");
+  m.def("l1_sign_out_grad_cpu", &l1_sign_out_grad_cpu, py::arg("a"), py::arg("a_dtype"), py::arg("x"), py::arg("g"),
+        py::arg("g_dtype"), py::arg("n"), py::arg("out_act"),
+        "g = sign(out_act(a) - x) * out_act'(out_act(a)) on n contiguous host elements (epilogues.h).");
+  m.def("act_backward_cpu", &act_backward_cpu, py::arg("g"), py::arg("g_dtype"), py::arg("a"), py::arg("a_dtype"),
+        py::arg("n"), py::arg("act"), py::arg("slope"), "In place: g = g * act'(a) on n contiguous host elements.");
 #ifdef ADVFACE_WITH_CUDA
+  m.def("out_activation_cuda", &out_activation_cuda, py::arg("a"), py::arg("a_dtype"), py::arg("y"), py::arg("n"),
+        py::arg("out_act"), py::arg("stream"), "out_activation_cpu on device memory, on the given cudaStream_t.");
+  m.def("l1_sign_out_grad_cuda", &l1_sign_out_grad_cuda, py::arg("a"), py::arg("a_dtype"), py::arg("x"), py::arg("g"),
+        py::arg("g_dtype"), py::arg("n"), py::arg("out_act"), py::arg("stream"),
+        "l1_sign_out_grad_cpu on device memory, on the given cudaStream_t.");
+  m.def("act_backward_cuda", &act_backward_cuda, py::arg("g"), py::arg("g_dtype"), py::arg("a"), py::arg("a_dtype"),
+        py::arg("n"), py::arg("act"), py::arg("slope"), py::arg("stream"),
+        "act_backward_cpu on device memory, on the given cudaStream_t.");
   m.def("clipped_sign_step_cuda", &clipped_sign_step_cuda, py::arg("z"), py::arg("g"), py::arg("c"), py::arg("n"),
         py::arg("eps"), py::arg("alpha"), py::arg("stream"),
         "In place on n contiguous float32 device elements, launched on the given cudaStream_t.");

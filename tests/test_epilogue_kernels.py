@@ -1,0 +1,137 @@
+"""The step's elementwise kernels (csrc/epilogues.h; C++ here, CUDA on a GPU) against torch.
+
+Tolerance argument: the kernels follow ATen's formulas operation by operation, so everything but
+the transcendentals must be bit-identical: given the same ``y``, the L1-sign gradient must equal
+torch's ops on that ``y`` exactly, and relu/leaky_relu derivatives and the bf16 rounding
+(round-to-nearest-even) exactly. ``tanh``/``sigmoid``/``gelu`` call the C library (CUDA's on the
+GPU) where ATen calls Sleef on the CPU: those may differ by an ulp or two, so they are held to 4
+ulps of float32, and a sign against the target must agree wherever ``|y - x|`` exceeds that.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from advface_fast import _ext
+from advface_fast.errors import BackendUnavailableError
+from advface_fast.ops import (
+    act_backward_,
+    act_backward_ref,
+    l1_sign_out_grad,
+    l1_sign_out_grad_ref,
+    out_activation,
+    out_activation_ref,
+)
+
+pytestmark = pytest.mark.skipif(_ext.load() is None, reason="advface_fast._C is not built")
+ULP = torch.finfo(torch.float32).eps
+DTYPES = [torch.float32, torch.bfloat16]
+
+
+def _inputs(shape, a_dtype, seed=0, device="cpu"):
+    g = torch.Generator().manual_seed(seed)
+    a = (3 * torch.randn(shape, generator=g)).to(a_dtype)
+    x = (2 * torch.rand(shape, generator=g) - 1).clamp(-0.999, 0.999)
+    return a.to(device), x.to(device)
+
+
+@pytest.mark.parametrize("out_act", ["tanh", "sigmoid", "none"])
+@pytest.mark.parametrize("a_dtype", DTYPES)
+def test_out_activation_within_4_ulps(out_act, a_dtype):
+    a, _ = _inputs((37, 129), a_dtype)
+    got = out_activation(a, out_act, backend="compiled")
+    want = out_activation_ref(a, out_act)
+    assert got.dtype == torch.float32
+    assert ((got - want).abs() <= 4 * ULP * want.abs().clamp_min(1e-30)).all()
+    if out_act == "none":
+        assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("out_act", ["tanh", "sigmoid", "none"])
+@pytest.mark.parametrize("a_dtype", DTYPES)
+@pytest.mark.parametrize("g_dtype", DTYPES)
+def test_l1_sign_out_grad_is_atens_formula(out_act, a_dtype, g_dtype):
+    a, x = _inputs((33, 257), a_dtype, seed=1)
+    y = out_activation(a, out_act, backend="compiled")
+    x[:, ::9] = y[:, ::9]  # exact ties: sign 0, gradient 0
+    got = l1_sign_out_grad(a, x, out_act, g_dtype, backend="compiled")
+    assert got.dtype == g_dtype
+    # ATen's ops on the kernel's own y: the same bytes
+    same_y = torch.sign(y - x)
+    if out_act == "tanh":
+        same_y = torch.ops.aten.tanh_backward(same_y, y)
+    elif out_act == "sigmoid":
+        same_y = torch.ops.aten.sigmoid_backward(same_y, y)
+    assert torch.equal(got, same_y.to(g_dtype))
+    assert (got[:, ::9] == 0).all()
+    # against torch's own y: signs agree wherever the margin exceeds the transcendental's ulps
+    want = l1_sign_out_grad_ref(a, x, out_act, g_dtype)
+    y_t = out_activation_ref(a, out_act)
+    clear = (y_t - x).abs() > 8 * ULP * y_t.abs().clamp_min(1.0)
+    assert clear.float().mean() > 0.8
+    assert torch.equal(torch.sign(got[clear].float()), torch.sign(want[clear].float()))
+
+
+@pytest.mark.parametrize("act", ["relu", "leaky_relu", "gelu"])
+@pytest.mark.parametrize("g_dtype", DTYPES)
+@pytest.mark.parametrize("a_dtype", DTYPES)
+def test_act_backward_matches_aten(act, g_dtype, a_dtype):
+    a, _ = _inputs((65, 129), a_dtype, seed=2)
+    a[:, ::7] = 0.0  # the kink: relu' and leaky_relu' take their "a <= 0" branch there, as ATen's
+    g = torch.randn(65, 129, generator=torch.Generator().manual_seed(3)).to(g_dtype)
+    want = act_backward_ref(g, a, act, 0.2)
+    got = act_backward_(g.clone(), a, act, 0.2, backend="compiled")
+    if act != "gelu":
+        assert torch.equal(got, want)
+    else:  # erf and exp round differently: cdf + a * pdf (terms <= 1.13) within 8 ulps, times |g|;
+        # a bf16 g then adds at most one bf16 ulp (2^-7 relative) of the result
+        tol = 8 * ULP * g.float().abs() + (0 if g_dtype == torch.float32 else 2.0**-7 * want.float().abs())
+        assert ((got.float() - want.float()).abs() <= tol).all()
+
+
+def test_bf16_rounding_is_round_to_nearest_even():
+    """1.0 * (1 + 2^-8) and 1.0 * (1 + 3 * 2^-8) are exact halfway cases in bf16: RNE rounds the
+    first down to 1.0 and the second up to 1 + 2^-6 (round-half-up would give other answers)."""
+    for slope, expect in ((1 + 2**-8, 1.0), (1 + 3 * 2**-8, 1 + 2**-6)):
+        g = torch.ones(8, dtype=torch.bfloat16)
+        a = -torch.ones(8, dtype=torch.bfloat16)  # leaky branch: g * slope
+        got = act_backward_(g, a, "leaky_relu", slope, backend="compiled")
+        assert torch.equal(got, torch.full((8,), expect, dtype=torch.bfloat16))
+        assert torch.equal(got, act_backward_ref(torch.ones(8, dtype=torch.bfloat16), a, "leaky_relu", slope))
+
+
+def test_auto_keeps_torch_on_the_cpu_and_errors_are_named():
+    a, x = _inputs((4, 5), torch.float32)
+    assert torch.equal(l1_sign_out_grad(a, x, "tanh", torch.float32), l1_sign_out_grad_ref(a, x, "tanh", torch.float32))
+    with pytest.raises(ValueError, match="target must be float32"):
+        l1_sign_out_grad(a, x.double(), "tanh", torch.float32)
+    with pytest.raises(BackendUnavailableError, match="float32 and bfloat16"):
+        out_activation(a.double(), "tanh", backend="compiled")
+    with pytest.raises(BackendUnavailableError, match="contiguous"):
+        act_backward_(torch.randn(5, 4).t(), a, "relu", 0.0, backend="compiled")
+    with pytest.raises(ValueError, match="one shape"):
+        act_backward_(torch.randn(4, 4), a, "relu", 0.0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run by benchmarks/gpu_check.sh)")
+@pytest.mark.parametrize("a_dtype", DTYPES)
+def test_cuda_kernels_match_torch_on_the_gpu(a_dtype):
+    if not _ext.build_info()["cuda"]:
+        pytest.fail("on a GPU machine the extension must be built with its CUDA part (nvcc present)")
+    a, x = _inputs((513, 129), a_dtype, seed=4, device="cuda")
+    for out_act in ("tanh", "sigmoid", "none"):
+        y = out_activation(a, out_act, backend="compiled")
+        want = out_activation_ref(a, out_act)
+        assert ((y - want).abs() <= 4 * ULP * want.abs().clamp_min(1e-30)).all()
+        for g_dtype in DTYPES:
+            got = l1_sign_out_grad(a, x, out_act, g_dtype, backend="compiled")
+            same = torch.sign(y - x)
+            if out_act == "tanh":
+                same = torch.ops.aten.tanh_backward(same, y)
+            elif out_act == "sigmoid":
+                same = torch.ops.aten.sigmoid_backward(same, y)
+            assert torch.equal(got, same.to(g_dtype))
+    g = torch.randn(513, 129, device="cuda").to(a_dtype)
+    for act in ("relu", "leaky_relu"):
+        assert torch.equal(act_backward_(g.clone(), a, act, 0.2, backend="compiled"), act_backward_ref(g, a, act, 0.2))
