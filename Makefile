@@ -25,8 +25,8 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check advface_fast kernels tests benchmarks setup.py
-	$(VENV)/bin/ruff format --check advface_fast kernels tests benchmarks setup.py
+	$(VENV)/bin/ruff check advface_fast kernels tests benchmarks csrc setup.py
+	$(VENV)/bin/ruff format --check advface_fast kernels tests benchmarks csrc setup.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info advface_fast/_C*.so

@@ -9,6 +9,9 @@ imports and works without the extension. Switches (environment variables):
     ADVFACE_CUDA_ARCHS="80;90"  SM architectures for nvcc (default "80;90": A100, H100/H200)
     ADVFACE_NVCC=/path/nvcc   nvcc to use (default: $CUDA_HOME/bin/nvcc, then nvcc on PATH)
     ADVFACE_REQUIRE_CUDA=1    fail the build instead of skipping the CUDA part
+    ADVFACE_CUBLASLT_INCLUDE=/dir  folder holding cublasLt.h (default: the CUDA toolkit's include,
+                              then the nvidia-cublas wheel's in site-packages); without the header
+                              the CUDA protection loop (backend "cuda") is not built
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 from setuptools import Extension, setup
@@ -96,6 +100,12 @@ class BuildExt(build_ext):
             a.strip() for a in os.environ.get("ADVFACE_CUDA_ARCHS", "80;90").replace(",", ";").split(";") if a.strip()
         ]
         gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in archs]
+        lt_include = _cublaslt_include(root)
+        loop_flags = [] if lt_include is None else ["-DADVFACE_WITH_CUBLASLT", f"-I{lt_include}"]
+        if lt_include is None:
+            _say("cublasLt.h not found (set ADVFACE_CUBLASLT_INCLUDE): the CUDA protection loop is not built")
+        else:
+            _say(f"cublasLt.h from {lt_include}: building the CUDA protection loop")
         out_dir = Path(self.build_temp) / "cuda"
         out_dir.mkdir(parents=True, exist_ok=True)
         objects = []
@@ -113,6 +123,7 @@ class BuildExt(build_ext):
                     "-Xcompiler",
                     "-fPIC",
                     f"-I{CSRC}",
+                    *loop_flags,
                     *gencode,
                 ]
                 _say(" ".join(cmd))
@@ -128,6 +139,7 @@ class BuildExt(build_ext):
             *ext.define_macros,
             ("ADVFACE_WITH_CUDA", "1"),
             ("ADVFACE_CUDA_ARCHS", f'"{";".join(archs)}"'),
+            *([("ADVFACE_WITH_CUBLASLT", "1")] if lt_include is not None else []),
         ]
         ext.include_dirs = [*ext.include_dirs, str(root / "include")]
         ext.library_dirs = [*ext.library_dirs, str(root / "lib64"), str(root / "lib")]
@@ -135,6 +147,19 @@ class BuildExt(build_ext):
         # without a GPU (CUDA calls then return an error code instead of crashing).
         ext.libraries = [*ext.libraries, "cudart_static", "rt", "pthread", "dl"]
         return True
+
+
+def _cublaslt_include(cuda_root: Path) -> Path | None:
+    """The folder of cublasLt.h: env, CUDA toolkit, or an nvidia-cublas wheel (CUDA 13 or 12 layout).
+    Only the header is needed at build time: libcublasLt is opened at run time (dlopen)."""
+    env = os.environ.get("ADVFACE_CUBLASLT_INCLUDE")
+    candidates = [Path(env)] if env else []
+    candidates.append(cuda_root / "include")
+    # site-packages of this interpreter, also under pip's build isolation (purelib is the target env's)
+    roots = {Path(p) for p in sys.path if p} | {Path(sysconfig.get_paths()["purelib"])}
+    for root in sorted(roots):
+        candidates += [root / "nvidia" / "cu13" / "include", root / "nvidia" / "cublas" / "include"]
+    return next((c for c in candidates if (c / "cublasLt.h").is_file()), None)
 
 
 def _extensions() -> list[Extension]:

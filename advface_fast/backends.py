@@ -5,7 +5,8 @@ arithmetic for :class:`~advface_fast.decoders.MLPDecoder` with the backward writ
 weights cached in the GEMM dtype (``mlp_engine.py``; any device). ``"triton"`` is the
 fused engine for :class:`~advface_fast.decoders.MLPDecoder` (NVIDIA GPUs; on the CPU only under
 Triton's interpreter, ``TRITON_INTERPRET=1``, which is for tests). ``"cuda"`` is the CUDA C++
-engine in ``csrc/``. ``backend="auto"`` takes the fastest one that can run the given decoder on
+engine in ``csrc/`` (cuBLASLt GEMMs and our elementwise kernels, the loop in C++, one CUDA graph
+per batch shape; ``cuda_engine.py``). ``backend="auto"`` takes the fastest one that can run the given decoder on
 the given device and falls back silently to ``"torch"``; a backend asked for by name that cannot
 run raises :class:`~advface_fast.errors.BackendUnavailableError` with the reason.
 
@@ -25,7 +26,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from . import _ext
 from .engine import PRECISIONS, PGDFn
 from .errors import BackendUnavailableError
 from .reference import pgd_ref
@@ -86,6 +86,19 @@ def mlp_decode(decoder, z, precision="fp32"):
         return run(decoder, z, precision)
 
 
+def cuda_pgd(decoder, z0, centre, target, eps, alpha, steps, precision="fp32"):
+    """The C++-driven CUDA loop (``cuda_engine.py``, ``csrc/pgd_loop.cu``)."""
+    from .cuda_engine import cuda_pgd as run
+
+    return run(decoder, z0, centre, target, eps, alpha, steps, precision)
+
+
+def cuda_decode(decoder, z, precision="fp32"):
+    from .cuda_engine import cuda_decode as run
+
+    return run(decoder, z, precision)
+
+
 def triton_pgd(decoder, z0, centre, target, eps, alpha, steps, precision="fp32"):
     """The fused Triton engine (``kernels/pgd_mlp.py``); float32 in, float32 out."""
     from .kernels.pgd_mlp import pgd_mlp, plan_for
@@ -136,18 +149,19 @@ def _unavailable_reason(name: str, decoder: nn.Module, device: torch.device, pre
         if type(decoder) is not MLPDecoder:
             return f"the fused engine runs MLPDecoder only, got {type(decoder).__name__}"
         return _triton_import_error()
-    ext = _ext.load()
-    if ext is None:
-        return _ext.load_error()
-    if not ext.build_info().get("cuda"):
-        return "advface_fast._C was built without its CUDA part (no nvcc at build time, or ADVFACE_SKIP_CUDA=1)"
-    return "the CUDA protection loop is not available yet (only its sign-step kernel is built)"
+    from .cuda_engine import unavailable_reason
+    from .decoders import MLPDecoder
+
+    if type(decoder) is not MLPDecoder:
+        return f"the CUDA engine runs MLPDecoder only, got {type(decoder).__name__}"
+    return unavailable_reason()
 
 
 _IMPLS = {
     "torch": (torch_pgd, torch_decode),
     "mlp": (mlp_pgd, mlp_decode),
     "triton": (triton_pgd, triton_decode),
+    "cuda": (cuda_pgd, cuda_decode),
 }
 
 
@@ -162,9 +176,11 @@ def _auto_candidates(device: torch.device, precision: str) -> tuple[str, ...]:
     measured yet, so auto does not take it there."""
     if device.type != "cuda":
         return ("mlp", "torch")
+    # "cuda" (the C++ loop) joins auto once a GPU run has measured and checked it
+    # (benchmarks/gpu_check.sh); until then it runs only when asked for by name
     if precision == "bf16" and os.environ.get("TRITON_INTERPRET") != "1":
-        return ("cuda", "triton", "torch")
-    return ("cuda", "torch")
+        return ("triton", "torch")
+    return ("torch",)
 
 
 def resolve_backend(name: str, decoder: nn.Module, device: torch.device, precision: str = "fp32") -> Backend:

@@ -98,9 +98,13 @@ def check_odd_sizes(device: torch.device) -> list[dict]:
             z = torch.nn.functional.normalize(torch.randn(batch, 37), dim=1).to(device)
             kw = {"eps": 0.05, "alpha": 0.01, "steps": 5, "start": "random", "progress": False, "device": device}
             a = af.protect(z, dec, backend="torch", **kw)
-            for name in ("triton", "mlp"):
-                diff = (a - af.protect(z, dec, backend=name, **kw)).abs().max().item()
+            for name in ("triton", "mlp", "cuda") if device.type == "cuda" else ("triton", "mlp"):
                 check = f"odd sizes {name} {act}/{out_act} B={batch}"
+                try:
+                    diff = (a - af.protect(z, dec, backend=name, **kw)).abs().max().item()
+                except Exception as exc:  # reported (the cuda loop is new), not fatal to the other checks
+                    rows.append({"check": check, "error": f"{type(exc).__name__}: {exc}"[:300], "ok": False})
+                    continue
                 rows.append({"check": check, "max_abs_diff": diff, "ok": diff < 1e-5})
     return rows
 
@@ -198,6 +202,10 @@ def bench_standard(cfg: dict, device: torch.device, peak: float, deadline: float
     e, a, s = cfg["eps"], cfg["alpha"], cfg["steps"]
     triton = resolve_backend("triton", dec, device)
     mlp = resolve_backend("mlp", dec, device)
+
+    def cuda_backend():  # resolved when timed: an unavailable loop fails its own rows only
+        return resolve_backend("cuda", dec, device)
+
     user_dec = copy.deepcopy(dec).requires_grad_(True)
     noise = (z0 - z) / e
     variants: dict[str, Callable[[], torch.Tensor]] = {
@@ -207,6 +215,9 @@ def bench_standard(cfg: dict, device: torch.device, peak: float, deadline: float
         "triton fp32": lambda: triton.pgd(dec, z0, z, target, e, a, s, precision="fp32"),
         "triton tf32": lambda: triton.pgd(dec, z0, z, target, e, a, s, precision="tf32"),
         "triton bf16": lambda: triton.pgd(dec, z0, z, target, e, a, s, precision="bf16"),
+        "cuda fp32": lambda: cuda_backend().pgd(dec, z0, z, target, e, a, s, precision="fp32"),
+        "cuda tf32": lambda: cuda_backend().pgd(dec, z0, z, target, e, a, s, precision="tf32"),
+        "cuda bf16": lambda: cuda_backend().pgd(dec, z0, z, target, e, a, s, precision="bf16"),
         "mlp fp32": lambda: mlp.pgd(dec, z0, z, target, e, a, s, precision="fp32"),
         "mlp bf16": lambda: mlp.pgd(dec, z0, z, target, e, a, s, precision="bf16"),
         # what users write by hand (benchmarks/baselines), on a decoder whose weights require grad
@@ -252,7 +263,7 @@ def bench_standard(cfg: dict, device: torch.device, peak: float, deadline: float
 
 
 def bench_batches(cfg: dict, device: torch.device, deadline: float) -> list[dict]:
-    """Triton bf16 vs torch eager bf16 across batch sizes (CUDA graphs matter at small ones)."""
+    """Triton and cuda bf16 vs torch eager bf16 across batch sizes (CUDA graphs matter at small ones)."""
     torch.manual_seed(0)
     dec = frozen(af.MLPDecoder(cfg["dim"], cfg["hidden"], cfg["image"]), device)
     rows = []
@@ -262,16 +273,22 @@ def bench_batches(cfg: dict, device: torch.device, deadline: float) -> list[dict
             break
         z, z0, target = inputs(batch, cfg["dim"], dec, cfg["eps"], 3, device)
         args = (dec, z0, z, target, cfg["eps"], cfg["alpha"], cfg["steps"])
-        for name, fn in {
+        fns = {
             "torch eager bf16": lambda args=args: torch_pgd(*args, "bf16"),
             "triton bf16": lambda args=args: triton.pgd(*args, precision="bf16"),
-        }.items():
-            sec = timed(fn, device, warmup=3, iters=5)
+            "cuda bf16": lambda args=args: resolve_backend("cuda", dec, device).pgd(*args, precision="bf16"),
+        }
+        line = []
+        for name, fn in fns.items():
+            try:
+                sec = timed(fn, device, warmup=3, iters=5)
+            except Exception as exc:  # the cuda loop is new: its failure must not hide the others
+                rows.append({"variant": name, "batch": batch, "error": f"{type(exc).__name__}: {exc}"[:300]})
+                line.append(f"{name} FAILED")
+                continue
             rows.append({"variant": name, "batch": batch, "features_per_s": batch / sec})
-        log(
-            f"batch {batch:6d}: torch bf16 {rows[-2]['features_per_s']:10.0f}/s  triton bf16 "
-            f"{rows[-1]['features_per_s']:10.0f}/s"
-        )
+            line.append(f"{name} {batch / sec:10.0f}/s")
+        log(f"batch {batch:6d}: " + "  ".join(line))
     return rows
 
 

@@ -1,6 +1,7 @@
 // pybind11 bindings of advface_fast._C. Raw pointers (as integers), sizes and streams only: no
 // libtorch ABI, so the module works with any torch version and with cupy arrays alike.
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <cstdint>
 #include <stdexcept>
@@ -8,6 +9,7 @@
 
 #include "clipped_sign_step.h"
 #include "epilogues.h"
+#include "pgd_loop.h"
 
 namespace py = pybind11;
 
@@ -95,6 +97,11 @@ py::dict build_info() {
   d["cuda"] = false;
   d["cuda_archs"] = std::string();
 #endif
+#ifdef ADVFACE_WITH_CUBLASLT
+  d["cuda_loop"] = true;
+#else
+  d["cuda_loop"] = false;
+#endif
 #ifdef _OPENMP
   d["openmp"] = true;
 #else
@@ -127,6 +134,43 @@ PYBIND11_MODULE(_C, m) {
   m.def("act_backward_cuda", &act_backward_cuda, py::arg("g"), py::arg("g_dtype"), py::arg("a"), py::arg("a_dtype"),
         py::arg("n"), py::arg("act"), py::arg("slope"), py::arg("stream"),
         "act_backward_cpu on device memory, on the given cudaStream_t.");
+#ifdef ADVFACE_WITH_CUBLASLT
+  m.def("load_cublaslt", &advface::load_cublaslt, py::arg("path") = std::string(),
+        "Open libcublasLt (this path, else the CUDA 13/12 sonames); returns '' or why it failed.");
+  py::class_<advface::PgdLoop>(m, "PgdLoop", "The CUDA protection loop of an MLP decoder (pgd_loop.h).")
+      .def(py::init([](int device, int batch, std::vector<int> widths, int gemm_dtype, bool tf32, int act, int out_act,
+                       double slope, std::vector<uintptr_t> weights, std::vector<uintptr_t> biases,
+                       std::vector<uintptr_t> pre, std::vector<uintptr_t> hidden, std::vector<uintptr_t> grad_hidden,
+                       uintptr_t z, uintptr_t centre, uintptr_t target, uintptr_t z_in, uintptr_t grad_out,
+                       uintptr_t grad_z, uintptr_t image, uintptr_t workspace, size_t workspace_bytes) {
+             advface::PgdLoopBuffers b;
+             b.weights = std::move(weights);
+             b.biases = std::move(biases);
+             b.pre = std::move(pre);
+             b.hidden = std::move(hidden);
+             b.grad_hidden = std::move(grad_hidden);
+             b.z = z;
+             b.centre = centre;
+             b.target = target;
+             b.z_in = z_in;
+             b.grad_out = grad_out;
+             b.grad_z = grad_z;
+             b.image = image;
+             b.workspace = workspace;
+             b.workspace_bytes = workspace_bytes;
+             return new advface::PgdLoop(device, batch, std::move(widths), gemm_dtype, tf32, act, out_act,
+                                         (float)slope, std::move(b));
+           }),
+           py::arg("device"), py::arg("batch"), py::arg("widths"), py::arg("gemm_dtype"), py::arg("tf32"),
+           py::arg("act"), py::arg("out_act"), py::arg("slope"), py::arg("weights"), py::arg("biases"), py::arg("pre"),
+           py::arg("hidden"), py::arg("grad_hidden"), py::arg("z"), py::arg("centre"), py::arg("target"),
+           py::arg("z_in"), py::arg("grad_out"), py::arg("grad_z"), py::arg("image"), py::arg("workspace"),
+           py::arg("workspace_bytes"))
+      .def("run", &advface::PgdLoop::run, py::arg("steps"), py::arg("eps"), py::arg("alpha"), py::arg("stream"),
+           py::call_guard<py::gil_scoped_release>())
+      .def("decode", &advface::PgdLoop::decode, py::arg("stream"), py::call_guard<py::gil_scoped_release>())
+      .def_property_readonly("captured", &advface::PgdLoop::captured);
+#endif
   m.def("clipped_sign_step_cuda", &clipped_sign_step_cuda, py::arg("z"), py::arg("g"), py::arg("c"), py::arg("n"),
         py::arg("eps"), py::arg("alpha"), py::arg("stream"),
         "In place on n contiguous float32 device elements, launched on the given cudaStream_t.");

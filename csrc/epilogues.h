@@ -87,6 +87,13 @@ ADVFACE_HD float out_act_backward(float grad, float y, int out_act) {
   return grad;
 }
 
+// the hidden activation, as ATen's relu / leaky_relu / gelu (exact erf form) compute it
+ADVFACE_HD float act_forward_1(float a, int act, float slope) {
+  if (act == kRelu) return a <= 0.f ? 0.f : a;
+  if (act == kLeakyRelu) return a > 0.f ? a : a * slope;
+  return a * 0.5f * (1.f + erff(a * static_cast<float>(M_SQRT1_2)));
+}
+
 // grad * act'(a) from the pre-activation a: threshold_backward, leaky_relu_backward, gelu_backward
 ADVFACE_HD float act_backward_1(float grad, float a, int act, float slope) {
   if (act == kRelu) return a <= 0.f ? 0.f : grad;

@@ -1,0 +1,175 @@
+"""Backend ``"cuda"``: the protection loop for :class:`~advface_fast.decoders.MLPDecoder` driven
+from C++ (``csrc/pgd_loop.cu``): cuBLASLt GEMMs with the bias epilogue, the elementwise kernels of
+``csrc/epilogues.cu`` and the sign step of ``csrc/clipped_sign_step.cu``, the ``steps`` of a
+batch captured in one CUDA graph from the second batch of a shape on.
+
+This module owns the memory (torch tensors: weights in the GEMM dtype, activations, gradients,
+a cuBLASLt workspace) and hands raw device addresses to the extension, which has no libtorch
+ABI. A plan is built per (decoder weights, device, precision, batch size) and cached.
+
+Arithmetic: the same as the ``mlp`` engine (GEMM operands and outputs in the GEMM dtype, fp32
+accumulation; the output activation, the L1 sign, the projection and ``z`` in fp32), with
+cuBLASLt's choice of summation order.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import _ext
+from .decoders import MLPDecoder
+from .ops import ACT_CODES, OUT_ACT_CODES
+
+WORKSPACE_BYTES = 32 << 20  # cuBLASLt's recommended workspace on Hopper
+PLANS_PER_DECODER = 4  # full batches and a tail batch or two; older plans are dropped
+_GEMM_DTYPE = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16}
+_DTYPE_CODE = {torch.float32: 0, torch.bfloat16: 1}
+
+
+def _cublaslt_candidates() -> list[str]:
+    """libcublasLt files shipped as Python wheels (torch's CUDA builds depend on them), then ''
+    (the extension then tries the sonames, which also finds a copy torch has already loaded)."""
+    found = []
+    for root in sys.path:
+        for sub in ("nvidia/cu13/lib/libcublasLt.so.13", "nvidia/cublas/lib/libcublasLt.so.12"):
+            p = Path(root) / sub
+            if p.is_file():
+                found.append(str(p))
+    return [*found, ""]
+
+
+@functools.lru_cache(maxsize=1)
+def unavailable_reason() -> str | None:
+    """None if the CUDA loop can run in this process, else why not (checked once)."""
+    ext = _ext.load()
+    if ext is None:
+        return _ext.load_error()
+    info = ext.build_info()
+    if not info.get("cuda"):
+        return "advface_fast._C was built without its CUDA part (no nvcc at build time, or ADVFACE_SKIP_CUDA=1)"
+    if not info.get("cuda_loop"):
+        return "advface_fast._C was built without the CUDA loop (cublasLt.h not found; see ADVFACE_CUBLASLT_INCLUDE)"
+    errors = []
+    for path in _cublaslt_candidates():
+        err = ext.load_cublaslt(path)
+        if not err:
+            return None
+        errors.append(err)
+    return errors[-1]
+
+
+@dataclass
+class _Plan:
+    key: tuple
+    loop: Any
+    tensors: dict[str, Any]  # everything the loop points into: kept alive with the plan
+    out_shape: tuple[int, int, int]
+
+    @property
+    def z(self) -> torch.Tensor:
+        return self.tensors["z"]
+
+
+_PLANS: weakref.WeakKeyDictionary[MLPDecoder, OrderedDict[tuple, _Plan]] = weakref.WeakKeyDictionary()
+
+
+def _build_plan(decoder: MLPDecoder, device: torch.device, precision: str, batch: int, key: tuple) -> _Plan:
+    ext = _ext.load()
+    dt = _GEMM_DTYPE[precision]
+    layers = list(decoder.layers)
+    widths = [decoder.in_dim, *decoder.hidden, layers[-1].out_features]
+    L = len(layers)
+
+    def buf(width: int, dtype: torch.dtype = dt) -> torch.Tensor:
+        return torch.empty(batch, width, device=device, dtype=dtype)
+
+    with torch.no_grad():
+        t: dict[str, Any] = {
+            "weights": [lay.weight.detach().to(device=device, dtype=dt).contiguous() for lay in layers],
+            "biases": [lay.bias.detach().to(device=device, dtype=dt).contiguous() for lay in layers],
+            "pre": [buf(w) for w in widths[1:]],
+            "hidden": [buf(w) for w in widths[1:-1]],
+            "grad_hidden": [buf(w) for w in widths[1:-1]],
+            "z": buf(widths[0], torch.float32),
+            "centre": buf(widths[0], torch.float32),
+            "target": buf(widths[-1], torch.float32),
+            "z_in": buf(widths[0]),
+            "grad_out": buf(widths[-1]),
+            "grad_z": buf(widths[0], torch.float32),
+            "image": buf(widths[-1], torch.float32),
+            "workspace": torch.empty(WORKSPACE_BYTES, device=device, dtype=torch.uint8),
+        }
+    ptrs = {k: [x.data_ptr() for x in v] if isinstance(v, list) else v.data_ptr() for k, v in t.items()}
+    loop = ext.PgdLoop(
+        device=device.index if device.index is not None else torch.cuda.current_device(),
+        batch=batch,
+        widths=widths,
+        gemm_dtype=_DTYPE_CODE[dt],
+        tf32=precision == "tf32",
+        act=ACT_CODES[decoder.act],
+        out_act=OUT_ACT_CODES[decoder.out_act],
+        slope=decoder.negative_slope,
+        workspace_bytes=WORKSPACE_BYTES,
+        **ptrs,
+    )
+    assert len(t["hidden"]) == L - 1
+    return _Plan(key, loop, t, decoder.out_shape)
+
+
+def _plan(decoder: MLPDecoder, device: torch.device, precision: str, batch: int) -> _Plan:
+    from .mlp_engine import _params_key
+
+    key = (str(device), precision, batch, _params_key(decoder))
+    plans = _PLANS.setdefault(decoder, OrderedDict())
+    plan = plans.get(key[:3])
+    if plan is None or plan.key != key:
+        plan = _build_plan(decoder, device, precision, batch, key)
+        plans[key[:3]] = plan
+        while len(plans) > PLANS_PER_DECODER:
+            plans.popitem(last=False)
+    plans.move_to_end(key[:3])
+    return plan
+
+
+def _stream(device: torch.device) -> int:
+    return torch.cuda.current_stream(device).cuda_stream
+
+
+@torch.no_grad()
+def cuda_pgd(
+    decoder: MLPDecoder,
+    z0: torch.Tensor,
+    centre: torch.Tensor,
+    target: torch.Tensor,
+    eps: float,
+    alpha: float,
+    steps: int,
+    precision: str = "fp32",
+) -> torch.Tensor:
+    """:func:`~advface_fast.reference.pgd_ref` on the CUDA loop; shapes as there, ``z0``'s dtype out."""
+    plan = _plan(decoder, z0.device, precision, z0.shape[0])
+    plan.z.copy_(z0)
+    plan.tensors["centre"].copy_(centre)
+    plan.tensors["target"].copy_(target.reshape(target.shape[0], -1))
+    if steps > 0:
+        with torch.cuda.device(z0.device):
+            plan.loop.run(int(steps), float(eps), float(alpha), _stream(z0.device))
+    return plan.z.clone().to(z0.dtype)
+
+
+@torch.no_grad()
+def cuda_decode(decoder: MLPDecoder, z: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
+    """``S(z)`` ``(B, C, H, W)`` with the loop's forward arithmetic, in ``z``'s dtype."""
+    plan = _plan(decoder, z.device, precision, z.shape[0])
+    plan.z.copy_(z)
+    with torch.cuda.device(z.device):
+        plan.loop.decode(_stream(z.device))
+    return plan.tensors["image"].clone().reshape(z.shape[0], *plan.out_shape).to(z.dtype)

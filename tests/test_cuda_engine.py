@@ -1,0 +1,90 @@
+"""Backend "cuda" (csrc/pgd_loop.cu driven by advface_fast/cuda_engine.py).
+
+On CPU machines: the loop is built whenever the CUDA part and cublasLt.h are available, the
+module imports without libcublasLt or a GPU, and the backend reports why it cannot run. On a GPU
+(benchmarks/gpu_check.sh): the loop against the torch reference with the Triton engine's
+tolerance argument (tests/test_triton_engine.py): fp32 whole runs within 1e-5 (no step differed;
+cuBLASLt only changes the summation order), bf16 tracking fp32 as torch's own bf16 does, graph
+replays identical to the eager first call, and exact ties at z itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers import LinearEncoder, unit_rows
+
+import advface_fast as af
+from advface_fast import _ext
+from advface_fast.cuda_engine import unavailable_reason
+
+needs_gpu = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU (run by benchmarks/gpu_check.sh)"
+)
+D, HIDDEN, OUT = 37, (129, 64), (3, 7, 5)
+
+
+def test_reports_why_it_cannot_run_without_a_gpu():
+    reason = af.available_backends(device="cpu")["cuda"]
+    assert reason is not None and "GPU" in reason
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    ext = _ext.load()
+    if ext is not None and ext.build_info().get("cuda_loop"):
+        assert "libcublasLt" in unavailable_reason()  # built, importable, but no cuBLASLt library here
+    else:
+        assert unavailable_reason() is not None
+
+
+def test_build_reports_the_loop():
+    ext = _ext.load()
+    if ext is None:
+        pytest.skip("advface_fast._C is not built")
+    info = ext.build_info()
+    assert "cuda_loop" in info and (info["cuda_loop"] <= info["cuda"])
+
+
+def _pair(act="leaky_relu", out_act="tanh", seed=0):
+    torch.manual_seed(seed)
+    return af.MLPDecoder(D, list(HIDDEN), OUT, act=act, out_act=out_act), LinearEncoder(int(np.prod(OUT)), D, seed + 1)
+
+
+KW = {"eps": 0.05, "alpha": 0.01, "progress": False, "device": "cuda"}
+
+
+@needs_gpu
+@pytest.mark.parametrize(("act", "out_act"), [("relu", "tanh"), ("leaky_relu", "sigmoid"), ("gelu", "none")])
+@pytest.mark.parametrize("batch", [1, 33])
+def test_fp32_loop_matches_reference(act, out_act, batch):
+    dec, enc = _pair(act, out_act)
+    z = torch.from_numpy(unit_rows(batch, D, seed=2)).cuda()
+    a = af.protect(z, dec, enc, start="random", steps=6, backend="torch", **KW)
+    b = af.protect(z, dec, enc, start="random", steps=6, backend="cuda", **KW)
+    assert (a - b).abs().max().item() < 1e-5
+
+
+@needs_gpu
+def test_graph_replay_equals_eager_and_ties_are_exact():
+    dec, enc = _pair()
+    z = torch.from_numpy(unit_rows(64, D, seed=3)).cuda()
+    runs = [af.protect(z, dec, enc, start="random", steps=5, backend="cuda", batch_size=32, **KW) for _ in range(3)]
+    assert torch.equal(runs[0], runs[1]) and torch.equal(runs[1], runs[2])
+    for precision in ("fp32", "bf16"):
+        out = af.protect(
+            z, dec, enc, start="original", steps=3, renorm=False, backend="cuda", precision=precision, **KW
+        )
+        assert torch.equal(out, z)
+
+
+@needs_gpu
+def test_bf16_tracks_fp32_like_torch_bf16_does():
+    dec, enc = _pair(seed=7)
+    z = torch.from_numpy(unit_rows(256, D, seed=8)).cuda()
+    kw = {"start": "random", "steps": 6, "renorm": False, **KW}
+    ref = af.protect(z, dec, enc, backend="torch", **kw)
+    ours = af.protect(z, dec, enc, backend="cuda", precision="bf16", **kw)
+    tb = af.protect(z, dec, enc, backend="torch", precision="bf16", **kw)
+    assert (ours - z).abs().max().item() <= 0.05 + 1e-7
+    moved, moved_tb = ((ours - ref).abs() > 1e-3).float().mean().item(), ((tb - ref).abs() > 1e-3).float().mean().item()
+    assert moved <= 1.25 * moved_tb + 0.05, (moved, moved_tb)
