@@ -125,6 +125,8 @@ def _triton_import_error() -> str | None:
 
 def _unavailable_reason(name: str, decoder: nn.Module, device: torch.device, precision: str) -> str | None:
     """``None`` if backend ``name`` can run ``decoder`` on ``device``, else the reason it cannot."""
+    if device.type == "cuda" and not torch.cuda.is_available():
+        return "torch sees no CUDA device on this machine"
     if precision == "tf32" and device.type != "cuda":
         return "precision 'tf32' needs a CUDA device"
     if name == "torch":

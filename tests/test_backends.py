@@ -80,3 +80,9 @@ def test_auto_candidates_follow_the_measurements(monkeypatch):
     assert _auto_candidates(torch.device("cpu"), "bf16") == ("mlp", "torch")
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     assert "triton" not in _auto_candidates(cuda, "bf16")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without a GPU")
+def test_every_backend_says_there_is_no_cuda_device():
+    reasons = af.available_backends(device="cuda")
+    assert all(r is not None and "no CUDA device" in r for r in reasons.values()), reasons
