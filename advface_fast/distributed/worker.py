@@ -102,7 +102,10 @@ class ProtectWorker:
         if done_marker(self.out_dir, task).exists():  # a retry of a task that finished
             return stop - start
         target = self.out_dir / WORK / shard.name
-        if self.config.fmt == "npy":
+        if stop == start:  # an empty shard: its (preallocated or copied) output is the input
+            if self.config.fmt == "parquet":
+                g.write_parquet_atomic(target, g.read_parquet_table(self.in_dir, shard, self.config.feature_column)[0])
+        elif self.config.fmt == "npy":
             features, ids = g.read_npy_rows(self.in_dir, shard, start, stop, self.dim)
             protected = self.protector(features, row_ids=ids)
             g.write_npy_rows(target, shard.rows, start, np.asarray(protected, dtype=features.dtype))
