@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import os
@@ -17,6 +18,7 @@ from .arrays import MemorySink, RowSource
 from .backends import Backend, resolve_backend
 from .encoders import OnnxEncoder, TorchEncoder, as_encoder
 from .engine import DEFAULT_ALPHA, DEFAULT_EPS, DEFAULT_START, DEFAULT_STEPS, ProtectParams, protect_batch
+from .staging import HostStaging
 from .streaming import NpyFileSink
 
 _DEFAULT_BATCH = {"cpu": 256, "cuda": 8192}
@@ -308,6 +310,7 @@ class Protector:
     ) -> None:
         n = len(src)
         bs = self.batch_size or _DEFAULT_BATCH.get(device.type, 256)
+        staging: HostStaging | None = None
         try:
             with tqdm(
                 total=n,
@@ -317,6 +320,26 @@ class Protector:
                 desc="protect",
                 dynamic_ncols=True,
             ) as bar:
+                if src.device.type == "cpu" and (imgs is None or imgs.device.type == "cpu"):
+                    # host rows: staged one batch ahead each way (pinned on a GPU; see staging.py)
+                    sources = [src] if imgs is None else [src, imgs]
+                    staging = HostStaging(sources, device, [dtype] * len(sources), bs, sink.write)
+                    for a, b, (z, *x) in staging.batches(sink.rows_done):
+                        rid = torch.from_numpy(ids[a:b]) if ids is not None else torch.arange(a, b, dtype=torch.int64)
+                        zt = protect_batch(
+                            z,
+                            rid,
+                            decoder,
+                            self.encoder,
+                            self.params,
+                            backend,
+                            images=x[0] if x else None,
+                            precision=self.precision,
+                        )
+                        staging.emit(a, zt.to(src.dtype))
+                        bar.update(b - a)
+                    staging.flush()
+                    return
                 for a in range(sink.rows_done, n, bs):
                     b = min(a + bs, n)
                     z = src.read(a, b).to(device=device, dtype=dtype, non_blocking=True).contiguous()
@@ -328,6 +351,9 @@ class Protector:
                     sink.write(a, zt.to(src.dtype))
                     bar.update(b - a)
         except BaseException:
+            if staging is not None:  # the batch computed before the failure is good: keep it
+                with contextlib.suppress(Exception):
+                    staging.flush()
             sink.abort()
             raise
 
