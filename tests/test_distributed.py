@@ -250,6 +250,31 @@ def test_worker_killed_mid_task_is_retried_and_output_is_identical(tmp_path, set
     assert_same_protection(feats, af.protect(x, dec, progress=False))
 
 
+class AlwaysDyingWorker(ProtectWorker):
+    """Dies on task 0 every time: a shard that kills its worker (out of memory, a crash)."""
+
+    def run_task(self, task: int) -> int:
+        if task == 0:
+            os._exit(1)
+        return super().run_task(task)
+
+
+def test_a_task_that_always_kills_its_worker_ends_the_run(tmp_path, setup, local_ray):
+    dec, x = setup
+    _write_npy_shards(tmp_path / "in", x, [150])
+    with pytest.raises(ray.exceptions.RayError):
+        protect_distributed(
+            tmp_path / "in",
+            tmp_path / "out",
+            dec,
+            rows_per_task=100,
+            max_retries=1,
+            progress=False,
+            _worker_cls=AlwaysDyingWorker,
+        )
+    assert json.loads((tmp_path / "out" / MANIFEST).read_text())["status"] == "running"  # nothing published
+
+
 class InterruptedWorker(ProtectWorker):
     """Fails on the last task once every other task is done: a run interrupted at a known point."""
 

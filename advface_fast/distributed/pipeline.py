@@ -137,6 +137,7 @@ def protect_distributed(
     overwrite: bool = False,
     resume: bool = True,
     progress: bool = True,
+    max_retries: int = 3,
     _worker_cls: type = ProtectWorker,
 ) -> DistributedResult:
     """Protect the sharded gallery in ``in_dir`` on a Ray cluster; write it to ``out_dir``.
@@ -168,6 +169,7 @@ def protect_distributed(
         resume: continue an interrupted run in ``out_dir`` (same input and settings only);
             ``False`` discards it.
         progress: show a progress bar (rows).
+        max_retries: restarts of a dead worker and retries of its task before the run fails.
 
     Returns:
         :class:`DistributedResult` (rows, seconds, workers, ...).
@@ -185,6 +187,8 @@ def protect_distributed(
         raise ValueError(f"rows_per_task must be a positive integer, got {rows_per_task!r}")
     if cpus_per_worker <= 0:
         raise ValueError(f"cpus_per_worker must be positive, got {cpus_per_worker!r}")
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise ValueError(f"max_retries must be an integer >= 0, got {max_retries!r}")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
     if out_dir.resolve() == in_dir.resolve():
@@ -243,6 +247,7 @@ def protect_distributed(
             address=address,
             progress=progress,
             total_rows=total_rows,
+            max_retries=max_retries,
         )
     left = pending_tasks(out_dir, tasks)
     if left:
@@ -275,6 +280,7 @@ def _run_tasks(
     address: str | None,
     progress: bool,
     total_rows: int,
+    max_retries: int,
 ) -> tuple[int, str]:
     """Run the pending tasks through Ray Data's actor pool; return ``(workers, device)``."""
     ray = _import_ray()
@@ -300,6 +306,10 @@ def _run_tasks(
             compute=ray.data.ActorPoolStrategy(size=n_workers),
             num_cpus=cpus_per_worker,
             num_gpus=gpus,
+            # Ray Data's default is to restart a dead actor and retry its task forever; a shard that
+            # kills its worker every time (out of memory, a crash) must end the run instead
+            max_restarts=max_retries,
+            max_task_retries=max_retries,
         )
         done_before = total_rows - sum(tasks[t][2] - tasks[t][1] for t in pending)
         with tqdm(
