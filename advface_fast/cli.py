@@ -64,6 +64,7 @@ def _protect_distributed(args: argparse.Namespace) -> int:
         rows_per_task=args.rows_per_task,
         feature_column=args.feature_column,
         id_column=args.id_column,
+        max_retries=args.max_retries,
         address=args.address,
         overwrite=args.overwrite,
         resume=not args.no_resume,
@@ -240,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("--rows-per-task", type=int, default=65_536, help="rows of an .npy shard per task")
     pd.add_argument("--feature-column", default="feature", help="Parquet feature column (list of floats)")
     pd.add_argument("--id-column", default="id", help="Parquet id column (integers or strings)")
+    pd.add_argument("--max-retries", type=int, default=3, help="restarts of a dead worker before the run fails")
     pd.set_defaults(func=_protect_distributed)
 
     b = sub.add_parser("backends", help="list the backends and why any cannot run")
