@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .decoders import MLPDecoder
-from .ops import act_backward_ref, clipped_sign_step
+from .decoders import MLPDecoder, hidden_activation
+from .ops import act_backward_ref, clipped_sign_step, l1_out_grad_from_output
 
 
 @dataclass(frozen=True)
@@ -137,14 +137,6 @@ def mlp_weights(decoder: MLPDecoder, device: torch.device, precision: str, batch
     return w
 
 
-def _hidden_act(a: torch.Tensor, w: MLPWeights) -> torch.Tensor:
-    if w.act == "relu":
-        return torch.relu(a)
-    if w.act == "leaky_relu":
-        return torch.nn.functional.leaky_relu(a, w.slope)
-    return torch.nn.functional.gelu(a)
-
-
 def _forward(w: MLPWeights, z: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
     """``(pre-activations of the hidden layers, output image (B, P) in fp32 after out_act)``."""
     h = z.to(w.dtype)
@@ -152,7 +144,7 @@ def _forward(w: MLPWeights, z: torch.Tensor) -> tuple[list[torch.Tensor], torch.
     for i in range(len(w.weights) - 1):
         a = w.linear(i, h)
         pre.append(a)
-        h = _hidden_act(a, w)
+        h = hidden_activation(a, w.act, w.slope)
     y = w.linear(len(w.weights) - 1, h).float()
     if w.out_act == "tanh":
         y.tanh_()
@@ -164,12 +156,7 @@ def _forward(w: MLPWeights, z: torch.Tensor) -> tuple[list[torch.Tensor], torch.
 def _input_grad(w: MLPWeights, z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """``d/dz sum ||S(z) - target||_1`` per row, ``(B, D)`` fp32 (target ``(B, P)`` fp32)."""
     pre, y = _forward(w, z)
-    g = torch.sign(y - target)  # abs' (sign(0) = 0, as autograd)
-    if w.out_act == "tanh":
-        g = torch.ops.aten.tanh_backward(g, y)
-    elif w.out_act == "sigmoid":
-        g = torch.ops.aten.sigmoid_backward(g, y)
-    g = g.to(w.dtype)
+    g = l1_out_grad_from_output(y, target, w.out_act).to(w.dtype)
     for i in range(len(w.weights) - 1, 0, -1):
         g = act_backward_ref(w.linear_t(i, g), pre[i - 1], w.act, w.slope)
     return w.linear_t(0, g).float()

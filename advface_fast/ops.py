@@ -25,6 +25,7 @@ from __future__ import annotations
 import torch
 
 from . import _ext
+from .decoders import output_activation
 from .errors import BackendUnavailableError
 from .reference import clipped_sign_step_ref
 
@@ -33,6 +34,7 @@ __all__ = [
     "act_backward_ref",
     "clipped_sign_step",
     "clipped_sign_step_ref",
+    "l1_out_grad_from_output",
     "l1_sign_out_grad",
     "l1_sign_out_grad_ref",
     "out_activation",
@@ -107,25 +109,26 @@ def clipped_sign_step(
 
 # -- the step's other elementwise parts ------------------------------------------------------------
 def out_activation_ref(a: torch.Tensor, out_act: str) -> torch.Tensor:
-    """``out_act(a)`` in float32, ``a`` float32 or bfloat16 of any shape."""
-    y = a.float()
-    if out_act == "tanh":
-        return torch.tanh(y)
-    if out_act == "sigmoid":
-        return torch.sigmoid(y)
+    """``out_act(a)`` as a new float32 tensor, ``a`` float32 or bfloat16 of any shape."""
+    y = output_activation(a.float(), out_act)
     return y.clone() if y is a else y
+
+
+def l1_out_grad_from_output(y: torch.Tensor, target: torch.Tensor, out_act: str) -> torch.Tensor:
+    """``sign(y - target) * out_act'(y)`` from the output ``y`` (float32), by ATen's own backward
+    kernels: the gradient of ``sum |y - target|`` with respect to the pre-activation."""
+    g = torch.sign(y - target)  # abs' (sign(0) = 0, as autograd)
+    if out_act == "tanh":
+        return torch.ops.aten.tanh_backward(g, y)
+    if out_act == "sigmoid":
+        return torch.ops.aten.sigmoid_backward(g, y)
+    return g
 
 
 def l1_sign_out_grad_ref(a: torch.Tensor, target: torch.Tensor, out_act: str, dtype: torch.dtype) -> torch.Tensor:
     """The gradient of ``sum |out_act(a) - target|`` with respect to the pre-activation ``a``:
     ``sign(y - target) * out_act'(y)`` with ``y = out_act(a)`` in float32, returned in ``dtype``."""
-    y = out_activation_ref(a, out_act)
-    g = torch.sign(y - target)
-    if out_act == "tanh":
-        g = torch.ops.aten.tanh_backward(g, y)
-    elif out_act == "sigmoid":
-        g = torch.ops.aten.sigmoid_backward(g, y)
-    return g.to(dtype)
+    return l1_out_grad_from_output(out_activation_ref(a, out_act), target, out_act).to(dtype)
 
 
 def act_backward_ref(g: torch.Tensor, a: torch.Tensor, act: str, slope: float) -> torch.Tensor:
@@ -142,8 +145,8 @@ def act_backward_ref(g: torch.Tensor, a: torch.Tensor, act: str, slope: float) -
     return out
 
 
-def _compiled_reason(tensors: list[torch.Tensor], cpu_by_default: bool, backend: str) -> str | None:
-    """Why the compiled kernel cannot (or, under auto, should not) run these tensors, or None."""
+def _compiled_reason(tensors: list[torch.Tensor], backend: str) -> str | None:
+    """Why the compiled epilogue kernel cannot (or, under auto, should not) run these tensors, or None."""
     if backend not in ("auto", "torch", "compiled"):
         raise ValueError(f"backend={backend!r} is not one of 'auto', 'torch', 'compiled'")
     ext = _ext.load()
@@ -160,13 +163,13 @@ def _compiled_reason(tensors: list[torch.Tensor], cpu_by_default: bool, backend:
         return None if ext.build_info().get("cuda") else "the CUDA kernels are not built"
     if device.type != "cpu":
         return f"no compiled kernel for device {device}"
-    if backend == "auto" and not cpu_by_default:
+    if backend == "auto":
         return "on the CPU torch's vectorised transcendentals are faster (see the module doc)"
     return None
 
 
 def _use_compiled(tensors: list[torch.Tensor], backend: str, name: str) -> bool:
-    reason = _compiled_reason(tensors, False, backend) if backend != "torch" else "torch asked for"
+    reason = _compiled_reason(tensors, backend) if backend != "torch" else "torch asked for"
     if reason is not None and backend == "compiled":
         raise BackendUnavailableError(f"compiled {name} cannot run: {reason}")
     return reason is None
