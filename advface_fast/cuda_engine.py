@@ -26,12 +26,11 @@ import torch
 
 from . import _ext
 from .decoders import MLPDecoder
-from .ops import ACT_CODES, OUT_ACT_CODES
+from .mlp_engine import GEMM_DTYPE, _params_key
+from .ops import ACT_CODES, DTYPE_CODES, OUT_ACT_CODES
 
 WORKSPACE_BYTES = 32 << 20  # cuBLASLt's recommended workspace on Hopper
 PLANS_PER_DECODER = 4  # full batches and a tail batch or two; older plans are dropped
-_GEMM_DTYPE = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16}
-_DTYPE_CODE = {torch.float32: 0, torch.bfloat16: 1}
 
 
 def _cublaslt_candidates() -> list[str]:
@@ -83,7 +82,7 @@ _PLANS: weakref.WeakKeyDictionary[MLPDecoder, OrderedDict[tuple, _Plan]] = weakr
 
 def _build_plan(decoder: MLPDecoder, device: torch.device, precision: str, batch: int, key: tuple) -> _Plan:
     ext = _ext.load()
-    dt = _GEMM_DTYPE[precision]
+    dt = GEMM_DTYPE[precision]
     layers = list(decoder.layers)
     widths = [decoder.in_dim, *decoder.hidden, layers[-1].out_features]
     L = len(layers)
@@ -112,7 +111,7 @@ def _build_plan(decoder: MLPDecoder, device: torch.device, precision: str, batch
         device=device.index if device.index is not None else torch.cuda.current_device(),
         batch=batch,
         widths=widths,
-        gemm_dtype=_DTYPE_CODE[dt],
+        gemm_dtype=DTYPE_CODES[dt],
         tf32=precision == "tf32",
         act=ACT_CODES[decoder.act],
         out_act=OUT_ACT_CODES[decoder.out_act],
@@ -125,8 +124,6 @@ def _build_plan(decoder: MLPDecoder, device: torch.device, precision: str, batch
 
 
 def _plan(decoder: MLPDecoder, device: torch.device, precision: str, batch: int) -> _Plan:
-    from .mlp_engine import _params_key
-
     key = (str(device), precision, batch, _params_key(decoder))
     plans = _PLANS.setdefault(decoder, OrderedDict())
     plan = plans.get(key[:3])

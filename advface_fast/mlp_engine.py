@@ -64,7 +64,7 @@ _CACHE: weakref.WeakKeyDictionary[MLPDecoder, dict[tuple, MLPWeights]] = weakref
 # oneDNN-packed weights on the CPU (see _pack); ADVFACE_CPU_PACKED=0 keeps plain addmm, whose fp32
 # results are the reference's bytes (packed fp32 differs from it by summation order only)
 CPU_PACKED = os.environ.get("ADVFACE_CPU_PACKED", "1") != "0"
-_GEMM_DTYPE = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16}
+GEMM_DTYPE = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16}
 
 
 def _params_key(decoder: MLPDecoder) -> tuple:
@@ -115,7 +115,7 @@ def _pack(weights: tuple[torch.Tensor, ...], batch: int) -> tuple[tuple[torch.Te
 def mlp_weights(decoder: MLPDecoder, device: torch.device, precision: str, batch: int = 256) -> MLPWeights:
     """The decoder's weights for ``precision`` on ``device``, converted (and on the CPU packed for
     oneDNN, see :func:`_pack`; ``batch`` is the packing's size hint) once and cached."""
-    dtype = _GEMM_DTYPE[precision]
+    dtype = GEMM_DTYPE[precision]
     per_decoder = _CACHE.setdefault(decoder, {})
     key = (str(device), dtype, _params_key(decoder))
     cached = per_decoder.get(key[:2])

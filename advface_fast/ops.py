@@ -43,7 +43,7 @@ __all__ = [
 
 OUT_ACT_CODES = {"none": 0, "tanh": 1, "sigmoid": 2}
 ACT_CODES = {"relu": 0, "leaky_relu": 1, "gelu": 2}
-_DTYPE_CODES = {torch.float32: 0, torch.bfloat16: 1}
+DTYPE_CODES = {torch.float32: 0, torch.bfloat16: 1}
 
 
 def _check(z: torch.Tensor, g: torch.Tensor, centre: torch.Tensor) -> None:
@@ -155,7 +155,7 @@ def _compiled_reason(tensors: list[torch.Tensor], backend: str) -> str | None:
         return _ext.load_error()
     if any(t.device != device for t in tensors):
         return "the tensors are on different devices"
-    if any(t.dtype not in _DTYPE_CODES for t in tensors):
+    if any(t.dtype not in DTYPE_CODES for t in tensors):
         return "the kernels take float32 and bfloat16"
     if any(not t.is_contiguous() for t in tensors):
         return "the kernels take contiguous tensors"
@@ -184,7 +184,7 @@ def out_activation(a: torch.Tensor, out_act: str, *, backend: str = "auto") -> t
     if not _use_compiled([a], backend, "out_activation"):
         return out_activation_ref(a, out_act)
     ext, y = _ext.load(), torch.empty(a.shape, dtype=torch.float32, device=a.device)
-    args = (a.data_ptr(), _DTYPE_CODES[a.dtype], y.data_ptr(), a.numel(), OUT_ACT_CODES[out_act])
+    args = (a.data_ptr(), DTYPE_CODES[a.dtype], y.data_ptr(), a.numel(), OUT_ACT_CODES[out_act])
     if a.device.type == "cpu":
         ext.out_activation_cpu(*args)
     else:
@@ -204,7 +204,7 @@ def l1_sign_out_grad(
     if not _use_compiled([a, target, g], backend, "l1_sign_out_grad"):
         return l1_sign_out_grad_ref(a, target, out_act, dtype)
     ext = _ext.load()
-    args = (a.data_ptr(), _DTYPE_CODES[a.dtype], target.data_ptr(), g.data_ptr(), _DTYPE_CODES[dtype], a.numel())
+    args = (a.data_ptr(), DTYPE_CODES[a.dtype], target.data_ptr(), g.data_ptr(), DTYPE_CODES[dtype], a.numel())
     if a.device.type == "cpu":
         ext.l1_sign_out_grad_cpu(*args, OUT_ACT_CODES[out_act])
     else:
@@ -220,7 +220,7 @@ def act_backward_(g: torch.Tensor, a: torch.Tensor, act: str, slope: float, *, b
     if not _use_compiled([g, a], backend, "act_backward_"):
         return g.copy_(act_backward_ref(g, a, act, slope))
     ext = _ext.load()
-    args = (g.data_ptr(), _DTYPE_CODES[g.dtype], a.data_ptr(), _DTYPE_CODES[a.dtype], g.numel(), ACT_CODES[act])
+    args = (g.data_ptr(), DTYPE_CODES[g.dtype], a.data_ptr(), DTYPE_CODES[a.dtype], g.numel(), ACT_CODES[act])
     if g.device.type == "cpu":
         ext.act_backward_cpu(*args, float(slope))
     else:
