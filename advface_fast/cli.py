@@ -10,6 +10,24 @@ from .backends import BACKEND_NAMES, PRECISIONS
 from .engine import DEFAULT_ALPHA, DEFAULT_EPS, DEFAULT_START, DEFAULT_STEPS, START_MODES
 
 
+def _protection_kwargs(args: argparse.Namespace) -> dict:
+    """The keyword arguments of the options ``_add_protection_args`` declares (both protect commands)."""
+    return {
+        "eps": args.eps,
+        "alpha": args.alpha,
+        "steps": args.steps,
+        "start": args.start,
+        "renorm": not args.no_renorm,
+        "batch_size": args.batch_size,
+        "backend": args.backend,
+        "precision": args.precision,
+        "seed": args.seed,
+        "overwrite": args.overwrite,
+        "resume": not args.no_resume,
+        "progress": not args.no_progress,
+    }
+
+
 def _protect(args: argparse.Namespace) -> int:
     from .encoders import as_encoder
     from .protector import protect
@@ -21,21 +39,10 @@ def _protect(args: argparse.Namespace) -> int:
         args.input,
         decoder,
         encoder,
-        eps=args.eps,
-        alpha=args.alpha,
-        steps=args.steps,
-        start=args.start,
         images=args.images,
-        renorm=not args.no_renorm,
-        batch_size=args.batch_size,
         device=args.device,
-        backend=args.backend,
-        precision=args.precision,
-        seed=args.seed,
         out=args.output,
-        overwrite=args.overwrite,
-        resume=not args.no_resume,
-        progress=not args.no_progress,
+        **_protection_kwargs(args),
     )
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
@@ -49,15 +56,6 @@ def _protect_distributed(args: argparse.Namespace) -> int:
         args.output,
         args.decoder,
         args.encoder,
-        eps=args.eps,
-        alpha=args.alpha,
-        steps=args.steps,
-        start=args.start,
-        renorm=not args.no_renorm,
-        backend=args.backend,
-        precision=args.precision,
-        seed=args.seed,
-        batch_size=args.batch_size,
         workers=args.workers,
         cpus_per_worker=args.cpus_per_worker,
         gpus_per_worker=args.gpus_per_worker,
@@ -66,9 +64,7 @@ def _protect_distributed(args: argparse.Namespace) -> int:
         id_column=args.id_column,
         max_retries=args.max_retries,
         address=args.address,
-        overwrite=args.overwrite,
-        resume=not args.no_resume,
-        progress=not args.no_progress,
+        **_protection_kwargs(args),
     )
     print(
         f"wrote {result.rows} rows in {result.shards} shards to {result.out_dir} "
