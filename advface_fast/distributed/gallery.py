@@ -25,6 +25,7 @@ import numpy as np
 
 from ..errors import GalleryFormatError
 from ..npy_io import NpyRowReader, NpyRowWriter
+from .run_state import replace_durably
 
 FORMATS = ("npy", "parquet")
 IDS_SUFFIX = ".ids.npy"
@@ -321,9 +322,4 @@ def write_parquet_atomic(path: Path, table: Any) -> None:
 
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     pq.write_table(table, tmp)
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    replace_durably(tmp, path)

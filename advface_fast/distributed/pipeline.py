@@ -232,7 +232,7 @@ def protect_distributed(
                 in_dir=str(in_dir.resolve()),
                 out_dir=str(out_dir.resolve()),
                 fmt=fmt,
-                shards=[s.to_json() for s in shards],
+                shards=run["shards"],
                 tasks=tasks,
                 decoder=decoder,
                 encoder=encoder,

@@ -27,15 +27,20 @@ WORK = ".work"
 VERSION = 1
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+def replace_durably(tmp: Path, path: Path) -> None:
+    """fsync ``tmp``, then rename it to ``path`` (atomic): ``path`` is the old or the whole new file."""
     fd = os.open(tmp, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+    replace_durably(tmp, path)
 
 
 def done_marker(out_dir: Path, task: int) -> Path:
