@@ -189,9 +189,15 @@ setup(
         "advface_fast.train",
         "advface_fast.eval",
         "advface_fast.distributed",
+        "advface_fast._csrc",
     ],
-    package_dir={"advface_fast": "advface_fast", "advface_fast.kernels": "kernels"},
-    package_data={"advface_fast": ["assets/*.safetensors", "assets/*.json"]},
+    # csrc/ ships inside the package as advface_fast/_csrc: the CUDA kernels' source for the
+    # NVRTC fallback of the cuda backend (advface_fast/nvrtc_kernels.py) on installs without nvcc
+    package_dir={"advface_fast": "advface_fast", "advface_fast.kernels": "kernels", "advface_fast._csrc": "csrc"},
+    package_data={
+        "advface_fast": ["assets/*.safetensors", "assets/*.json"],
+        "advface_fast._csrc": ["cuda_kernels.cuh", "epilogues.h"],
+    },
     ext_modules=_extensions(),
     cmdclass={"build_ext": BuildExt},
 )

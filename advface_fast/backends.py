@@ -6,7 +6,8 @@ weights cached in the GEMM dtype (``mlp_engine.py``; any device). ``"triton"`` i
 fused engine for :class:`~advface_fast.decoders.MLPDecoder` (NVIDIA GPUs; on the CPU only under
 Triton's interpreter, ``TRITON_INTERPRET=1``, which is for tests). ``"cuda"`` is the CUDA C++
 engine in ``csrc/`` (cuBLASLt GEMMs and our elementwise kernels, the loop in C++, one CUDA graph
-per batch shape; ``cuda_engine.py``). ``backend="auto"`` takes the fastest one that can run the given decoder on
+per batch shape; ``cuda_engine.py``), or, on installs built without nvcc, its fallback: the same
+kernels compiled at run time by NVRTC through CuPy, driven from Python (``nvrtc_loop.py``). ``backend="auto"`` takes the fastest one that can run the given decoder on
 the given device and falls back silently to ``"torch"``; a backend asked for by name that cannot
 run raises :class:`~advface_fast.errors.BackendUnavailableError` with the reason.
 

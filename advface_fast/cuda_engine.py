@@ -10,11 +10,18 @@ ABI. A plan is built per (decoder weights, device, precision, batch size) and ca
 Arithmetic: the same as the ``mlp`` engine (GEMM operands and outputs in the GEMM dtype, fp32
 accumulation; the output activation, the L1 sign, the projection and ``z`` in fp32), with
 cuBLASLt's choice of summation order.
+
+Two implementations of the loop, one backend: ``"compiled"`` (the C++ loop above, built by nvcc
+with the extension) and ``"nvrtc"`` (:class:`~advface_fast.nvrtc_loop.PyPgdLoop`: the same
+kernels compiled at run time by NVRTC through CuPy, torch's cuBLAS GEMMs, the loop in Python
+captured in a CUDA graph), for installs without nvcc or cublasLt.h. ``ADVFACE_CUDA_LOOP`` picks
+one (``auto``, the default: compiled when it can run, else nvrtc; ``compiled``; ``nvrtc``).
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import weakref
 from collections import OrderedDict
@@ -31,6 +38,7 @@ from .ops import ACT_CODES, DTYPE_CODES, OUT_ACT_CODES
 
 WORKSPACE_BYTES = 32 << 20  # cuBLASLt's recommended workspace on Hopper
 PLANS_PER_DECODER = 4  # full batches and a tail batch or two; older plans are dropped
+LOOP_IMPLS = ("auto", "compiled", "nvrtc")
 
 
 def _cublaslt_candidates() -> list[str]:
@@ -46,8 +54,8 @@ def _cublaslt_candidates() -> list[str]:
 
 
 @functools.lru_cache(maxsize=1)
-def unavailable_reason() -> str | None:
-    """None if the CUDA loop can run in this process, else why not (checked once)."""
+def compiled_unavailable_reason() -> str | None:
+    """None if the compiled C++ loop can run in this process, else why not (checked once)."""
     ext = _ext.load()
     if ext is None:
         return _ext.load_error()
@@ -65,6 +73,38 @@ def unavailable_reason() -> str | None:
     return errors[-1]
 
 
+def loop_impl() -> str:
+    """The loop implementation ``ADVFACE_CUDA_LOOP`` asks for (``auto`` when unset)."""
+    impl = os.environ.get("ADVFACE_CUDA_LOOP", "auto").strip().lower() or "auto"
+    if impl not in LOOP_IMPLS:
+        raise ValueError(f"ADVFACE_CUDA_LOOP={impl!r} is not one of {', '.join(LOOP_IMPLS)}")
+    return impl
+
+
+def _resolve() -> tuple[str | None, str | None]:
+    """``(implementation that runs, None)`` or ``(None, why neither can)``."""
+    from .nvrtc_kernels import unavailable_reason as nvrtc_reason
+
+    impl = loop_impl()
+    reasons = {}
+    for cand in ("compiled", "nvrtc") if impl == "auto" else (impl,):
+        reasons[cand] = compiled_unavailable_reason() if cand == "compiled" else nvrtc_reason()
+        if reasons[cand] is None:
+            return cand, None
+    return None, "; ".join(f"{k} loop: {v}" for k, v in reasons.items())
+
+
+def unavailable_reason() -> str | None:
+    """None if the CUDA backend can run in this process (compiled loop or its NVRTC fallback,
+    as ``ADVFACE_CUDA_LOOP`` allows), else why not."""
+    return _resolve()[1]
+
+
+def active_impl() -> str | None:
+    """``"compiled"`` or ``"nvrtc"``: the loop implementation the backend uses here (None: neither)."""
+    return _resolve()[0]
+
+
 @dataclass
 class _Plan:
     key: tuple
@@ -80,18 +120,18 @@ class _Plan:
 _PLANS: weakref.WeakKeyDictionary[MLPDecoder, OrderedDict[tuple, _Plan]] = weakref.WeakKeyDictionary()
 
 
-def _build_plan(decoder: MLPDecoder, device: torch.device, precision: str, batch: int, key: tuple) -> _Plan:
-    ext = _ext.load()
+def plan_buffers(decoder: MLPDecoder, device: torch.device, precision: str, batch: int) -> dict[str, Any]:
+    """Every tensor a loop over ``batch`` rows works in (layout in ``csrc/pgd_loop.h``): weights and
+    biases in the GEMM dtype of ``precision``, activations and gradients, z/centre/target/image."""
     dt = GEMM_DTYPE[precision]
     layers = list(decoder.layers)
     widths = [decoder.in_dim, *decoder.hidden, layers[-1].out_features]
-    L = len(layers)
 
     def buf(width: int, dtype: torch.dtype = dt) -> torch.Tensor:
         return torch.empty(batch, width, device=device, dtype=dtype)
 
     with torch.no_grad():
-        t: dict[str, Any] = {
+        return {
             "weights": [lay.weight.detach().to(device=device, dtype=dt).contiguous() for lay in layers],
             "biases": [lay.bias.detach().to(device=device, dtype=dt).contiguous() for lay in layers],
             "pre": [buf(w) for w in widths[1:]],
@@ -104,14 +144,23 @@ def _build_plan(decoder: MLPDecoder, device: torch.device, precision: str, batch
             "grad_out": buf(widths[-1]),
             "grad_z": buf(widths[0], torch.float32),
             "image": buf(widths[-1], torch.float32),
-            "workspace": torch.empty(WORKSPACE_BYTES, device=device, dtype=torch.uint8),
         }
+
+
+def _build_plan(decoder: MLPDecoder, device: torch.device, precision: str, batch: int, key: tuple) -> _Plan:
+    t = plan_buffers(decoder, device, precision, batch)
+    if key[-1] == "nvrtc":
+        from .nvrtc_loop import PyPgdLoop
+
+        loop = PyPgdLoop(t, precision, decoder.act, decoder.out_act, decoder.negative_slope)
+        return _Plan(key, loop, t, decoder.out_shape)
+    t["workspace"] = torch.empty(WORKSPACE_BYTES, device=device, dtype=torch.uint8)
     ptrs = {k: [x.data_ptr() for x in v] if isinstance(v, list) else v.data_ptr() for k, v in t.items()}
-    loop = ext.PgdLoop(
+    loop = _ext.load().PgdLoop(
         device=device.index if device.index is not None else torch.cuda.current_device(),
         batch=batch,
-        widths=widths,
-        gemm_dtype=DTYPE_CODES[dt],
+        widths=[decoder.in_dim, *decoder.hidden, decoder.layers[-1].out_features],
+        gemm_dtype=DTYPE_CODES[GEMM_DTYPE[precision]],
         tf32=precision == "tf32",
         act=ACT_CODES[decoder.act],
         out_act=OUT_ACT_CODES[decoder.out_act],
@@ -119,12 +168,14 @@ def _build_plan(decoder: MLPDecoder, device: torch.device, precision: str, batch
         workspace_bytes=WORKSPACE_BYTES,
         **ptrs,
     )
-    assert len(t["hidden"]) == L - 1
     return _Plan(key, loop, t, decoder.out_shape)
 
 
 def _plan(decoder: MLPDecoder, device: torch.device, precision: str, batch: int) -> _Plan:
-    key = (str(device), precision, batch, _params_key(decoder))
+    impl = active_impl()
+    if impl is None:
+        raise RuntimeError(f"the CUDA backend cannot run here: {unavailable_reason()}")
+    key = (str(device), precision, batch, _params_key(decoder), impl)
     plans = _PLANS.setdefault(decoder, OrderedDict())
     plan = plans.get(key[:3])
     if plan is None or plan.key != key:

@@ -15,6 +15,7 @@ interpreter, to check the script itself without a GPU.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import csv
 import json
@@ -25,7 +26,7 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +88,30 @@ def inputs(batch: int, dim: int, decoder: torch.nn.Module, eps: float, seed: int
 
 
 # ------------------------------------------------------------------------------------------- checks
+@contextlib.contextmanager
+def cuda_loop(impl: str) -> Iterator[None]:
+    """The cuda backend's loop implementation (ADVFACE_CUDA_LOOP: compiled, nvrtc) inside the block."""
+    prev = os.environ.get("ADVFACE_CUDA_LOOP")
+    os.environ["ADVFACE_CUDA_LOOP"] = impl
+    try:
+        yield
+    finally:
+        if prev is None:
+            os.environ.pop("ADVFACE_CUDA_LOOP", None)
+        else:
+            os.environ["ADVFACE_CUDA_LOOP"] = prev
+
+
+def with_cuda_loop(impl: str, fn: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
+    """``fn`` run with the cuda backend's loop implementation ``impl``."""
+
+    def run() -> torch.Tensor:
+        with cuda_loop(impl):
+            return fn()
+
+    return run
+
+
 def check_odd_sizes(device: torch.device) -> list[dict]:
     """fp32 (IEEE) Triton and mlp vs the torch reference on odd sizes, every activation pair, batch 1 and 33."""
     rows = []
@@ -98,10 +123,13 @@ def check_odd_sizes(device: torch.device) -> list[dict]:
             z = torch.nn.functional.normalize(torch.randn(batch, 37), dim=1).to(device)
             kw = {"eps": 0.05, "alpha": 0.01, "steps": 5, "start": "random", "progress": False, "device": device}
             a = af.protect(z, dec, backend="torch", **kw)
-            for name in ("triton", "mlp", "cuda") if device.type == "cuda" else ("triton", "mlp"):
+            names = ("triton", "mlp", "cuda", "cuda-nvrtc") if device.type == "cuda" else ("triton", "mlp")
+            for name in names:
                 check = f"odd sizes {name} {act}/{out_act} B={batch}"
+                backend, impl = [*name.split("-"), "compiled"][:2]  # cuda-nvrtc: the NVRTC fallback loop
                 try:
-                    diff = (a - af.protect(z, dec, backend=name, **kw)).abs().max().item()
+                    with cuda_loop(impl):
+                        diff = (a - af.protect(z, dec, backend=backend, **kw)).abs().max().item()
                 except Exception as exc:  # reported (the cuda loop is new), not fatal to the other checks
                     rows.append({"check": check, "error": f"{type(exc).__name__}: {exc}"[:300], "ok": False})
                     continue
@@ -218,6 +246,9 @@ def bench_standard(cfg: dict, device: torch.device, peak: float, deadline: float
         "cuda fp32": lambda: cuda_backend().pgd(dec, z0, z, target, e, a, s, precision="fp32"),
         "cuda tf32": lambda: cuda_backend().pgd(dec, z0, z, target, e, a, s, precision="tf32"),
         "cuda bf16": lambda: cuda_backend().pgd(dec, z0, z, target, e, a, s, precision="bf16"),
+        # the cuda backend's fallback for installs without nvcc: NVRTC kernels, torch GEMMs, Python loop
+        "cuda-nvrtc fp32": with_cuda_loop("nvrtc", lambda: cuda_backend().pgd(dec, z0, z, target, e, a, s, "fp32")),
+        "cuda-nvrtc bf16": with_cuda_loop("nvrtc", lambda: cuda_backend().pgd(dec, z0, z, target, e, a, s, "bf16")),
         "mlp fp32": lambda: mlp.pgd(dec, z0, z, target, e, a, s, precision="fp32"),
         "mlp bf16": lambda: mlp.pgd(dec, z0, z, target, e, a, s, precision="bf16"),
         # what users write by hand (benchmarks/baselines), on a decoder whose weights require grad
@@ -277,6 +308,9 @@ def bench_batches(cfg: dict, device: torch.device, deadline: float) -> list[dict
             "torch eager bf16": lambda args=args: torch_pgd(*args, "bf16"),
             "triton bf16": lambda args=args: triton.pgd(*args, precision="bf16"),
             "cuda bf16": lambda args=args: resolve_backend("cuda", dec, device).pgd(*args, precision="bf16"),
+            "cuda-nvrtc bf16": with_cuda_loop(
+                "nvrtc", lambda args=args: resolve_backend("cuda", dec, device).pgd(*args, precision="bf16")
+            ),
         }
         line = []
         for name, fn in fns.items():

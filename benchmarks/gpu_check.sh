@@ -26,6 +26,7 @@ if ! $PY -m pip install -q --no-build-isolation --no-deps -e . > "$OUT/build.log
   [ -e advface_fast/kernels ] || ln -s ../kernels advface_fast/kernels
 fi
 $PY -c "import advface_fast as af, advface_fast._ext as e; print('extension:', e.build_info()); print(af.available_backends(device='cuda'))"
+$PY -c "from advface_fast import cuda_engine as c, nvrtc_kernels as n; print('cuda loop:', c.active_impl(), '| compiled:', c.compiled_unavailable_reason() or 'ok', '| nvrtc:', n.unavailable_reason() or 'ok')"
 
 echo "== tests (GPU tests included; interpreter tests run on the CPU as in CI)"
 # shellcheck disable=SC2086

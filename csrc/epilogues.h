@@ -10,10 +10,19 @@
 // ATen's kernels operation by operation, so results equal torch's except where ATen's vectorised
 // transcendentals (tanh, exp, erf: Sleef on the CPU) round differently from the C library's, by
 // an ulp.
+//
+// The header also compiles under NVRTC (cupy.RawModule, the CUDA backend's fallback for installs
+// without nvcc: advface_fast/nvrtc_kernels.py), which has no C/C++ standard headers.
 #pragma once
+#if defined(__CUDACC_RTC__)
+typedef long int64_t;  // as <cstdint> on LP64 Linux, so kernel names mangle as under nvcc
+typedef unsigned int uint32_t;
+typedef unsigned short uint16_t;
+#else
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#endif
 
 #if defined(__CUDACC__)
 #define ADVFACE_HD __host__ __device__ __forceinline__
@@ -24,6 +33,9 @@
 namespace advface {
 
 enum DType : int { kFloat32 = 0, kBFloat16 = 1 };
+// <cmath>'s M_SQRT1_2 and M_2_SQRTPI (POSIX, absent under NVRTC), as double literals
+constexpr double kSqrtHalf = 0.70710678118654752440;
+constexpr double kTwoOverSqrtPi = 1.12837916709551257390;
 enum OutAct : int { kOutNone = 0, kOutTanh = 1, kOutSigmoid = 2 };
 enum Act : int { kRelu = 0, kLeakyRelu = 1, kGelu = 2 };
 
@@ -91,19 +103,20 @@ ADVFACE_HD float out_act_backward(float grad, float y, int out_act) {
 ADVFACE_HD float act_forward_1(float a, int act, float slope) {
   if (act == kRelu) return a <= 0.f ? 0.f : a;
   if (act == kLeakyRelu) return a > 0.f ? a : a * slope;
-  return a * 0.5f * (1.f + erff(a * static_cast<float>(M_SQRT1_2)));
+  return a * 0.5f * (1.f + erff(a * static_cast<float>(kSqrtHalf)));
 }
 
 // grad * act'(a) from the pre-activation a: threshold_backward, leaky_relu_backward, gelu_backward
 ADVFACE_HD float act_backward_1(float grad, float a, int act, float slope) {
   if (act == kRelu) return a <= 0.f ? 0.f : grad;
   if (act == kLeakyRelu) return a > 0.f ? grad : grad * slope;
-  const float kAlpha = static_cast<float>(M_2_SQRTPI * M_SQRT1_2 * 0.5);
-  const float cdf = 0.5f * (1.f + erff(a * static_cast<float>(M_SQRT1_2)));
+  const float kAlpha = static_cast<float>(kTwoOverSqrtPi * kSqrtHalf * 0.5);
+  const float cdf = 0.5f * (1.f + erff(a * static_cast<float>(kSqrtHalf)));
   const float pdf = kAlpha * expf(a * a * -0.5f);
   return grad * (cdf + a * pdf);
 }
 
+#if !defined(__CUDACC_RTC__)  // host launchers; NVRTC compiles device code only
 // ---- C++/OpenMP (epilogues_cpu.cpp). dtype arguments are DType values.
 void out_activation_cpu(const void* a, int a_dtype, float* y, int64_t n, int out_act);
 void l1_sign_out_grad_cpu(const void* a, int a_dtype, const float* x, void* g, int g_dtype, int64_t n, int out_act);
@@ -117,5 +130,6 @@ int l1_sign_out_grad_cuda(const void* a, int a_dtype, const float* x, void* g, i
 int act_backward_cuda(void* g, int g_dtype, const void* a, int a_dtype, int64_t n, int act, float slope,
                       void* stream);
 #endif
+#endif  // !__CUDACC_RTC__
 
 }  // namespace advface

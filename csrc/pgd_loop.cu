@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "clipped_sign_step.h"
+#include "cuda_kernels.cuh"
 #include "epilogues.h"
 #include "pgd_loop.h"
 
@@ -60,20 +61,8 @@ void lt_check(cublasStatus_t st, const char* what) {
 
 cudaDataType_t cuda_type(int dtype) { return dtype == kBFloat16 ? CUDA_R_16BF : CUDA_R_32F; }
 
-// ---- the loop's own small kernels ---------------------------------------------------------------
-constexpr int kThreads = 256;
-int blocks_for(int64_t n) { return (int)std::min<int64_t>((n + kThreads - 1) / kThreads, 65535); }
-
-__global__ void to_bf16_kernel(const float* __restrict__ x, uint16_t* __restrict__ y, int64_t n) {
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-    y[i] = float_to_bf16(x[i]);
-}
-
-template <typename T>
-__global__ void act_forward_kernel(const T* __restrict__ a, T* __restrict__ h, int64_t n, int act, float slope) {
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-    store(h, i, act_forward_1(load(a, i), act, slope));
-}
+using kernels::blocks_for;
+using kernels::kThreads;
 
 // One GEMM: descriptors and the algorithm chosen once, at plan time.
 struct Gemm {
@@ -199,11 +188,11 @@ struct PgdLoop::Impl {
   void act_forward(int i) {
     const int64_t n = (int64_t)batch * widths[i + 1];
     if (gemm_dtype == kBFloat16) {
-      act_forward_kernel<<<blocks_for(n), kThreads, 0, stream>>>(reinterpret_cast<const uint16_t*>(buf.pre[i]),
+      kernels::act_forward<<<blocks_for(n), kThreads, 0, stream>>>(reinterpret_cast<const uint16_t*>(buf.pre[i]),
                                                                  reinterpret_cast<uint16_t*>(buf.hidden[i]), n, act,
                                                                  slope);
     } else {
-      act_forward_kernel<<<blocks_for(n), kThreads, 0, stream>>>(reinterpret_cast<const float*>(buf.pre[i]),
+      kernels::act_forward<<<blocks_for(n), kThreads, 0, stream>>>(reinterpret_cast<const float*>(buf.pre[i]),
                                                                  reinterpret_cast<float*>(buf.hidden[i]), n, act, slope);
     }
     cuda_check(cudaGetLastError(), "act_forward");
@@ -212,7 +201,7 @@ struct PgdLoop::Impl {
   void forward_pass() {
     if (gemm_dtype == kBFloat16) {
       const int64_t n = (int64_t)batch * widths[0];
-      to_bf16_kernel<<<blocks_for(n), kThreads, 0, stream>>>(reinterpret_cast<const float*>(buf.z),
+      kernels::to_bf16<<<blocks_for(n), kThreads, 0, stream>>>(reinterpret_cast<const float*>(buf.z),
                                                              reinterpret_cast<uint16_t*>(buf.z_in), n);
       cuda_check(cudaGetLastError(), "to_bf16");
     }

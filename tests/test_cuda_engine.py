@@ -5,7 +5,8 @@ module imports without libcublasLt or a GPU, and the backend reports why it cann
 (benchmarks/gpu_check.sh): the loop against the torch reference with the Triton engine's
 tolerance argument (tests/test_triton_engine.py): fp32 whole runs within 1e-5 (no step differed;
 cuBLASLt only changes the summation order), bf16 tracking fp32 as torch's own bf16 does, graph
-replays identical to the eager first call, and exact ties at z itself.
+replays identical to the eager first call, and exact ties at z itself; each for both loop
+implementations (the compiled C++ loop and its NVRTC fallback, ADVFACE_CUDA_LOOP).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 from helpers import LinearEncoder, unit_rows
 
 import advface_fast as af
-from advface_fast import _ext
+from advface_fast import _ext, cuda_engine
 from advface_fast.cuda_engine import unavailable_reason
 
 needs_gpu = pytest.mark.skipif(
@@ -53,10 +54,21 @@ def _pair(act="leaky_relu", out_act="tanh", seed=0):
 KW = {"eps": 0.05, "alpha": 0.01, "progress": False, "device": "cuda"}
 
 
+@pytest.fixture(params=["compiled", "nvrtc"])
+def impl(request, monkeypatch):
+    """Runs a GPU test once per loop implementation."""
+    monkeypatch.setenv("ADVFACE_CUDA_LOOP", request.param)
+    reason = cuda_engine.unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    assert cuda_engine.active_impl() == request.param
+    return request.param
+
+
 @needs_gpu
 @pytest.mark.parametrize(("act", "out_act"), [("relu", "tanh"), ("leaky_relu", "sigmoid"), ("gelu", "none")])
 @pytest.mark.parametrize("batch", [1, 33])
-def test_fp32_loop_matches_reference(act, out_act, batch):
+def test_fp32_loop_matches_reference(impl, act, out_act, batch):
     dec, enc = _pair(act, out_act)
     z = torch.from_numpy(unit_rows(batch, D, seed=2)).cuda()
     a = af.protect(z, dec, enc, start="random", steps=6, backend="torch", **KW)
@@ -65,11 +77,12 @@ def test_fp32_loop_matches_reference(act, out_act, batch):
 
 
 @needs_gpu
-def test_graph_replay_equals_eager_and_ties_are_exact():
+def test_graph_replay_equals_eager_and_ties_are_exact(impl):
     dec, enc = _pair()
     z = torch.from_numpy(unit_rows(64, D, seed=3)).cuda()
     runs = [af.protect(z, dec, enc, start="random", steps=5, backend="cuda", batch_size=32, **KW) for _ in range(3)]
     assert torch.equal(runs[0], runs[1]) and torch.equal(runs[1], runs[2])
+    assert any(plan.loop.captured() for plan in cuda_engine._PLANS[dec].values())  # replays did happen
     for precision in ("fp32", "bf16"):
         out = af.protect(
             z, dec, enc, start="original", steps=3, renorm=False, backend="cuda", precision=precision, **KW
@@ -78,7 +91,7 @@ def test_graph_replay_equals_eager_and_ties_are_exact():
 
 
 @needs_gpu
-def test_bf16_tracks_fp32_like_torch_bf16_does():
+def test_bf16_tracks_fp32_like_torch_bf16_does(impl):
     dec, enc = _pair(seed=7)
     z = torch.from_numpy(unit_rows(256, D, seed=8)).cuda()
     kw = {"start": "random", "steps": 6, "renorm": False, **KW}

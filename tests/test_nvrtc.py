@@ -1,0 +1,195 @@
+"""The CUDA backend's NVRTC fallback (advface_fast/nvrtc_kernels.py, advface_fast/nvrtc_loop.py).
+
+On CPU machines (CI installs CuPy and NVRTC, which compile without a GPU):
+* every kernel of csrc/cuda_kernels.cuh compiles under NVRTC for sm_80 and sm_90, each name
+  expression resolving to an entry of the PTX;
+* NVRTC's PTX equals nvcc's for every kernel when both are the same CUDA release: the fallback
+  runs the very instructions the compiled build runs (so the GPU tests of the compiled kernels
+  speak for it too);
+* the Python-driven loop, given the torch twins of the kernels, returns the bytes of the mlp
+  engine (the reference's arithmetic) in fp32 and bf16: its buffers, GEMM orientation and step
+  order are right; only the kernel launches (raw pointers on torch's stream) need a GPU.
+On a GPU (benchmarks/gpu_check.sh): each NVRTC kernel equals the nvcc-built one bit for bit, and
+the backend through the fallback passes tests/test_cuda_engine.py (ADVFACE_CUDA_LOOP=nvrtc there).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+from helpers import unit_rows
+
+import advface_fast as af
+from advface_fast import _ext, cuda_engine, mlp_engine, nvrtc_kernels
+from advface_fast.decoders import hidden_activation
+from advface_fast.nvrtc_loop import PyPgdLoop, TorchKernels
+
+needs_gpu = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU (run by benchmarks/gpu_check.sh)"
+)
+
+
+def _nvrtc_version() -> tuple[int, int] | None:
+    try:
+        from cupy.cuda import nvrtc
+
+        return tuple(nvrtc.getVersion())
+    except Exception:
+        return None
+
+
+needs_nvrtc = pytest.mark.skipif(
+    _nvrtc_version() is None, reason="CuPy with an NVRTC library is not installed (pip install .[test] brings both)"
+)
+
+
+def _entries(ptx: str) -> dict[str, str]:
+    """``{mangled name: body}`` of every kernel, branch labels renumbered (they count functions)."""
+    return {
+        m.group(1): re.sub(r"\$L__BB\d+_", "$L__BB_", m.group(0))
+        for m in re.finditer(r"\.entry\s+(\S+)\(.*?\n\}", ptx, re.S)
+    }
+
+
+@needs_nvrtc
+@pytest.mark.parametrize("arch", ["compute_80", "compute_90"])
+def test_every_kernel_compiles_under_nvrtc(arch):
+    ptx, lowered = nvrtc_kernels.compile_ptx(arch)
+    assert set(lowered) == set(nvrtc_kernels.name_expressions())
+    entries = _entries(ptx)
+    assert len(set(lowered.values())) == len(lowered) == 15
+    assert all(name in entries for name in lowered.values())
+
+
+def _nvcc_release() -> tuple[int, int] | None:
+    out = subprocess.run(["nvcc", "--version"], capture_output=True, text=True).stdout
+    m = re.search(r"release (\d+)\.(\d+)", out)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+@needs_nvrtc
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed on this machine")
+def test_nvrtc_ptx_equals_nvccs(tmp_path):
+    if _nvcc_release() != _nvrtc_version():
+        pytest.skip(f"nvcc {_nvcc_release()} and NVRTC {_nvrtc_version()} are different releases")
+    names = nvrtc_kernels.name_expressions()
+    src = tmp_path / "table.cu"  # takes each kernel's address: nvcc instantiates the same templates
+    src.write_text(
+        '#include "cuda_kernels.cuh"\nvoid* kernel_table[] = {\n' + ",\n".join(f"  (void*)&{n}" for n in names) + "};\n"
+    )
+    cmd = ["nvcc", "-ptx", "-std=c++17", f"-I{nvrtc_kernels.source_dir()}", "-arch=compute_90", str(src)]
+    res = subprocess.run([*cmd, "-o", str(tmp_path / "table.ptx")], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    ours, lowered = nvrtc_kernels.compile_ptx("compute_90")
+    a, b = _entries((tmp_path / "table.ptx").read_text()), _entries(ours)
+    for name, mangled in lowered.items():
+        assert a[mangled] == b[mangled], name
+
+
+def test_the_kernel_sources_are_found():
+    folder = nvrtc_kernels.source_dir()
+    assert folder is not None and (folder / "cuda_kernels.cuh").is_file()
+    assert nvrtc_kernels.compile_options(folder)[-1] == f"-I{folder}"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour on a machine without a GPU")
+def test_reasons_without_a_gpu(monkeypatch):
+    assert nvrtc_kernels.unavailable_reason() is not None
+    monkeypatch.setenv("ADVFACE_CUDA_LOOP", "nvrtc")
+    reason = cuda_engine.unavailable_reason()
+    assert reason.startswith("nvrtc loop: ") and "compiled loop" not in reason
+    monkeypatch.setenv("ADVFACE_CUDA_LOOP", "auto")
+    assert "compiled loop: " in cuda_engine.unavailable_reason() and "nvrtc loop: " in cuda_engine.unavailable_reason()
+    assert cuda_engine.active_impl() is None
+    monkeypatch.setenv("ADVFACE_CUDA_LOOP", "cublas")
+    with pytest.raises(ValueError, match="ADVFACE_CUDA_LOOP"):
+        cuda_engine.unavailable_reason()
+
+
+def test_stream_handle_speaks_the_cuda_stream_protocol():
+    cupy = pytest.importorskip("cupy")
+    stream = nvrtc_kernels.cupy_stream(0xBEEF, 0)
+    assert stream.ptr == 0xBEEF and isinstance(stream, cupy.cuda.Stream)
+
+
+D, HIDDEN, OUT = 37, (129, 64), (3, 7, 5)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize(("act", "out_act"), [("relu", "tanh"), ("leaky_relu", "sigmoid"), ("gelu", "none")])
+@pytest.mark.parametrize("batch", [1, 33])
+def test_python_driven_loop_equals_the_mlp_engine(monkeypatch, precision, act, out_act, batch):
+    monkeypatch.setattr(mlp_engine, "CPU_PACKED", False)  # plain addmm: the loop's GEMMs
+    torch.manual_seed(0)
+    dec = af.MLPDecoder(D, list(HIDDEN), OUT, act=act, out_act=out_act)
+    rng = np.random.default_rng(1)
+    z0 = torch.from_numpy(unit_rows(batch, D, seed=2))
+    centre = z0 + torch.from_numpy(rng.uniform(-0.03, 0.03, z0.shape).astype(np.float32))
+    target = torch.from_numpy(rng.uniform(-1, 1, (batch, *OUT)).astype(np.float32))
+    want = mlp_engine.mlp_pgd(dec, z0, centre, target, 0.05, 0.01, 4, precision)
+
+    t = cuda_engine.plan_buffers(dec, torch.device("cpu"), precision, batch)
+    loop = PyPgdLoop(t, precision, act, out_act, dec.negative_slope, kernels=TorchKernels())
+    t["z"].copy_(z0)
+    t["centre"].copy_(centre)
+    t["target"].copy_(target.reshape(batch, -1))
+    loop.run(4, 0.05, 0.01)
+    assert torch.equal(t["z"], want)
+    assert not loop.captured()  # graphs are for CUDA devices
+
+    loop.decode()
+    assert torch.equal(t["image"].reshape(batch, *OUT), mlp_engine.mlp_decode(dec, t["z"], precision))
+
+
+def test_python_driven_loop_refuses_a_mismatched_precision():
+    dec = af.MLPDecoder(D, list(HIDDEN), OUT)
+    t = cuda_engine.plan_buffers(dec, torch.device("cpu"), "fp32", 4)
+    with pytest.raises(ValueError, match="does not match"):
+        PyPgdLoop(t, "bf16", dec.act, dec.out_act, dec.negative_slope, kernels=TorchKernels())
+
+
+@needs_gpu
+@needs_nvrtc
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_nvrtc_kernels_equal_the_compiled_ones_on_the_gpu(dtype):
+    from advface_fast.ops import act_backward_, clipped_sign_step, l1_sign_out_grad, out_activation
+
+    if not _ext.build_info().get("cuda"):
+        pytest.skip("the extension has no CUDA part to compare with")
+    k = nvrtc_kernels.NvrtcKernels(torch.device("cuda"))
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    a = (3 * torch.randn(517, 129, device="cuda", generator=gen)).to(dtype)
+    x = torch.rand(517, 129, device="cuda", generator=gen) * 2 - 1
+    for out_act in ("tanh", "sigmoid", "none"):
+        y = torch.empty(a.shape, device="cuda")
+        k.out_activation(a, y, out_act)
+        assert torch.equal(y, out_activation(a, out_act, backend="compiled"))
+        for g_dtype in (torch.float32, torch.bfloat16):
+            g = torch.empty(a.shape, device="cuda", dtype=g_dtype)
+            k.l1_sign_out_grad(a, x, g, out_act)
+            assert torch.equal(g, l1_sign_out_grad(a, x, out_act, g_dtype, backend="compiled"))
+    for act in ("relu", "leaky_relu", "gelu"):
+        g = torch.randn(a.shape, device="cuda", generator=gen).to(dtype)
+        want = act_backward_(g.clone(), a, act, 0.2, backend="compiled")
+        k.act_backward(g, a, act, 0.2)
+        assert torch.equal(g, want)
+    for act in ("relu", "leaky_relu"):  # no compiled binding: against torch, exact for these
+        h = torch.empty_like(a)
+        k.act_forward(a, h, act, 0.2)
+        assert torch.equal(h, hidden_activation(a, act, 0.2))
+    zb = torch.empty(x.shape, device="cuda", dtype=torch.bfloat16)
+    k.to_bf16(x, zb)
+    assert torch.equal(zb, x.to(torch.bfloat16))
+    for offset in (0, 1):  # aligned (float4 body + tail) and unaligned (scalar) paths
+        z = torch.randn(517 * 37 + 3, device="cuda", generator=gen)[offset:]
+        grad = torch.randn(z.shape, device="cuda", generator=gen)
+        grad[::7] = 0
+        c = z + 0.01 * torch.randn(z.shape, device="cuda", generator=gen)
+        want = clipped_sign_step(z.clone(), grad, c, 0.02, 0.015, backend="compiled")
+        k.clipped_sign_step(z, grad, c, 0.02, 0.015)
+        assert torch.equal(z, want)
