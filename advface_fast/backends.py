@@ -9,7 +9,8 @@ engine in ``csrc/`` (cuBLASLt GEMMs and our elementwise kernels, the loop in C++
 per batch shape; ``cuda_engine.py``), or, on installs built without nvcc, its fallback: the same
 kernels compiled at run time by NVRTC through CuPy, driven from Python (``nvrtc_loop.py``).
 ``backend="auto"`` takes the fastest one that can run the given decoder on the given device and
-falls back silently to ``"torch"``; a backend asked for by name that cannot run raises :class:`~advface_fast.errors.BackendUnavailableError` with the reason.
+falls back silently to ``"torch"``; a backend asked for by name that cannot run raises
+:class:`~advface_fast.errors.BackendUnavailableError` with the reason.
 
 Every backend's loop has the signature of :func:`~advface_fast.reference.pgd_ref` plus
 ``precision``: ``"fp32"`` (IEEE fp32 GEMMs), ``"tf32"`` (tensor-core tf32, CUDA only) or
