@@ -29,6 +29,7 @@ SOURCE = "cuda_kernels.cuh"
 HEADERS = (SOURCE, "epilogues.h")
 THREADS = 256  # kernels::kThreads
 MAX_BLOCKS = 65535  # kernels::kMaxBlocks
+VEC = 8  # kernels::kVec: elements per thread and iteration in the packed (16-byte) path
 # nvcc's flags for the device code (setup.py) that NVRTC does not already default to
 OPTIONS = ("-std=c++17",)
 _C_TYPE = {torch.float32: "float", torch.bfloat16: "unsigned short"}  # bf16 travels as uint16_t
@@ -51,10 +52,12 @@ def _ns(kernel: str, *types: str) -> str:
 def name_expressions() -> list[str]:
     """Every instantiation the launchers use (the nvcc build instantiates the same ones)."""
     types = list(_C_TYPE.values())
-    names = [_ns("clipped_sign_step", "float4"), _ns("clipped_sign_step", "float"), _ns("to_bf16", "float")]
-    names += [_ns("out_activation", t) for t in types] + [_ns("act_forward", t) for t in types]
-    names += [_ns("l1_sign_out_grad", a, g) for a in types for g in types]
-    names += [_ns("act_backward", g, a) for g in types for a in types]
+    names = [_ns("clipped_sign_step", "float4"), _ns("clipped_sign_step", "float")]
+    for n in (str(VEC), "1"):
+        names += [_ns("to_bf16", n)]
+        names += [_ns("out_activation", n, t) for t in types] + [_ns("act_forward", n, t) for t in types]
+        names += [_ns("l1_sign_out_grad", n, a, g) for a in types for g in types]
+        names += [_ns("act_backward", n, g, a) for g in types for a in types]
     return names
 
 
@@ -156,63 +159,73 @@ def _ptr(t: torch.Tensor) -> np.uint64:
     return np.uint64(t.data_ptr())
 
 
+def _pack_aligned(*tensors: torch.Tensor) -> bool:
+    """kernels::pack_aligned for every tensor: readable as packs of VEC elements."""
+    return all(t.data_ptr() % (t.element_size() * VEC) == 0 for t in tensors)
+
+
 class NvrtcKernels:
     """The loop's elementwise kernels on contiguous CUDA tensors of one device, launched on torch's
     current stream (so they order with torch's GEMMs and are captured by ``torch.cuda.graph``).
-    The methods mirror the nvcc build's launchers (``csrc/epilogues.cu``, ``clipped_sign_step.cu``,
-    ``pgd_loop.cu``) and :class:`~advface_fast.nvrtc_loop.TorchKernels`, their torch twin."""
+    The methods mirror the nvcc build's launchers (``csrc/epilogues.cu``, ``clipped_sign_step.cu``):
+    packs of VEC elements over the aligned body, one element per thread over the tail;
+    :class:`~advface_fast.nvrtc_loop.TorchKernels` is their torch twin."""
 
     def __init__(self, device: torch.device) -> None:
         self.device = device.index if device.index is not None else torch.cuda.current_device()
         self._mod = module(self.device)
         self._fns: dict[str, Any] = {}
 
-    def _launch(self, name: str, n: int, args: Sequence[Any]) -> None:
+    def _launch(self, name: str, iterations: int, args: Sequence[Any]) -> None:
         import cupy
 
-        if n <= 0:
+        if iterations <= 0:
             return
         fn = self._fns.get(name)
         if fn is None:
             fn = self._fns[name] = self._mod.get_function(name)
-        with (
-            cupy.cuda.Device(self.device),
-            cupy_stream(torch.cuda.current_stream(self.device).cuda_stream, self.device),
-        ):
-            fn((_blocks(n),), (THREADS,), tuple(args))
+        stream = cupy_stream(torch.cuda.current_stream(self.device).cuda_stream, self.device)
+        with cupy.cuda.Device(self.device), stream:
+            fn((_blocks(iterations),), (THREADS,), tuple(args))
+
+    def _packs_then_tail(self, kernel: str, types: Sequence[str], tensors: Sequence[torch.Tensor], n: int, *extra):
+        """kernels::packs_then_tail: ``kernel<VEC, types>`` over whole packs, ``kernel<1, types>`` over the rest."""
+        ptrs, done = [_ptr(t) for t in tensors], 0
+        if n >= VEC and _pack_aligned(*tensors):
+            packs = n // VEC
+            self._launch(_ns(kernel, str(VEC), *types), packs, (*ptrs, np.int64(0), np.int64(packs), *extra))
+            done = packs * VEC
+        if done < n:
+            self._launch(_ns(kernel, "1", *types), n - done, (*ptrs, np.int64(done), np.int64(n), *extra))
 
     def to_bf16(self, x: torch.Tensor, out: torch.Tensor) -> None:
-        self._launch(_ns("to_bf16", "float"), x.numel(), (_ptr(x), _ptr(out), np.int64(x.numel())))
+        self._packs_then_tail("to_bf16", (), (x, out), x.numel())
 
     def act_forward(self, a: torch.Tensor, out: torch.Tensor, act: str, slope: float) -> None:
-        n = a.numel()
-        args = (_ptr(a), _ptr(out), np.int64(n), np.int32(ACT_CODES[act]), np.float32(slope))
-        self._launch(_ns("act_forward", _C_TYPE[a.dtype]), n, args)
+        extra = (np.int32(ACT_CODES[act]), np.float32(slope))
+        self._packs_then_tail("act_forward", (_C_TYPE[a.dtype],), (a, out), a.numel(), *extra)
 
     def l1_sign_out_grad(self, a: torch.Tensor, target: torch.Tensor, g: torch.Tensor, out_act: str) -> None:
-        n = a.numel()
-        args = (_ptr(a), _ptr(target), _ptr(g), np.int64(n), np.int32(OUT_ACT_CODES[out_act]))
-        self._launch(_ns("l1_sign_out_grad", _C_TYPE[a.dtype], _C_TYPE[g.dtype]), n, args)
+        types = (_C_TYPE[a.dtype], _C_TYPE[g.dtype])
+        self._packs_then_tail("l1_sign_out_grad", types, (a, target, g), a.numel(), np.int32(OUT_ACT_CODES[out_act]))
 
     def act_backward(self, g: torch.Tensor, a: torch.Tensor, act: str, slope: float) -> None:
-        n = g.numel()
-        args = (_ptr(g), _ptr(a), np.int64(n), np.int32(ACT_CODES[act]), np.float32(slope))
-        self._launch(_ns("act_backward", _C_TYPE[g.dtype], _C_TYPE[a.dtype]), n, args)
+        extra = (np.int32(ACT_CODES[act]), np.float32(slope))
+        self._packs_then_tail("act_backward", (_C_TYPE[g.dtype], _C_TYPE[a.dtype]), (g, a), g.numel(), *extra)
 
     def out_activation(self, a: torch.Tensor, y: torch.Tensor, out_act: str) -> None:
-        n = a.numel()
-        args = (_ptr(a), _ptr(y), np.int64(n), np.int32(OUT_ACT_CODES[out_act]))
-        self._launch(_ns("out_activation", _C_TYPE[a.dtype]), n, args)
+        self._packs_then_tail(
+            "out_activation", (_C_TYPE[a.dtype],), (a, y), a.numel(), np.int32(OUT_ACT_CODES[out_act])
+        )
 
     def clipped_sign_step(self, z: torch.Tensor, g: torch.Tensor, c: torch.Tensor, eps: float, alpha: float) -> None:
-        """As ``clipped_sign_step_cuda``: float4 over the aligned body, scalar over the tail."""
+        """As ``clipped_sign_step_cuda``: float4 over the 16-byte-aligned body, scalar over the tail."""
         n, done = z.numel(), 0
         scalars = (np.float32(eps), np.float32(alpha))
         if all(t.data_ptr() % 16 == 0 for t in (z, g, c)):
             n4 = n // 4
-            self._launch(
-                _ns("clipped_sign_step", "float4"), n4, (_ptr(z), _ptr(g), _ptr(c), np.int64(0), np.int64(n4), *scalars)
-            )
+            args = (_ptr(z), _ptr(g), _ptr(c), np.int64(0), np.int64(n4), *scalars)
+            self._launch(_ns("clipped_sign_step", "float4"), n4, args)
             done = 4 * n4
         if done < n:
             args = (_ptr(z), _ptr(g), _ptr(c), np.int64(done), np.int64(n), *scalars)

@@ -129,6 +129,9 @@ int l1_sign_out_grad_cuda(const void* a, int a_dtype, const float* x, void* g, i
                           void* stream);
 int act_backward_cuda(void* g, int g_dtype, const void* a, int a_dtype, int64_t n, int act, float slope,
                       void* stream);
+// the loop's forward parts: h = act(a) (a, h of one dtype), and y = bf16(x)
+int act_forward_cuda(const void* a, void* h, int dtype, int64_t n, int act, float slope, void* stream);
+int to_bf16_cuda(const float* x, uint16_t* y, int64_t n, void* stream);
 #endif
 #endif  // !__CUDACC_RTC__
 

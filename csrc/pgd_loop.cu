@@ -12,13 +12,11 @@
 #include <cuda_runtime.h>
 #include <dlfcn.h>
 
-#include <algorithm>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "clipped_sign_step.h"
-#include "cuda_kernels.cuh"
 #include "epilogues.h"
 #include "pgd_loop.h"
 
@@ -60,9 +58,6 @@ void lt_check(cublasStatus_t st, const char* what) {
 }
 
 cudaDataType_t cuda_type(int dtype) { return dtype == kBFloat16 ? CUDA_R_16BF : CUDA_R_32F; }
-
-using kernels::blocks_for;
-using kernels::kThreads;
 
 // One GEMM: descriptors and the algorithm chosen once, at plan time.
 struct Gemm {
@@ -185,29 +180,19 @@ struct PgdLoop::Impl {
              "cublasLtMatmul");
   }
 
-  void act_forward(int i) {
-    const int64_t n = (int64_t)batch * widths[i + 1];
-    if (gemm_dtype == kBFloat16) {
-      kernels::act_forward<<<blocks_for(n), kThreads, 0, stream>>>(reinterpret_cast<const uint16_t*>(buf.pre[i]),
-                                                                 reinterpret_cast<uint16_t*>(buf.hidden[i]), n, act,
-                                                                 slope);
-    } else {
-      kernels::act_forward<<<blocks_for(n), kThreads, 0, stream>>>(reinterpret_cast<const float*>(buf.pre[i]),
-                                                                 reinterpret_cast<float*>(buf.hidden[i]), n, act, slope);
-    }
-    cuda_check(cudaGetLastError(), "act_forward");
-  }
-
   void forward_pass() {
     if (gemm_dtype == kBFloat16) {
-      const int64_t n = (int64_t)batch * widths[0];
-      kernels::to_bf16<<<blocks_for(n), kThreads, 0, stream>>>(reinterpret_cast<const float*>(buf.z),
-                                                             reinterpret_cast<uint16_t*>(buf.z_in), n);
-      cuda_check(cudaGetLastError(), "to_bf16");
+      cuda_check(to_bf16_cuda(reinterpret_cast<const float*>(buf.z), reinterpret_cast<uint16_t*>(buf.z_in),
+                              (int64_t)batch * widths[0], stream),
+                 "to_bf16");
     }
     for (int i = 0; i < layers(); ++i) {
       gemm(forward[i]);
-      if (i < layers() - 1) act_forward(i);
+      if (i < layers() - 1) {
+        cuda_check(act_forward_cuda(reinterpret_cast<const void*>(buf.pre[i]), reinterpret_cast<void*>(buf.hidden[i]),
+                                    gemm_dtype, (int64_t)batch * widths[i + 1], act, slope, stream),
+                   "act_forward");
+      }
     }
   }
 

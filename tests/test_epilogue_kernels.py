@@ -112,10 +112,14 @@ def test_auto_keeps_torch_on_the_cpu_and_errors_are_named():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run by benchmarks/gpu_check.sh)")
 @pytest.mark.parametrize("a_dtype", DTYPES)
-def test_cuda_kernels_match_torch_on_the_gpu(a_dtype):
+@pytest.mark.parametrize("offset", [0, 1])
+def test_cuda_kernels_match_torch_on_the_gpu(a_dtype, offset):
+    """offset 0: 16-byte packs over the body and a 1-element tail (513 x 129 = 8 x 8271 + 1);
+    offset 1: misaligned views, the one-element-per-thread path throughout."""
     if not _ext.build_info()["cuda"]:
         pytest.fail("on a GPU machine the extension must be built with its CUDA part (nvcc present)")
-    a, x = _inputs((513, 129), a_dtype, seed=4, device="cuda")
+    a, x = _inputs((513 * 129 + offset,), a_dtype, seed=4, device="cuda")
+    a, x = a[offset:], x[offset:]
     for out_act in ("tanh", "sigmoid", "none"):
         y = out_activation(a, out_act, backend="compiled")
         want = out_activation_ref(a, out_act)
@@ -123,6 +127,6 @@ def test_cuda_kernels_match_torch_on_the_gpu(a_dtype):
         for g_dtype in DTYPES:
             got = l1_sign_out_grad(a, x, out_act, g_dtype, backend="compiled")
             assert torch.equal(got, l1_out_grad_from_output(y, x, out_act).to(g_dtype))
-    g = torch.randn(513, 129, device="cuda").to(a_dtype)
+    g = torch.randn(513 * 129 + offset, device="cuda").to(a_dtype)[offset:]
     for act in ("relu", "leaky_relu"):
         assert torch.equal(act_backward_(g.clone(), a, act, 0.2, backend="compiled"), act_backward_ref(g, a, act, 0.2))
