@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from .decoders import MLPDecoder, hidden_activation
-from .ops import act_backward_ref, clipped_sign_step, l1_out_grad_from_output
+from .ops import act_backward_ref, clipped_sign_step, l1_sign_grad_from_output
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,7 @@ def _forward(w: MLPWeights, z: torch.Tensor) -> tuple[list[torch.Tensor], torch.
 def _input_grad(w: MLPWeights, z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """``d/dz sum ||S(z) - target||_1`` per row, ``(B, D)`` fp32 (target ``(B, P)`` fp32)."""
     pre, y = _forward(w, z)
-    g = l1_out_grad_from_output(y, target, w.out_act).to(w.dtype)
+    g = l1_sign_grad_from_output(y, target, w.out_act, w.dtype)  # one compiled pass on the CPU, same bytes
     for i in range(len(w.weights) - 1, 0, -1):
         g = act_backward_ref(w.linear_t(i, g), pre[i - 1], w.act, w.slope)
     return w.linear_t(0, g).float()

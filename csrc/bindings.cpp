@@ -49,6 +49,13 @@ void l1_sign_out_grad_cpu(std::uintptr_t a, int a_dtype, std::uintptr_t x, std::
   advface::l1_sign_out_grad_cpu(ptr<const void>(a), a_dtype, ptr<const float>(x), ptr<void>(g), g_dtype, n, out_act);
 }
 
+void l1_sign_grad_from_output_cpu(std::uintptr_t y, std::uintptr_t x, std::uintptr_t g, int g_dtype, int64_t n,
+                                  int out_act, int isa) {
+  py::gil_scoped_release release;
+  advface::l1_sign_grad_from_output_cpu(ptr<const float>(y), ptr<const float>(x), ptr<void>(g), g_dtype, n, out_act,
+                                        isa);
+}
+
 void act_backward_cpu(std::uintptr_t g, int g_dtype, std::uintptr_t a, int a_dtype, int64_t n, int act, double slope) {
   py::gil_scoped_release release;
   advface::act_backward_cpu(ptr<void>(g), g_dtype, ptr<const void>(a), a_dtype, n, act, (float)slope);
@@ -123,6 +130,11 @@ PYBIND11_MODULE(_C, m) {
   m.def("l1_sign_out_grad_cpu", &l1_sign_out_grad_cpu, py::arg("a"), py::arg("a_dtype"), py::arg("x"), py::arg("g"),
         py::arg("g_dtype"), py::arg("n"), py::arg("out_act"),
         "g = sign(out_act(a) - x) * out_act'(out_act(a)) on n contiguous host elements (epilogues.h).");
+  m.def("l1_sign_grad_from_output_cpu", &l1_sign_grad_from_output_cpu, py::arg("y"), py::arg("x"), py::arg("g"),
+        py::arg("g_dtype"), py::arg("n"), py::arg("out_act"), py::arg("isa") = -1,
+        "g = sign(y - x) * out_act'(y) from the output y on n contiguous host elements (epilogues.h); "
+        "isa: 0 baseline, 1 AVX2+FMA, 2 AVX-512, -1 the best this CPU has.");
+  m.def("cpu_isa", &advface::cpu_isa, "The vector ISA the CPU kernels dispatch to: 0 baseline, 1 AVX2+FMA, 2 AVX-512.");
   m.def("act_backward_cpu", &act_backward_cpu, py::arg("g"), py::arg("g_dtype"), py::arg("a"), py::arg("a_dtype"),
         py::arg("n"), py::arg("act"), py::arg("slope"), "In place: g = g * act'(a) on n contiguous host elements.");
 #ifdef ADVFACE_WITH_CUDA

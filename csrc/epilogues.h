@@ -121,6 +121,12 @@ ADVFACE_HD float act_backward_1(float grad, float a, int act, float slope) {
 void out_activation_cpu(const void* a, int a_dtype, float* y, int64_t n, int out_act);
 void l1_sign_out_grad_cpu(const void* a, int a_dtype, const float* x, void* g, int g_dtype, int64_t n, int out_act);
 void act_backward_cpu(void* g, int g_dtype, const void* a, int a_dtype, int64_t n, int act, float slope);
+// g = sign(y - x) * out_act'(y) from the output y (float32): l1_sign_out_grad after out_act.
+// isa: a CpuIsa the CPU supports, or -1 for the best one (cpu_isa()); same bits from each.
+enum CpuIsa : int { kIsaBase = 0, kIsaAvx2 = 1, kIsaAvx512 = 2 };
+int cpu_isa();
+void l1_sign_grad_from_output_cpu(const float* y, const float* x, void* g, int g_dtype, int64_t n, int out_act,
+                                  int isa);
 
 #ifdef ADVFACE_WITH_CUDA
 // ---- CUDA (epilogues.cu): launched on `stream`; return a cudaError_t as int (0 = success).

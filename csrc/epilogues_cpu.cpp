@@ -1,8 +1,17 @@
 // C++/OpenMP versions of the step's elementwise parts (epilogues.h has the math and the contract).
+#include <omp.h>
+
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 
 #include "epilogues.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define ADVFACE_X86_DISPATCH 1
+#else
+#define ADVFACE_X86_DISPATCH 0
+#endif
 
 namespace advface {
 namespace {
@@ -21,6 +30,48 @@ void l1_sign_out_grad_impl(const TA* a, const float* x, TG* g, int64_t n, int ou
   for (int64_t i = 0; i < n; ++i) {
     const float y = out_act_forward(load(a, i), out_act);
     store(g, i, out_act_backward(sign_of(y - x[i]), y, out_act));
+  }
+}
+
+// l1_sign_grad_from_output: no transcendental (y is given), so the loop vectorises; it is the
+// CPU's one-pass form of torch's sub + sign + tanh_backward + to(dtype) on the image (4 passes,
+// 3 temporaries). fmaf needs the FMA instruction to inline and vectorise (x86-64's baseline has
+// none: a libm call per element, ~3 ns), so on x86-64 the loop is also compiled for AVX2+FMA and
+// AVX-512 (target attributes; picked at run time by cpu_isa()). Every version computes the same
+// bits: FMA is exactly rounded whether an instruction or libm does it.
+#define ADVFACE_L1_FROM_OUTPUT_LOOP(NAME, ATTR)                                                             \
+  template <typename TG>                                                                                    \
+  ATTR void NAME(const float* y, const float* x, TG* g, int64_t begin, int64_t end, int out_act) {          \
+    for (int64_t i = begin; i < end; ++i) store(g, i, out_act_backward(sign_of(y[i] - x[i]), y[i], out_act)); \
+  }
+
+ADVFACE_L1_FROM_OUTPUT_LOOP(l1_from_output_base, )
+#if ADVFACE_X86_DISPATCH
+ADVFACE_L1_FROM_OUTPUT_LOOP(l1_from_output_avx2, __attribute__((target("avx2,fma"))))
+ADVFACE_L1_FROM_OUTPUT_LOOP(l1_from_output_avx512, __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma"))))
+#endif
+#undef ADVFACE_L1_FROM_OUTPUT_LOOP
+
+// ~0.1 ns an element in one thread: threads pay only on large images (and torch's own OpenMP
+// pool is busy with the GEMMs around this op)
+constexpr int64_t kL1ParallelMin = 1 << 20;
+
+template <typename TG>
+void l1_from_output(const float* y, const float* x, TG* g, int64_t n, int out_act, int isa) {
+  auto chunk = [&](int64_t begin, int64_t end) {
+#if ADVFACE_X86_DISPATCH
+    if (isa == kIsaAvx512) return l1_from_output_avx512(y, x, g, begin, end, out_act);
+    if (isa == kIsaAvx2) return l1_from_output_avx2(y, x, g, begin, end, out_act);
+#endif
+    l1_from_output_base(y, x, g, begin, end, out_act);
+  };
+  if (n <= kL1ParallelMin) return chunk(0, n);
+#pragma omp parallel
+  {
+    const int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
+    const int64_t per = (n + threads - 1) / threads;
+    const int64_t begin = std::min(n, t * per), end = std::min(n, begin + per);
+    if (begin < end) chunk(begin, end);
   }
 }
 
@@ -56,6 +107,34 @@ void l1_sign_out_grad_cpu(const void* a, int a_dtype, const float* x, void* g, i
     l1_sign_out_grad_impl(static_cast<const uint16_t*>(a), x, static_cast<float*>(g), n, out_act);
   } else {
     l1_sign_out_grad_impl(static_cast<const uint16_t*>(a), x, static_cast<uint16_t*>(g), n, out_act);
+  }
+}
+
+int cpu_isa() {
+#if ADVFACE_X86_DISPATCH
+  static const int isa = [] {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma"))
+      return (int)kIsaAvx512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return (int)kIsaAvx2;
+    return (int)kIsaBase;
+  }();
+  return isa;
+#else
+  return kIsaBase;
+#endif
+}
+
+void l1_sign_grad_from_output_cpu(const float* y, const float* x, void* g, int g_dtype, int64_t n, int out_act,
+                                  int isa) {
+  check_dtype(g_dtype, "l1_sign_grad_from_output_cpu");
+  if (isa < 0) isa = cpu_isa();
+  if (isa > cpu_isa()) throw std::invalid_argument("l1_sign_grad_from_output_cpu: this CPU lacks the requested ISA");
+  if (g_dtype == kFloat32) {
+    l1_from_output(y, x, static_cast<float*>(g), n, out_act, isa);
+  } else {
+    l1_from_output(y, x, static_cast<uint16_t*>(g), n, out_act, isa);
   }
 }
 

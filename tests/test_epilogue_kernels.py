@@ -19,6 +19,8 @@ from advface_fast.ops import (
     act_backward_,
     act_backward_ref,
     l1_out_grad_from_output,
+    l1_sign_grad_from_output,
+    l1_sign_grad_from_output_ref,
     l1_sign_out_grad,
     l1_sign_out_grad_ref,
     out_activation,
@@ -67,6 +69,48 @@ def test_l1_sign_out_grad_is_atens_formula(out_act, a_dtype, g_dtype):
     clear = (y_t - x).abs() > 8 * ULP * y_t.abs().clamp_min(1.0)
     assert clear.float().mean() > 0.8
     assert torch.equal(torch.sign(got[clear].float()), torch.sign(want[clear].float()))
+
+
+@pytest.mark.parametrize("isa", [0, 1, 2])
+@pytest.mark.parametrize("out_act", ["tanh", "sigmoid", "none"])
+@pytest.mark.parametrize("g_dtype", DTYPES)
+def test_l1_sign_grad_from_output_is_atens_bytes_for_every_isa(isa, out_act, g_dtype):
+    """No transcendental: every vector version (baseline, AVX2+FMA, AVX-512) must give ATen's
+    bytes, ties (sign 0) and the bf16 rounding included; 37 x 129 leaves a ragged vector tail."""
+    ext = _ext.load()
+    if isa > ext.cpu_isa():
+        pytest.skip(f"this CPU does not have ISA level {isa}")
+    a, x = _inputs((37, 129), torch.float32, seed=5)
+    y = out_activation_ref(a, out_act)
+    x[:, ::5] = y[:, ::5]  # exact ties
+    x[0, :4] = torch.tensor([1.0, -1.0, 0.0, -0.0])  # sign(y - x) with y = out_act(...) at the edges
+    g = torch.empty(y.shape, dtype=g_dtype)
+    ext.l1_sign_grad_from_output_cpu(
+        y.data_ptr(),
+        x.data_ptr(),
+        g.data_ptr(),
+        int(g_dtype == torch.bfloat16),
+        y.numel(),
+        {"none": 0, "tanh": 1, "sigmoid": 2}[out_act],
+        isa,
+    )
+    assert torch.equal(g, l1_out_grad_from_output(y, x, out_act).to(g_dtype))
+    assert (g[1:, ::5] == 0).all()  # row 0 has the edge values instead
+
+
+def test_l1_sign_grad_from_output_op_takes_the_kernel_on_the_cpu():
+    a, x = _inputs((64, 768), torch.float32, seed=6)
+    y = torch.tanh(a)
+    for dtype in DTYPES:
+        want = l1_sign_grad_from_output_ref(y, x, "tanh", dtype)
+        assert torch.equal(l1_sign_grad_from_output(y, x, "tanh", dtype), want)  # auto: compiled here
+        assert torch.equal(l1_sign_grad_from_output(y, x, "tanh", dtype, backend="compiled"), want)
+    with pytest.raises(ValueError, match="float32 of one shape"):
+        l1_sign_grad_from_output(y, x[:, :5], "tanh", torch.float32)
+    with pytest.raises(BackendUnavailableError, match="contiguous"):
+        l1_sign_grad_from_output(y.t(), x.t(), "tanh", torch.float32, backend="compiled")
+    with pytest.raises(ValueError, match="lacks the requested ISA"):
+        _ext.load().l1_sign_grad_from_output_cpu(y.data_ptr(), x.data_ptr(), y.data_ptr(), 0, 4, 1, 99)
 
 
 @pytest.mark.parametrize("act", ["relu", "leaky_relu", "gelu"])
