@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -124,3 +125,21 @@ def test_cuda_sign_step_equals_reference_bitwise(rows, dim, offset):
     clipped_sign_step(out, gb, cb, eps, alpha, backend="compiled")
     torch.cuda.synchronize()
     assert torch.equal(out, want)
+
+
+@needs_ext
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run by benchmarks/gpu_check.sh)")
+def test_raw_pointer_binding_takes_cupy_arrays_on_cupys_stream():
+    """The bindings take addresses and a cudaStream_t, not torch tensors: CuPy memory on a CuPy
+    stream works the same (no libtorch ABI involved)."""
+    cupy = pytest.importorskip("cupy")
+    if not _ext.build_info()["cuda"]:
+        pytest.fail("on a GPU machine the extension must be built with its CUDA part (nvcc present)")
+    z, g, c, eps, alpha = _case(65, 37, torch.float32, 11)
+    want = clipped_sign_step_ref(z, g, c, eps, alpha).numpy()
+    zc, gc, cc = (cupy.asarray(t.numpy()) for t in (z, g, c))
+    stream = cupy.cuda.Stream(non_blocking=True)
+    with stream:
+        _ext.load().clipped_sign_step_cuda(zc.data.ptr, gc.data.ptr, cc.data.ptr, zc.size, eps, alpha, stream.ptr)
+    stream.synchronize()
+    np.testing.assert_array_equal(cupy.asnumpy(zc), want)
