@@ -20,6 +20,7 @@ one (``auto``, the default: compiled when it can run, else nvrtc; ``compiled``; 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -188,7 +189,13 @@ def _plan(decoder: MLPDecoder, device: torch.device, precision: str, batch: int)
 
 
 def _stream(device: torch.device) -> int:
-    return torch.cuda.current_stream(device).cuda_stream
+    return torch.cuda.current_stream(device).cuda_stream if device.type == "cuda" else 0
+
+
+def _on(device: torch.device) -> contextlib.AbstractContextManager:
+    """The device's context (the loops launch on the current device); none off CUDA, where only
+    the Python-driven loop with torch kernels runs (the CPU tests of this module's plumbing)."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
 
 @torch.no_grad()
@@ -208,7 +215,7 @@ def cuda_pgd(
     plan.tensors["centre"].copy_(centre)
     plan.tensors["target"].copy_(target.reshape(target.shape[0], -1))
     if steps > 0:
-        with torch.cuda.device(z0.device):
+        with _on(z0.device):
             plan.loop.run(int(steps), float(eps), float(alpha), _stream(z0.device))
     return plan.z.clone().to(z0.dtype)
 
@@ -218,6 +225,6 @@ def cuda_decode(decoder: MLPDecoder, z: torch.Tensor, precision: str = "fp32") -
     """``S(z)`` ``(B, C, H, W)`` with the loop's forward arithmetic, in ``z``'s dtype."""
     plan = _plan(decoder, z.device, precision, z.shape[0])
     plan.z.copy_(z)
-    with torch.cuda.device(z.device):
+    with _on(z.device):
         plan.loop.decode(_stream(z.device))
     return plan.tensors["image"].clone().reshape(z.shape[0], *plan.out_shape).to(z.dtype)

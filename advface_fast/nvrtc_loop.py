@@ -138,7 +138,9 @@ class PyPgdLoop:
             t["grad_z"].copy_(self._grad_z_gemm)
         self.k.clipped_sign_step(t["z"], t["grad_z"], t["centre"], eps, alpha)
 
+    @property
     def captured(self) -> bool:
+        """Whether a CUDA graph of the loop exists (as the extension's ``PgdLoop.captured``)."""
         return self._graph is not None
 
     def run(self, steps: int, eps: float, alpha: float, stream: int | None = None) -> None:

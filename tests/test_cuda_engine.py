@@ -46,6 +46,18 @@ def test_build_reports_the_loop():
     assert "cuda_loop" in info and (info["cuda_loop"] <= info["cuda"])
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour on a machine without a GPU")
+def test_the_compiled_loop_binding_takes_the_plan_buffers():
+    """The keyword arguments cuda_engine passes match the binding (pybind11 would raise TypeError);
+    the loop itself then refuses for want of cuBLASLt/a GPU, with a RuntimeError saying so."""
+    ext = _ext.load()
+    if ext is None or not ext.build_info().get("cuda_loop"):
+        pytest.skip("the extension was built without the CUDA loop")
+    dec = af.MLPDecoder(D, list(HIDDEN), OUT)
+    with pytest.raises(RuntimeError, match="libcublasLt|CUDA|cuda"):
+        cuda_engine._build_plan(dec, torch.device("cpu", 0), "bf16", 4, key=("cpu", "bf16", 4, (), "compiled"))
+
+
 def _pair(act="leaky_relu", out_act="tanh", seed=0):
     torch.manual_seed(seed)
     return af.MLPDecoder(D, list(HIDDEN), OUT, act=act, out_act=out_act), LinearEncoder(int(np.prod(OUT)), D, seed + 1)
@@ -82,7 +94,7 @@ def test_graph_replay_equals_eager_and_ties_are_exact(impl):
     z = torch.from_numpy(unit_rows(64, D, seed=3)).cuda()
     runs = [af.protect(z, dec, enc, start="random", steps=5, backend="cuda", batch_size=32, **KW) for _ in range(3)]
     assert torch.equal(runs[0], runs[1]) and torch.equal(runs[1], runs[2])
-    assert any(plan.loop.captured() for plan in cuda_engine._PLANS[dec].values())  # replays did happen
+    assert any(plan.loop.captured for plan in cuda_engine._PLANS[dec].values())  # replays did happen
     for precision in ("fp32", "bf16"):
         out = af.protect(
             z, dec, enc, start="original", steps=3, renorm=False, backend="cuda", precision=precision, **KW

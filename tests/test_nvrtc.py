@@ -153,10 +153,36 @@ def test_python_driven_loop_equals_the_mlp_engine(monkeypatch, precision, act, o
     t["target"].copy_(target.reshape(batch, -1))
     loop.run(4, 0.05, 0.01)
     assert torch.equal(t["z"], want)
-    assert not loop.captured()  # graphs are for CUDA devices
+    assert not loop.captured  # graphs are for CUDA devices
 
     loop.decode()
     assert torch.equal(t["image"].reshape(batch, *OUT), mlp_engine.mlp_decode(dec, t["z"], precision))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_cuda_backend_plumbing_through_the_python_loop(monkeypatch, precision):
+    """cuda_engine.cuda_pgd / cuda_decode as the GPU runs them with ADVFACE_CUDA_LOOP=nvrtc, on the
+    CPU with the kernels' torch twins: inputs copied into the plan, a plan per batch size (and
+    reused), z0's dtype out, the decode's shape; each equal to the mlp engine's bytes."""
+    monkeypatch.setattr(mlp_engine, "CPU_PACKED", False)
+    monkeypatch.setattr(cuda_engine, "active_impl", lambda: "nvrtc")
+    monkeypatch.setattr(nvrtc_kernels, "NvrtcKernels", lambda device: TorchKernels())
+    torch.manual_seed(3)
+    dec = af.MLPDecoder(D, list(HIDDEN), OUT)
+    rng = np.random.default_rng(4)
+    for batch in (33, 5, 33):
+        z0 = torch.from_numpy(unit_rows(batch, D, seed=batch))
+        centre = z0 + torch.from_numpy(rng.uniform(-0.03, 0.03, z0.shape).astype(np.float32))
+        target = torch.from_numpy(rng.uniform(-1, 1, (batch, *OUT)).astype(np.float32))
+        got = cuda_engine.cuda_pgd(dec, z0.double(), centre, target, 0.05, 0.01, 3, precision)
+        assert got.dtype == torch.float64
+        assert torch.equal(got.float(), mlp_engine.mlp_pgd(dec, z0, centre, target, 0.05, 0.01, 3, precision))
+        image = cuda_engine.cuda_decode(dec, z0, precision)
+        assert image.shape == (batch, *OUT)
+        assert torch.equal(image, mlp_engine.mlp_decode(dec, z0, precision))
+    plans = cuda_engine._PLANS[dec]
+    assert sorted(key[2] for key in plans) == [5, 33]  # one plan per batch size, reused
+    assert all(plan.key[-1] == "nvrtc" and not plan.loop.captured for plan in plans.values())
 
 
 def test_python_driven_loop_refuses_a_mismatched_precision():
