@@ -15,6 +15,7 @@ the backend through the fallback passes tests/test_cuda_engine.py (ADVFACE_CUDA_
 
 from __future__ import annotations
 
+import itertools
 import re
 import shutil
 import subprocess
@@ -102,6 +103,74 @@ def test_nvrtc_ptx_equals_nvccs(tmp_path):
     a, b = _entries((tmp_path / "table.ptx").read_text()), _entries(ours)
     for name, mangled in lowered.items():
         assert a[mangled] == b[mangled], name
+
+
+class _RecordingModule:
+    """Stands in for the compiled cupy.RawModule: records each launch instead of running it."""
+
+    def __init__(self) -> None:
+        self.launches: list[tuple[str, tuple, tuple, tuple]] = []
+
+    def get_function(self, name: str):
+        def launch(grid, block, args):
+            self.launches.append((name, grid, block, args))
+
+        return launch
+
+
+_PTX_TYPE = {np.uint64: ".u64", np.int64: ".u64", np.int32: ".u32", np.float32: ".f32"}
+
+
+@needs_nvrtc
+def test_every_launch_matches_its_kernels_parameters(monkeypatch):
+    """What only a GPU would otherwise check: each launch NvrtcKernels makes (the whole loop's, in
+    fp32 and bf16, aligned and misaligned, plus the decode) names an instantiation that exists and
+    passes arguments whose sizes and kinds are the kernel's parameters in the PTX (a wrong width
+    would shift every later argument), over exactly the elements of its tensors."""
+    import contextlib
+
+    cupy = pytest.importorskip("cupy")
+    rec = _RecordingModule()
+    monkeypatch.setattr(nvrtc_kernels, "module", lambda device: rec)
+    monkeypatch.setattr(nvrtc_kernels, "cupy_stream", lambda ptr, device: contextlib.nullcontext())
+    monkeypatch.setattr(cupy.cuda, "Device", lambda device: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: type("S", (), {"cuda_stream": 0})())
+    kernels = nvrtc_kernels.NvrtcKernels(torch.device("cuda", 0))
+
+    dec = af.MLPDecoder(D, list(HIDDEN), OUT, act="gelu", out_act="sigmoid")
+    for precision in ("fp32", "bf16"):
+        t = cuda_engine.plan_buffers(dec, torch.device("cpu"), precision, 7)
+        for v in t.values():  # random contents: the launches are recorded, the GEMMs still run
+            for x in v if isinstance(v, list) else [v]:
+                x.copy_(torch.randn(x.shape))
+        loop = PyPgdLoop(t, precision, dec.act, dec.out_act, dec.negative_slope, kernels=kernels)
+        loop.run(1, 0.05, 0.01)
+        loop.decode()
+    odd = torch.zeros(8 * 37 + 2)  # a view 4 bytes off alignment: the one-element path
+    kernels.act_forward(odd[1:], odd[1:], "relu", 0.0)
+    kernels.clipped_sign_step(odd[1:], odd[1:], odd[1:], 0.1, 0.01)
+
+    ptx, lowered = nvrtc_kernels.compile_ptx("compute_90")
+    names = {rec_name for rec_name, *_ in rec.launches}
+    assert names >= {nvrtc_kernels._ns("to_bf16", "8"), nvrtc_kernels._ns("l1_sign_out_grad", "8", "float", "float")}
+    assert any(n.endswith("<1, float>") for n in names) and nvrtc_kernels._ns("clipped_sign_step", "float") in names
+    for name, grid, block, args in rec.launches:
+        assert name in lowered, name
+        m = re.search(r"\.entry\s+" + re.escape(lowered[name]) + r"\((.*?)\)", ptx, re.S)
+        params = re.findall(r"\.param\s+(\.\w+)", m.group(1))
+        assert [_PTX_TYPE[type(a)] for a in args] == params, name
+        assert block == (nvrtc_kernels.THREADS,)
+        start, end = (int(a) for a in args if isinstance(a, np.int64))  # the range, in the kernel's unit
+        assert 0 <= start < end and grid == (min(-(-(end - start) // nvrtc_kernels.THREADS), 65535),)
+    for (prev, _, _, pa), (name, _, _, a) in itertools.pairwise(rec.launches):
+        start = int(next(x for x in a if isinstance(x, np.int64)))
+        if start > 0:  # a tail: right after the packed launch on the same tensors, where it stopped
+            packs_end = [int(x) for x in pa if isinstance(x, np.int64)][1]
+            unit = nvrtc_kernels.VEC if "clipped_sign_step" not in prev else 4
+            assert prev != name and [x for x in pa if isinstance(x, np.uint64)] == [
+                x for x in a if isinstance(x, np.uint64)
+            ]
+            assert start == packs_end * unit, (prev, name)
 
 
 def test_the_kernel_sources_are_found():
