@@ -54,7 +54,7 @@ def test_the_compiled_loop_binding_takes_the_plan_buffers():
     if ext is None or not ext.build_info().get("cuda_loop"):
         pytest.skip("the extension was built without the CUDA loop")
     dec = af.MLPDecoder(D, list(HIDDEN), OUT)
-    with pytest.raises(RuntimeError, match="libcublasLt|CUDA|cuda"):
+    with pytest.raises(RuntimeError, match=r"libcublasLt|CUDA|cuda"):
         cuda_engine._build_plan(dec, torch.device("cpu", 0), "bf16", 4, key=("cpu", "bf16", 4, (), "compiled"))
 
 
