@@ -79,7 +79,12 @@ def _backends(args: argparse.Namespace) -> int:
     from .backends import available_backends
 
     for name, reason in available_backends(device=args.device).items():
-        print(f"{name:7} {'available' if reason is None else 'unavailable: ' + reason}")
+        state = "available" if reason is None else "unavailable: " + reason
+        if name == "cuda" and reason is None:  # which of its two loops (ADVFACE_CUDA_LOOP)
+            from .cuda_engine import active_impl
+
+            state += f" ({active_impl()} loop)"
+        print(f"{name:7} {state}")
     return 0
 
 
