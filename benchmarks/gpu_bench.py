@@ -294,15 +294,22 @@ def bench_standard(cfg: dict, device: torch.device, peak: float, deadline: float
 
 
 def bench_batches(cfg: dict, device: torch.device, deadline: float) -> list[dict]:
-    """Triton and cuda bf16 vs torch eager bf16 across batch sizes (CUDA graphs matter at small ones)."""
+    """Triton and cuda bf16 vs torch eager bf16 across batch sizes, from 1 (CUDA graphs matter at
+    small ones) to the largest that fits: a variant that runs out of memory is recorded as such
+    and not tried at larger batches; the sweep ends when none is left or the budget is spent."""
     torch.manual_seed(0)
     dec = frozen(af.MLPDecoder(cfg["dim"], cfg["hidden"], cfg["image"]), device)
     rows = []
     triton = resolve_backend("triton", dec, device)
+    out_of_memory: set[str] = set()
     for batch in cfg["batch_sweep"]:
         if time.monotonic() > deadline:
             break
-        z, z0, target = inputs(batch, cfg["dim"], dec, cfg["eps"], 3, device)
+        try:
+            z, z0, target = inputs(batch, cfg["dim"], dec, cfg["eps"], 3, device)
+        except torch.cuda.OutOfMemoryError:
+            log(f"batch {batch}: the inputs alone do not fit")
+            break
         args = (dec, z0, z, target, cfg["eps"], cfg["alpha"], cfg["steps"])
         fns = {
             "torch eager bf16": lambda args=args: torch_pgd(*args, "bf16"),
@@ -314,8 +321,16 @@ def bench_batches(cfg: dict, device: torch.device, deadline: float) -> list[dict
         }
         line = []
         for name, fn in fns.items():
+            if name in out_of_memory:
+                continue
             try:
                 sec = timed(fn, device, warmup=3, iters=5)
+            except torch.cuda.OutOfMemoryError:
+                out_of_memory.add(name)
+                torch.cuda.empty_cache()
+                rows.append({"variant": name, "batch": batch, "error": "out of memory"})
+                line.append(f"{name} OUT OF MEMORY")
+                continue
             except Exception as exc:  # the cuda loop is new: its failure must not hide the others
                 rows.append({"variant": name, "batch": batch, "error": f"{type(exc).__name__}: {exc}"[:300]})
                 line.append(f"{name} FAILED")
@@ -323,6 +338,9 @@ def bench_batches(cfg: dict, device: torch.device, deadline: float) -> list[dict
             rows.append({"variant": name, "batch": batch, "features_per_s": batch / sec})
             line.append(f"{name} {batch / sec:10.0f}/s")
         log(f"batch {batch:6d}: " + "  ".join(line))
+        del z, z0, target
+        if len(out_of_memory) == len(fns):
+            break
     return rows
 
 
@@ -489,7 +507,7 @@ def main() -> int:
             "batch": 8192,
             "eps": 0.03,
             "alpha": 0.005,
-            "batch_sweep": [1, 64, 1024, 8192, 32768],
+            "batch_sweep": [1, 64, 1024, 8192, 32768, 131072, 262144],
             "million": 1_000_000,
         }
     result: dict = {
@@ -512,14 +530,15 @@ def main() -> int:
     write_outputs(Path(args.out), result)
     result["standard"] = bench_standard(cfg, device, result["bf16_peak_tflops"], deadline)
     write_outputs(Path(args.out), result)
-    result["batches"] = bench_batches(cfg, device, deadline)
-    write_outputs(Path(args.out), result)
+    # the million-row runs (a target of their own) before the open-ended batch sweep
     if cfg["million"] and time.monotonic() < deadline:
         try:
             result["million"] = bench_million(cfg, device)
         except Exception as exc:
             result["million"] = [{"error": f"{type(exc).__name__}: {exc}"}]
             traceback.print_exc()
+    write_outputs(Path(args.out), result)
+    result["batches"] = bench_batches(cfg, device, deadline)
     write_outputs(Path(args.out), result)
     log(f"wrote {args.out}/gpu_bench.json, .csv, .md")
     return 0 if all(c.get("ok") for c in checks) else 1
