@@ -172,6 +172,8 @@ def _extensions() -> list[Extension]:
         Extension(
             "advface_fast._C",
             sources=["csrc/bindings.cpp", "csrc/clipped_sign_step_cpu.cpp", "csrc/epilogues_cpu.cpp"],
+            # headers: a changed header must rebuild (setuptools otherwise calls the module up to date)
+            depends=sorted(str(h.relative_to(ROOT)) for h in CSRC.glob("*.h*")),
             include_dirs=[pybind11.get_include(), "csrc"],
             extra_compile_args=["-O3", "-std=c++17", "-fopenmp", "-fvisibility=hidden"],
             extra_link_args=["-fopenmp"],

@@ -1,10 +1,8 @@
 // C++/OpenMP versions of the step's elementwise parts (epilogues.h has the math and the contract).
-#include <omp.h>
-
-#include <algorithm>
 #include <stdexcept>
 #include <string>
 
+#include "cpu_parallel.h"
 #include "epilogues.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -20,17 +18,19 @@ constexpr int64_t kParallelMin = 1 << 15;  // below this, threads cost more than
 
 template <typename TA>
 void out_activation_impl(const TA* a, float* y, int64_t n, int out_act) {
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) y[i] = out_act_forward(load(a, i), out_act);
+  parallel_chunks(n, kParallelMin, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) y[i] = out_act_forward(load(a, i), out_act);
+  });
 }
 
 template <typename TA, typename TG>
 void l1_sign_out_grad_impl(const TA* a, const float* x, TG* g, int64_t n, int out_act) {
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) {
-    const float y = out_act_forward(load(a, i), out_act);
-    store(g, i, out_act_backward(sign_of(y - x[i]), y, out_act));
-  }
+  parallel_chunks(n, kParallelMin, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const float y = out_act_forward(load(a, i), out_act);
+      store(g, i, out_act_backward(sign_of(y - x[i]), y, out_act));
+    }
+  });
 }
 
 // l1_sign_grad_from_output: no transcendental (y is given), so the loop vectorises; it is the
@@ -58,27 +58,20 @@ constexpr int64_t kL1ParallelMin = 1 << 20;
 
 template <typename TG>
 void l1_from_output(const float* y, const float* x, TG* g, int64_t n, int out_act, int isa) {
-  auto chunk = [&](int64_t begin, int64_t end) {
+  parallel_chunks(n, kL1ParallelMin, [&](int64_t begin, int64_t end) {
 #if ADVFACE_X86_DISPATCH
     if (isa == kIsaAvx512) return l1_from_output_avx512(y, x, g, begin, end, out_act);
     if (isa == kIsaAvx2) return l1_from_output_avx2(y, x, g, begin, end, out_act);
 #endif
     l1_from_output_base(y, x, g, begin, end, out_act);
-  };
-  if (n <= kL1ParallelMin) return chunk(0, n);
-#pragma omp parallel
-  {
-    const int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
-    const int64_t per = (n + threads - 1) / threads;
-    const int64_t begin = std::min(n, t * per), end = std::min(n, begin + per);
-    if (begin < end) chunk(begin, end);
-  }
+  });
 }
 
 template <typename TG, typename TA>
 void act_backward_impl(TG* g, const TA* a, int64_t n, int act, float slope) {
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
-  for (int64_t i = 0; i < n; ++i) store(g, i, act_backward_1(load(g, i), load(a, i), act, slope));
+  parallel_chunks(n, kParallelMin, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) store(g, i, act_backward_1(load(g, i), load(a, i), act, slope));
+  });
 }
 
 void check_dtype(int dtype, const char* what) {

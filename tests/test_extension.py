@@ -32,6 +32,24 @@ def test_extension_is_built_and_reports_its_build():
         assert info["cuda_loop"] is True
 
 
+@needs_ext
+def test_the_loaded_extension_is_not_older_than_its_sources():
+    """The extension is optional (a failed build leaves the package working), so a failed rebuild
+    after a source change would leave the previous binary in an in-place build and every test
+    here would silently run stale code. Found the hard way: fail loudly instead."""
+    ext = _ext.load()
+    assert ext is not None, _ext.load_error()
+    so = Path(ext.__file__)
+    if ROOT not in so.parents:
+        pytest.skip("the extension is installed outside the source tree")
+    sources = [p for p in (ROOT / "csrc").iterdir() if p.suffix in (".cpp", ".cu", ".h", ".cuh")]
+    newest = max(sources, key=lambda p: p.stat().st_mtime)
+    assert so.stat().st_mtime >= newest.stat().st_mtime, (
+        f"{so.name} is older than {newest.name}: the last build of the extension failed; run "
+        "`python setup.py build_ext --inplace` to see why"
+    )
+
+
 def _cublaslt_include() -> list[str]:
     for d in (os.environ.get("ADVFACE_CUBLASLT_INCLUDE"), str(ROOT / ".cublas-include")):
         if d and (Path(d) / "cublasLt.h").is_file():
