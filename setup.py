@@ -171,7 +171,12 @@ def _extensions() -> list[Extension]:
     return [
         Extension(
             "advface_fast._C",
-            sources=["csrc/bindings.cpp", "csrc/clipped_sign_step_cpu.cpp", "csrc/epilogues_cpu.cpp"],
+            sources=[
+                "csrc/bindings.cpp",
+                "csrc/clipped_sign_step_cpu.cpp",
+                "csrc/epilogues_cpu.cpp",
+                "csrc/seeding_cpu.cpp",
+            ],
             # headers: a changed header must rebuild (setuptools otherwise calls the module up to date)
             depends=sorted(str(h.relative_to(ROOT)) for h in CSRC.glob("*.h*")),
             include_dirs=[pybind11.get_include(), "csrc"],

@@ -104,7 +104,7 @@ def protect_batch(
         centre = z
         z0 = z
         if params.start == "random":
-            noise = row_uniform(params.seed, row_ids, z.shape[1], device=z.device).to(z.dtype)
+            noise = row_uniform(params.seed, row_ids, z.shape[1], device=z.device, dtype=z.dtype)
             z0 = torch.clamp(z + params.eps * noise, z - params.eps, z + params.eps)
     zt = backend.pgd(decoder, z0, centre, target, params.eps, params.alpha, params.steps, precision=precision)
     if params.renorm:

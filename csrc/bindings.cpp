@@ -9,6 +9,7 @@
 
 #include "clipped_sign_step.h"
 #include "epilogues.h"
+#include "seeding.h"
 #include "pgd_loop.h"
 
 namespace py = pybind11;
@@ -54,6 +55,12 @@ void l1_sign_grad_from_output_cpu(std::uintptr_t y, std::uintptr_t x, std::uintp
   py::gil_scoped_release release;
   advface::l1_sign_grad_from_output_cpu(ptr<const float>(y), ptr<const float>(x), ptr<void>(g), g_dtype, n, out_act,
                                         isa);
+}
+
+void row_uniform_cpu(uint64_t seed, std::uintptr_t rows, int64_t n_rows, int64_t dim, std::uintptr_t out,
+                     int out_dtype) {
+  py::gil_scoped_release release;
+  advface::row_uniform_cpu(seed, ptr<const int64_t>(rows), n_rows, dim, ptr<void>(out), out_dtype);
 }
 
 void act_backward_cpu(std::uintptr_t g, int g_dtype, std::uintptr_t a, int a_dtype, int64_t n, int act, double slope) {
@@ -134,6 +141,10 @@ PYBIND11_MODULE(_C, m) {
         py::arg("g_dtype"), py::arg("n"), py::arg("out_act"), py::arg("isa") = -1,
         "g = sign(y - x) * out_act'(y) from the output y on n contiguous host elements (epilogues.h); "
         "isa: 0 baseline, 1 AVX2+FMA, 2 AVX-512, -1 the best this CPU has.");
+  m.def("row_uniform_cpu", &row_uniform_cpu, py::arg("seed"), py::arg("rows"), py::arg("n_rows"), py::arg("dim"),
+        py::arg("out"), py::arg("out_dtype"),
+        "Counter-based uniform noise in [-1, 1) (seeding.h) for n_rows int64 row ids into a contiguous "
+        "(n_rows, dim) float32 (out_dtype 0) or float64 (2) host buffer.");
   m.def("cpu_isa", &advface::cpu_isa, "The vector ISA the CPU kernels dispatch to: 0 baseline, 1 AVX2+FMA, 2 AVX-512.");
   m.def("act_backward_cpu", &act_backward_cpu, py::arg("g"), py::arg("g_dtype"), py::arg("a"), py::arg("a_dtype"),
         py::arg("n"), py::arg("act"), py::arg("slope"), "In place: g = g * act'(a) on n contiguous host elements.");
