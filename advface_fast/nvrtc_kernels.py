@@ -16,6 +16,7 @@ stream): the elementwise half of :class:`~advface_fast.nvrtc_loop.PyPgdLoop`.
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -61,8 +62,13 @@ def name_expressions() -> list[str]:
     return names
 
 
-def source_code() -> str:
-    return f'#include "{SOURCE}"\n'
+def source_code(folder: Path | None = None) -> str:
+    """The program NVRTC compiles: an include of the kernel header, behind a digest of the
+    headers' text. CuPy caches compiled modules on disk keyed by the program text and options,
+    not by what it includes: without the digest an upgraded header would load a stale binary."""
+    folder = folder or source_dir()
+    digest = hashlib.sha256(b"".join((folder / name).read_bytes() for name in HEADERS)).hexdigest() if folder else ""
+    return f'// advface_fast kernels, headers sha256 {digest}\n#include "{SOURCE}"\n'
 
 
 def compile_options(folder: Path) -> tuple[str, ...]:
@@ -79,7 +85,7 @@ def compile_ptx(arch: str, folder: Path | None = None) -> tuple[str, dict[str, s
     folder = folder or source_dir()
     if folder is None:
         raise RuntimeError("the CUDA kernel sources (csrc/cuda_kernels.cuh) are not installed")
-    prog = nvrtc.createProgram(source_code(), "advface_kernels.cu", [], [])
+    prog = nvrtc.createProgram(source_code(folder), "advface_kernels.cu", [], [])
     try:
         names = name_expressions()
         for name in names:
@@ -127,7 +133,9 @@ def module(device: int) -> Any:
     if folder is None:
         raise RuntimeError("the CUDA kernel sources (csrc/cuda_kernels.cuh) are not installed")
     with cupy.cuda.Device(device):
-        mod = cupy.RawModule(code=source_code(), options=compile_options(folder), name_expressions=name_expressions())
+        mod = cupy.RawModule(
+            code=source_code(folder), options=compile_options(folder), name_expressions=name_expressions()
+        )
         mod.compile()
     return mod
 

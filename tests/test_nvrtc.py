@@ -179,6 +179,18 @@ def test_the_kernel_sources_are_found():
     assert nvrtc_kernels.compile_options(folder)[-1] == f"-I{folder}"
 
 
+def test_the_program_text_changes_with_the_headers(tmp_path):
+    """CuPy's on-disk cache is keyed by the program text: a changed header must change it."""
+    folder = nvrtc_kernels.source_dir()
+    for name in nvrtc_kernels.HEADERS:
+        shutil.copy(folder / name, tmp_path / name)
+    before = nvrtc_kernels.source_code(tmp_path)
+    assert before == nvrtc_kernels.source_code(folder)
+    with open(tmp_path / "epilogues.h", "a") as f:
+        f.write("// an edit\n")
+    assert nvrtc_kernels.source_code(tmp_path) != before
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour on a machine without a GPU")
 def test_reasons_without_a_gpu(monkeypatch):
     assert nvrtc_kernels.unavailable_reason() is not None
