@@ -97,6 +97,7 @@ class PyPgdLoop:
         self._graph: torch.cuda.CUDAGraph | None = None
         self._graph_key: tuple[int, float, float] | None = None
         self._calls = 0
+        self._side: torch.cuda.Stream | None = None  # warm-up and capture stream (CUDA only)
         self.graph_error: str | None = None
 
     @contextlib.contextmanager
@@ -152,9 +153,11 @@ class PyPgdLoop:
         with torch.no_grad(), self._matmul_precision():
             if self._graph is not None and self._graph_key == key:
                 self._graph.replay()
-            elif self._calls == 0 or self.device.type != "cuda" or self.graph_error is not None:
+            elif self.device.type != "cuda" or self.graph_error is not None:
                 for _ in range(steps):
                     self._step(eps, alpha)
+            elif self._calls == 0:
+                self._warm_up(steps, eps, alpha)
             else:
                 self._capture(key)
                 if self._graph is not None:
@@ -164,13 +167,29 @@ class PyPgdLoop:
                         self._step(eps, alpha)
         self._calls += 1
 
+    def _side_stream(self) -> torch.cuda.Stream:
+        if self._side is None:
+            self._side = torch.cuda.Stream(self.device)
+        return self._side
+
+    def _warm_up(self, steps: int, eps: float, alpha: float) -> None:
+        """The first call, eager, on the stream later captures use (torch's documented pattern:
+        lazy per-stream state such as cuBLAS's workspace is then set up outside any capture),
+        ordered after and before the caller's stream."""
+        caller, side = torch.cuda.current_stream(self.device), self._side_stream()
+        side.wait_stream(caller)
+        with torch.cuda.stream(side):
+            for _ in range(steps):
+                self._step(eps, alpha)
+        caller.wait_stream(side)
+
     def _capture(self, key: tuple[int, float, float]) -> None:
         """One CUDA graph of ``steps`` steps; on failure the loop stays eager (``graph_error``
         says why, with a warning once): slower, same numbers."""
         steps, eps, alpha = key
         graph = torch.cuda.CUDAGraph()
         try:
-            with torch.cuda.graph(graph):
+            with torch.cuda.graph(graph, stream=self._side_stream()):
                 for _ in range(steps):
                     self._step(eps, alpha)
         except RuntimeError as exc:
