@@ -151,9 +151,9 @@ def l1_sign_grad_from_output(
             f"y and target must be float32 of one shape, got {y.dtype} {tuple(y.shape)}, "
             f"{target.dtype} {tuple(target.shape)}"
         )
-    g = torch.empty(y.shape, dtype=dtype, device=y.device)
     if backend == "torch":
         return l1_sign_grad_from_output_ref(y, target, out_act, dtype)
+    g = torch.empty(y.shape, dtype=dtype, device=y.device)
     reason = _compiled_reason([y, target, g], "compiled" if backend == "auto" else backend)
     if reason is None and y.device.type != "cpu":
         reason = "this kernel is CPU-only (the CUDA loops fuse it into l1_sign_out_grad)"

@@ -58,7 +58,7 @@ def row_uniform(
     r = torch.as_tensor(rows, dtype=torch.int64, device=device)
     if r.device.type == "cpu":
         ext = _ext.load()
-        if ext is not None and hasattr(ext, "row_uniform_cpu") and dtype in (torch.float32, torch.float64):
+        if ext is not None and dtype in (torch.float32, torch.float64):
             r = r.contiguous()
             out = torch.empty(len(r), dim, dtype=dtype)
             code = 0 if dtype == torch.float32 else 2

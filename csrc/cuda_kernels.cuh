@@ -21,6 +21,10 @@ namespace kernels {
 constexpr int kThreads = 256;
 constexpr int kMaxBlocks = 65535;
 
+// every kernel is a grid-stride loop over [start, end)
+#define ADVFACE_GRID_STRIDE(i, start, end) \
+  for (int64_t i = (start) + blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (end); i += (int64_t)gridDim.x * blockDim.x)
+
 // ---- the projected sign step: z = clamp(z + alpha * sign(g), c - eps, c + eps) -------------
 __device__ __forceinline__ float sign_step_1(float z, float g, float c, float eps, float alpha) {
   const float s = (float)((g > 0.f) - (g < 0.f));
@@ -40,8 +44,7 @@ __device__ __forceinline__ float4 sign_step_1(float4 z, float4 g, float4 c, floa
 template <typename V>
 __global__ void clipped_sign_step(V* __restrict__ z, const V* __restrict__ g, const V* __restrict__ c, int64_t start,
                                   int64_t n, float eps, float alpha) {
-  for (int64_t i = start + blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-    z[i] = sign_step_1(z[i], g[i], c[i], eps, alpha);
+  ADVFACE_GRID_STRIDE(i, start, n) z[i] = sign_step_1(z[i], g[i], c[i], eps, alpha);
 }
 
 // ---- the step's elementwise parts (epilogues.h has the math) --------------------------------
@@ -55,9 +58,6 @@ template <typename T, int N>
 struct alignas(sizeof(T) * N) Pack {
   T v[N];
 };
-
-#define ADVFACE_GRID_STRIDE(i, start, end) \
-  for (int64_t i = (start) + blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (end); i += (int64_t)gridDim.x * blockDim.x)
 
 template <int N, typename TA>
 __global__ void out_activation(const TA* __restrict__ a, float* __restrict__ y, int64_t start, int64_t end,

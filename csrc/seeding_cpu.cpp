@@ -34,7 +34,8 @@ void row_uniform_rows(uint64_t seed, const int64_t* rows, int64_t begin, int64_t
 }  // namespace
 
 void row_uniform_cpu(uint64_t seed, const int64_t* rows, int64_t n_rows, int64_t dim, void* out, int out_dtype) {
-  if (out_dtype != 0 && out_dtype != 2) throw std::invalid_argument("row_uniform_cpu: out_dtype is 0 (float32) or 2 (float64)");
+  if (out_dtype != 0 && out_dtype != 2)
+    throw std::invalid_argument("row_uniform_cpu: out_dtype is 0 (float32) or 2 (float64)");
   // rows at a time; threads from ~64k values on (~3 ns each)
   const int64_t min_rows = dim > 0 ? (int64_t(1) << 16) / dim + 1 : n_rows;
   parallel_chunks(n_rows, min_rows, [&](int64_t b, int64_t e) {
