@@ -112,8 +112,11 @@ def with_cuda_loop(impl: str, fn: Callable[[], torch.Tensor]) -> Callable[[], to
     return run
 
 
-def check_odd_sizes(device: torch.device) -> list[dict]:
-    """fp32 (IEEE) Triton and mlp vs the torch reference on odd sizes, every activation pair, batch 1 and 33."""
+def check_odd_sizes(device: torch.device, engines: tuple[str, ...] | None = None) -> list[dict]:
+    """fp32 (IEEE) fused engines and mlp vs the torch reference on odd sizes, every activation pair,
+    batch 1 and 33. ``engines`` (default: every fused engine and mlp) narrows the list: Triton's
+    autotuning of these 12 shapes takes about two minutes on a fresh machine."""
+    engines = engines or (*fused_engines(device), "mlp")
     rows = []
     # every activation and every output activation once (all nine pairs run under the interpreter in CI)
     for act, out_act in (("relu", "tanh"), ("leaky_relu", "sigmoid"), ("gelu", "none")):
@@ -123,13 +126,10 @@ def check_odd_sizes(device: torch.device) -> list[dict]:
             z = torch.nn.functional.normalize(torch.randn(batch, 37), dim=1).to(device)
             kw = {"eps": 0.05, "alpha": 0.01, "steps": 5, "start": "random", "progress": False, "device": device}
             a = af.protect(z, dec, backend="torch", **kw)
-            names = ("triton", "mlp", "cuda", "cuda-nvrtc") if device.type == "cuda" else ("triton", "mlp")
-            for name in names:
+            for name in engines:
                 check = f"odd sizes {name} {act}/{out_act} B={batch}"
-                backend, impl = [*name.split("-"), "compiled"][:2]  # cuda-nvrtc: the NVRTC fallback loop
                 try:
-                    with cuda_loop(impl):
-                        diff = (a - af.protect(z, dec, backend=backend, **kw)).abs().max().item()
+                    diff = (a - protect_with(name, z, dec, **kw)).abs().max().item()
                 except Exception as exc:  # reported (the cuda loop is new), not fatal to the other checks
                     rows.append({"check": check, "error": f"{type(exc).__name__}: {exc}"[:300], "ok": False})
                     continue
@@ -155,41 +155,65 @@ def check_one_step(decoder: torch.nn.Module, device: torch.device, batch: int, e
         return ((got.double() - ref).abs() > alpha / 100)[clear].float().mean().item()
 
     rows = []
-    triton = resolve_backend("triton", decoder, device)
     for precision in ("fp32", "tf32", "bf16"):
-        tri = differ(triton.pgd(decoder, z0, z, target, eps, alpha, 1, precision=precision))
         base = differ(torch_pgd(decoder, z0, z, target, eps, alpha, 1, precision))
-        rows.append(
-            {
-                "check": f"one step {precision}: fraction of clear-gradient steps that differ from fp64",
-                "triton": tri,
-                "torch_same_precision": base,
-                "ok": tri <= 2 * base + 5e-4,
-            }
-        )
+        for name in fused_engines(device):
+            check = f"one step {precision} {name}: fraction of clear-gradient steps that differ from fp64"
+            try:
+                got = differ(engine_run(name, decoder, device, z0, z, target, eps, alpha, 1, precision))
+            except Exception as exc:  # reported, not fatal to the other checks
+                rows.append({"check": check, "error": f"{type(exc).__name__}: {exc}"[:300], "ok": False})
+                continue
+            rows.append({"check": check, name: got, "torch_same_precision": base, "ok": got <= 2 * base + 5e-4})
     return rows
 
 
+def fused_engines(device: torch.device) -> tuple[str, ...]:
+    """The fused engines checked here: Triton, and on GPUs the cuda backend's two loops."""
+    return ("triton", "cuda", "cuda-nvrtc") if device.type == "cuda" else ("triton",)
+
+
+def engine_run(name: str, decoder, device: torch.device, *args, **kwargs) -> torch.Tensor:
+    """``pgd`` of engine ``name`` (``cuda-nvrtc``: the cuda backend with its NVRTC loop)."""
+    backend, impl = [*name.split("-"), "compiled"][:2]
+    with cuda_loop(impl):
+        return resolve_backend(backend, decoder, device).pgd(decoder, *args, **kwargs)
+
+
+def protect_with(name: str, *args, **kwargs) -> torch.Tensor:
+    """``af.protect`` through engine ``name`` (``cuda-nvrtc``: the cuda backend with its NVRTC loop)."""
+    backend, impl = [*name.split("-"), "compiled"][:2]
+    with cuda_loop(impl):
+        return af.protect(*args, backend=backend, **kwargs)
+
+
 def check_graph_replay_and_ties(decoder: torch.nn.Module, device: torch.device) -> list[dict]:
+    """Per fused engine: the first (eager) batch, the capture and the replays give the same bytes;
+    with start="original" the engine reproduces its own shadow image, every L1 sign is 0, nothing moves."""
     z = torch.nn.functional.normalize(torch.randn(3000, decoder.in_dim, device=device), dim=1)
     kw = {"eps": 0.03, "alpha": 0.005, "steps": 4, "start": "random", "progress": False, "batch_size": 1000}
-    runs = [af.protect(z, decoder, backend="triton", precision="bf16", **kw) for _ in range(2)]
-    same = bool(torch.equal(runs[0], runs[1]))
-    still = af.protect(
-        z[:500],
-        decoder,
-        backend="triton",
-        start="original",
-        eps=0.03,
-        alpha=0.005,
-        steps=3,
-        renorm=False,
-        progress=False,
-    )
-    return [
-        {"check": "eager, captured and replayed batches give identical results", "ok": same},
-        {"check": "offline start=original: exact ties, nothing moves", "ok": bool(torch.equal(still, z[:500]))},
-    ]
+    rows = []
+    for name in fused_engines(device):
+        try:
+            runs = [protect_with(name, z, decoder, precision="bf16", **kw) for _ in range(2)]
+            kw_still = {"eps": 0.03, "alpha": 0.005, "steps": 3, "renorm": False, "progress": False}
+            still = protect_with(name, z[:500], decoder, start="original", **kw_still)
+        except Exception as exc:  # reported, not fatal to the other checks
+            err = f"{type(exc).__name__}: {exc}"[:300]
+            rows.append({"check": f"{name}: eager, captured and replayed batches", "error": err, "ok": False})
+            continue
+        rows += [
+            {
+                "check": f"{name}: eager, captured and replayed batches give identical results",
+                "ok": bool(torch.equal(runs[0], runs[1])),
+            },
+            {
+                "check": f"{name}: offline start=original: exact ties, nothing moves",
+                "ok": bool(torch.equal(still, z[:500])),
+                "max_abs_moved": (still - z[:500]).abs().max().item(),
+            },
+        ]
+    return rows
 
 
 # ------------------------------------------------------------------------------------------- bench
@@ -358,9 +382,17 @@ def bench_million(cfg: dict, device: torch.device) -> list[dict]:
     rows = []
     bs = 16384
     kw = {"eps": cfg["eps"], "alpha": cfg["alpha"], "steps": cfg["steps"], "start": "random", "progress": False}
-    prot = af.Protector(dec, precision="bf16", batch_size=bs, device=device, **kw)
-    prot(gallery[: 2 * bs])  # compile, autotune, capture outside the timing
-    for where, data in (("device tensor", gallery), ("host numpy (pinned staging)", host)):
+    runs = [("auto", "device tensor", gallery), ("auto", "host numpy (pinned staging)", host)]
+    if device.type == "cuda":
+        runs.append(("cuda", "device tensor", gallery))
+    protectors = {}
+    for backend, where, data in runs:
+        if backend not in protectors:
+            protectors[backend] = af.Protector(
+                dec, precision="bf16", batch_size=bs, device=device, backend=backend, **kw
+            )
+            protectors[backend](gallery[: 2 * bs])  # compile, autotune, capture outside the timing
+        prot = protectors[backend]
         sync(device)
         torch.cuda.reset_peak_memory_stats(device) if device.type == "cuda" else None
         t = time.perf_counter()
@@ -369,7 +401,7 @@ def bench_million(cfg: dict, device: torch.device) -> list[dict]:
         sec = time.perf_counter() - t
         rows.append(
             {
-                "variant": f"protect() {n} rows, {where}, auto backend, bf16",
+                "variant": f"protect() {n} rows, {where}, {backend} backend, bf16",
                 "seconds": sec,
                 "rows_per_s": n / sec,
                 "finite": bool(np.isfinite(np.asarray(out if isinstance(out, np.ndarray) else out.cpu())).all()),
@@ -377,7 +409,7 @@ def bench_million(cfg: dict, device: torch.device) -> list[dict]:
                 "peak_device_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
             }
         )
-        log(f"million rows, {where}: {sec:.2f} s ({n / sec:.0f} rows/s)")
+        log(f"million rows, {where}, {backend}: {sec:.2f} s ({n / sec:.0f} rows/s)")
     return rows
 
 
@@ -409,6 +441,7 @@ def environment(device: torch.device) -> dict:
         )
     except (OSError, subprocess.TimeoutExpired):
         env["commit"] = None
+    env["commit"] = env["commit"] or os.environ.get("ADVFACE_COMMIT")  # a copy of the tree without .git
     env["extension"] = af._ext.build_info() if hasattr(af, "_ext") else None
     return env
 
@@ -464,6 +497,32 @@ def write_outputs(out: Path, result: dict) -> None:
                 f"| {r['variant']} | {r['features_per_s']:.0f} | {r['tflops']:.1f} | "
                 f"{100 * r['fraction_of_bf16_peak']:.1f}% | {r.get('speedup_vs_torch_eager_fp32', 0):.2f}x |"
             )
+    if result.get("million"):
+        lines += [
+            "",
+            "| million-row run | seconds | rows/s | peak host RSS MB | peak device MB |",
+            "|---|---|---|---|---|",
+        ]
+        for r in result["million"]:
+            if "error" in r:
+                lines.append(f"| error: {r['error'][:100]} | | | | |")
+            else:
+                dev_mb = f"{r['peak_device_mb']:.0f}" if r.get("peak_device_mb") is not None else ""
+                lines.append(
+                    f"| {r['variant']} | {r['seconds']:.2f} | {r['rows_per_s']:.0f} | "
+                    f"{r['peak_host_rss_mb']:.0f} | {dev_mb} |"
+                )
+    if result.get("batches"):
+        names = list(dict.fromkeys(r["variant"] for r in result["batches"]))
+        by = {(r["variant"], r["batch"]): r for r in result["batches"]}
+        lines += ["", "Batch sweep, bf16 (features/s)", "", "| batch | " + " | ".join(names) + " |"]
+        lines.append("|---" * (len(names) + 1) + "|")
+        for batch in sorted({r["batch"] for r in result["batches"]}):
+            cells = []
+            for name in names:
+                r = by.get((name, batch))
+                cells.append("" if r is None else r.get("error", "")[:30] or f"{r['features_per_s']:.0f}")
+            lines.append(f"| {batch} | " + " | ".join(cells) + " |")
     lines += ["", "| check | ok | numbers |", "|---|---|---|"]
     for c in result.get("checks", []):
         nums = {k: v for k, v in c.items() if k not in ("check", "ok")}
@@ -477,6 +536,11 @@ def main() -> int:
     p.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU under the Triton interpreter")
     p.add_argument(
         "--budget", type=float, default=420.0, help="seconds after which the remaining benchmarks are skipped"
+    )
+    p.add_argument(
+        "--odd-engines",
+        default="",
+        help="comma-separated engines for the odd-size checks (default: triton,cuda,cuda-nvrtc,mlp on GPUs)",
     )
     args = p.parse_args()
     deadline = T0 + args.budget
@@ -517,7 +581,7 @@ def main() -> int:
     log(f"environment: {result['env']}")
     result["bf16_peak_tflops"] = bf16_peak_tflops(device, 8192 if device.type == "cuda" else 256)
     log(f"bf16 matmul peak: {result['bf16_peak_tflops']:.1f} TFLOP/s")
-    checks = check_odd_sizes(device)
+    checks = check_odd_sizes(device, tuple(e for e in args.odd_engines.split(",") if e) or None)
     std_dec = frozen(af.MLPDecoder(cfg["dim"], cfg["hidden"], cfg["image"]), device)
     checks += check_one_step(std_dec, device, min(cfg["batch"], 2048), cfg["eps"], cfg["alpha"])
     checks += check_graph_replay_and_ties(std_dec, device)

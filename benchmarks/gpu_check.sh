@@ -5,11 +5,19 @@
 # every backend side by side (benchmarks/gpu_bench.py). Results go to $OUT, or
 # benchmarks/results/gpu-<card> by default.
 #
-#   bash benchmarks/gpu_check.sh            # everything (about 6 minutes on an H100/H200)
+#   bash benchmarks/gpu_check.sh            # everything (about 7 minutes on an H100/H200)
 #   BUDGET=200 bash benchmarks/gpu_check.sh # cap the benchmark part (seconds)
-#   PYTEST_ARGS="tests/test_extension.py" bash benchmarks/gpu_check.sh   # a subset of the tests
+#   TOTAL=500 bash benchmarks/gpu_check.sh  # the benchmark stops starting new runs ~TOTAL s after this script began
+#   PYTEST_ARGS="tests/test_extension.py" bash benchmarks/gpu_check.sh   # another selection of tests
+#   ODD_ENGINES=cuda,mlp bash benchmarks/gpu_check.sh   # engines for the odd-size checks (default: all)
+#
+# The default tests are the files with GPU tests (the rest run in CI on CPUs), capped at
+# PYTEST_TIMEOUT seconds so that they cannot starve the benchmark.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+GPU_TESTS="tests/test_cuda_engine.py tests/test_nvrtc.py tests/test_extension.py tests/test_epilogue_kernels.py
+ tests/test_array_types.py tests/test_backends.py tests/test_seeding.py tests/test_staging.py tests/test_engine.py
+ tests/test_mlp_engine.py"
 PY=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1
 card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | tr ' ' '-' )
@@ -30,10 +38,14 @@ $PY -c "from advface_fast import cuda_engine as c, nvrtc_kernels as n; print('cu
 
 echo "== tests (GPU tests included; interpreter tests run on the CPU as in CI)"
 # shellcheck disable=SC2086
-$PY -m pytest -q ${PYTEST_ARGS:-tests} -p no:cacheprovider 2>&1 | tee "$OUT/pytest.log" | tail -15
+timeout "${PYTEST_TIMEOUT:-240}" $PY -m pytest -q -rfE ${PYTEST_ARGS:-$GPU_TESTS} -p no:cacheprovider 2>&1 \
+  | tee "$OUT/pytest.log" | tail -25
 
 echo "== correctness and benchmark"
-$PY benchmarks/gpu_bench.py --out "$OUT" --budget "${BUDGET:-330}" 2>&1 | tee "$OUT/gpu_bench.log"
+budget=${BUDGET:-330}
+[ -n "${TOTAL:-}" ] && budget=$((TOTAL - SECONDS))
+echo "benchmark budget: ${budget} s (script running for ${SECONDS} s)"
+$PY benchmarks/gpu_bench.py --out "$OUT" --budget "$budget" ${ODD_ENGINES:+--odd-engines "$ODD_ENGINES"} 2>&1 | tee "$OUT/gpu_bench.log"
 status=${PIPESTATUS[0]}
 echo "results in $OUT"
 exit "$status"
