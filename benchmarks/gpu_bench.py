@@ -542,7 +542,15 @@ def main() -> int:
         default="",
         help="comma-separated engines for the odd-size checks (default: triton,cuda,cuda-nvrtc,mlp on GPUs)",
     )
+    p.add_argument(
+        "--sections",
+        default="checks,standard,million,batches",
+        help="comma-separated parts to run: checks, standard, million, batches (default: all)",
+    )
     args = p.parse_args()
+    sections = set(args.sections.split(","))
+    if not sections <= {"checks", "standard", "million", "batches"}:
+        p.error(f"unknown section(s) in --sections: {', '.join(sorted(sections))}")
     deadline = T0 + args.budget
     if args.smoke:
         os.environ.setdefault("TRITON_INTERPRET", "1")
@@ -581,10 +589,12 @@ def main() -> int:
     log(f"environment: {result['env']}")
     result["bf16_peak_tflops"] = bf16_peak_tflops(device, 8192 if device.type == "cuda" else 256)
     log(f"bf16 matmul peak: {result['bf16_peak_tflops']:.1f} TFLOP/s")
-    checks = check_odd_sizes(device, tuple(e for e in args.odd_engines.split(",") if e) or None)
-    std_dec = frozen(af.MLPDecoder(cfg["dim"], cfg["hidden"], cfg["image"]), device)
-    checks += check_one_step(std_dec, device, min(cfg["batch"], 2048), cfg["eps"], cfg["alpha"])
-    checks += check_graph_replay_and_ties(std_dec, device)
+    checks = []
+    if "checks" in sections:
+        checks += check_odd_sizes(device, tuple(e for e in args.odd_engines.split(",") if e) or None)
+        std_dec = frozen(af.MLPDecoder(cfg["dim"], cfg["hidden"], cfg["image"]), device)
+        checks += check_one_step(std_dec, device, min(cfg["batch"], 2048), cfg["eps"], cfg["alpha"])
+        checks += check_graph_replay_and_ties(std_dec, device)
     result["checks"] = checks
     for c in checks:
         log(
@@ -592,18 +602,20 @@ def main() -> int:
             f"{ {k: v for k, v in c.items() if k not in ('check', 'ok')} }"
         )
     write_outputs(Path(args.out), result)
-    result["standard"] = bench_standard(cfg, device, result["bf16_peak_tflops"], deadline)
-    write_outputs(Path(args.out), result)
+    if "standard" in sections:
+        result["standard"] = bench_standard(cfg, device, result["bf16_peak_tflops"], deadline)
+        write_outputs(Path(args.out), result)
     # the million-row runs (a target of their own) before the open-ended batch sweep
-    if cfg["million"] and time.monotonic() < deadline:
+    if "million" in sections and cfg["million"] and time.monotonic() < deadline:
         try:
             result["million"] = bench_million(cfg, device)
         except Exception as exc:
             result["million"] = [{"error": f"{type(exc).__name__}: {exc}"}]
             traceback.print_exc()
     write_outputs(Path(args.out), result)
-    result["batches"] = bench_batches(cfg, device, deadline)
-    write_outputs(Path(args.out), result)
+    if "batches" in sections:
+        result["batches"] = bench_batches(cfg, device, deadline)
+        write_outputs(Path(args.out), result)
     log(f"wrote {args.out}/gpu_bench.json, .csv, .md")
     return 0 if all(c.get("ok") for c in checks) else 1
 

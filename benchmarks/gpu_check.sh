@@ -10,6 +10,7 @@
 #   TOTAL=500 bash benchmarks/gpu_check.sh  # the benchmark stops starting new runs ~TOTAL s after this script began
 #   PYTEST_ARGS="tests/test_extension.py" bash benchmarks/gpu_check.sh   # another selection of tests
 #   ODD_ENGINES=cuda,mlp bash benchmarks/gpu_check.sh   # engines for the odd-size checks (default: all)
+#   BENCH_ARGS="--sections checks,million" bash benchmarks/gpu_check.sh   # parts of the benchmark
 #
 # The default tests are the files with GPU tests (the rest run in CI on CPUs), capped at
 # PYTEST_TIMEOUT seconds so that they cannot starve the benchmark.
@@ -45,7 +46,8 @@ echo "== correctness and benchmark"
 budget=${BUDGET:-330}
 [ -n "${TOTAL:-}" ] && budget=$((TOTAL - SECONDS))
 echo "benchmark budget: ${budget} s (script running for ${SECONDS} s)"
-$PY benchmarks/gpu_bench.py --out "$OUT" --budget "$budget" ${ODD_ENGINES:+--odd-engines "$ODD_ENGINES"} 2>&1 | tee "$OUT/gpu_bench.log"
+$PY benchmarks/gpu_bench.py --out "$OUT" --budget "$budget" ${ODD_ENGINES:+--odd-engines "$ODD_ENGINES"} \
+  ${BENCH_ARGS:-} 2>&1 | tee "$OUT/gpu_bench.log"
 status=${PIPESTATUS[0]}
 echo "results in $OUT"
 exit "$status"
