@@ -7,6 +7,7 @@ the input's own type and device. Conversions go through DLPack for cupy (zero-co
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,11 @@ class RowSource:
         """Raise ValueError naming the first row that holds NaN or Inf."""
         for a in range(0, len(self), _FINITE_CHUNK):
             chunk = self.read(a, min(a + _FINITE_CHUNK, len(self)))
+            # a NaN or an Inf anywhere makes the sum NaN or Inf: one reduction clears a clean chunk
+            # (2.5 us against 39 us for the row-wise test on 64 x 128); a non-finite sum (also an
+            # overflow of finite values) takes the exact row-wise test
+            if math.isfinite(chunk.sum(dtype=torch.float64).item()):
+                continue
             bad = ~torch.isfinite(chunk.reshape(len(chunk), -1)).all(dim=1)
             if bool(bad.any()):
                 row = a + int(bad.nonzero()[0, 0])

@@ -130,6 +130,7 @@ class Protector:
         self.precision = precision
         self.progress = progress
         self._frozen: dict[torch.device, nn.Module] = {}
+        self._backends: dict[torch.device, Backend] = {}  # resolved once per frozen decoder
         self._decoder_fp: str | None = None
         self._probed: dict[tuple, tuple[int, ...]] = {}  # (device, dim, encoder) -> decoder output shape
 
@@ -138,6 +139,13 @@ class Protector:
         if device not in self._frozen:
             self._frozen[device] = copy.deepcopy(self.decoder).eval().requires_grad_(False).to(device)
         return self._frozen[device]
+
+    def _backend(self, decoder: nn.Module, device: torch.device) -> Backend:
+        """The backend for the frozen decoder of ``device``, resolved on the first call: that copy
+        never changes, and resolving walks its parameters (~20 us of a 0.6 ms 64-row CPU call)."""
+        if device not in self._backends:
+            self._backends[device] = resolve_backend(self.backend_name, decoder, device, self.precision)
+        return self._backends[device]
 
     def _compute_device(self, src: RowSource) -> torch.device:
         if self.device is not None:
@@ -258,7 +266,7 @@ class Protector:
             out_path = self._check_out(out, src, imgs, overwrite)
             device = self._compute_device(src)
             decoder = self._frozen_decoder(device)
-            backend = resolve_backend(self.backend_name, decoder, device, self.precision)
+            backend = self._backend(decoder, device)
             self._validate_shapes(decoder, src, imgs, device)
             src.check_finite()
             if imgs is not None:
@@ -324,14 +332,13 @@ class Protector:
         bs = self.batch_size or _DEFAULT_BATCH.get(device.type, 256)
         staging: HostStaging | None = None
         try:
-            with tqdm(
-                total=n,
-                initial=sink.rows_done,
-                unit="row",
-                disable=not self.progress,
-                desc="protect",
-                dynamic_ncols=True,
-            ) as bar:
+            # a disabled tqdm still costs ~25 us a call: small batches skip it
+            bar_cm = (
+                tqdm(total=n, initial=sink.rows_done, unit="row", desc="protect", dynamic_ncols=True)
+                if self.progress
+                else contextlib.nullcontext(_NoBar())
+            )
+            with bar_cm as bar:
                 if src.device.type == "cpu" and (imgs is None or imgs.device.type == "cpu"):
                     # host rows: staged one batch ahead each way (pinned on a GPU; see staging.py)
                     sources = [src] if imgs is None else [src, imgs]
@@ -368,6 +375,13 @@ class Protector:
                     staging.flush()
             sink.abort()
             raise
+
+
+class _NoBar:
+    """Stands in for the progress bar when ``progress=False``."""
+
+    def update(self, n: int = 1) -> None:
+        pass
 
 
 def protect(

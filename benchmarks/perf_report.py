@@ -39,6 +39,29 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     ]
 
 
+OURS = ("triton", "cuda", "mlp")  # variants run by this package (cuda-nvrtc included), the rest are baselines
+
+
+def _ours(variant: str) -> bool:
+    return variant.split()[0].split("-")[0] in OURS
+
+
+def _batch_table(rows: list[dict[str, Any]]) -> list[str]:
+    """features/s per variant (columns) and batch size (rows); 'out of memory' where it did not fit."""
+    names = list(dict.fromkeys(r["variant"] for r in rows))
+    cell = {(r["variant"], r["batch"]): r for r in rows}
+
+    def fmt(r: dict[str, Any] | None) -> str:
+        if r is None:
+            return ""
+        return r["error"] if "error" in r else f"{r['features_per_s']:,.0f}"
+
+    return _table(
+        ["batch", *names],
+        [[f"{b:,}", *(fmt(cell.get((n, b))) for n in names)] for b in sorted({r["batch"] for r in rows})],
+    )
+
+
 def _gpu_sections(results: Path) -> tuple[list[str], list[dict[str, Any]]]:
     lines, data = [], []
     for path in sorted(results.glob("gpu-*/gpu_bench.json")):
@@ -49,14 +72,17 @@ def _gpu_sections(results: Path) -> tuple[list[str], list[dict[str, Any]]]:
             f"**GPU: {env['gpu']}** (`bash benchmarks/gpu_check.sh`; driver {env['driver']}, torch {env['torch']}, "
             f"Triton {env['triton']}; D = {cfg['dim']}, decoder {cfg['dim']}-{'-'.join(map(str, cfg['hidden']))}-"
             f"{'x'.join(map(str, cfg['image']))}, {cfg['steps']} steps, batch {cfg['batch']}; measured bf16 matmul "
-            f"peak {d['bf16_peak_tflops']:.0f} TFLOP/s; raw numbers in `{path.parent.relative_to(ROOT)}/`):",
+            f"peak {d['bf16_peak_tflops']:.0f} TFLOP/s; raw numbers and the tree's commit in "
+            f"`{path.parent.relative_to(ROOT)}/`):",
             "",
         ]
         lines += _table(
             ["variant", "features/s", "of bf16 peak", "vs torch eager fp32"],
             [
-                [
-                    r["variant"],
+                [f"**{r['variant']}**" if _ours(r["variant"]) else r["variant"], f"error: {r['error']}", "", ""]
+                if "error" in r
+                else [
+                    f"**{r['variant']}**" if _ours(r["variant"]) else r["variant"],
                     f"{r['features_per_s']:,.0f}",
                     f"{100 * r['fraction_of_bf16_peak']:.1f}%",
                     f"{r['speedup_vs_torch_eager_fp32']:.2f}x",
@@ -64,17 +90,19 @@ def _gpu_sections(results: Path) -> tuple[list[str], list[dict[str, Any]]]:
                 for r in d["standard"]
             ],
         )
-        by_batch: dict[int, dict[str, float]] = {}
-        for r in d["batches"]:
-            by_batch.setdefault(r["batch"], {})[r["variant"]] = r["features_per_s"]
-        ratios = ", ".join(
-            f"{v['triton bf16'] / v['torch eager bf16']:.1f}x at batch {b}"
-            for b, v in sorted(by_batch.items())
-            if "triton bf16" in v and "torch eager bf16" in v
-        )
-        lines += ["", f"Triton bf16 against torch eager bf16 by batch: {ratios}."]
-        for m in d.get("million", []):
-            lines += [f"End to end, {m['variant']}: {m['seconds']:.2f} s ({m['rows_per_s']:,.0f} rows/s)."]
+        if d.get("batches"):
+            lines += ["", "bf16 by batch size (features/s):", "", *_batch_table(d["batches"])]
+        million = [(m, f" (commit {env['commit']})") for m in d.get("million", [])]
+        for extra in sorted(path.parent.glob("million-*.json")):  # later runs of the million-row part alone
+            e = json.loads(extra.read_text())
+            million += [(m, f" (`{extra.name}`, commit {e['env']['commit']})") for m in e.get("million", [])]
+        if million:
+            lines.append("")
+        for m, note in million:
+            if "error" in m:
+                lines.append(f"End to end: error {m['error']}{note}.")
+            else:
+                lines.append(f"End to end, {m['variant']}: {m['seconds']:.2f} s ({m['rows_per_s']:,.0f} rows/s){note}.")
         lines += [""]
     return lines, data
 
@@ -173,11 +201,12 @@ def plot(gpu: list[dict[str, Any]], cpu: dict[str, Any] | None, path: Path = PLO
     ax = axes[0]
     if gpu:
         d = gpu[0]
-        names = [r["variant"] for r in d["standard"]]
-        ax.barh(names, [r["features_per_s"] / 1e3 for r in d["standard"]], color="#4477aa")
+        ok = [r for r in d["standard"] if "features_per_s" in r]
+        colors = ["#4477aa" if _ours(r["variant"]) else "#bbbbbb" for r in ok]
+        ax.barh([r["variant"] for r in ok], [r["features_per_s"] / 1e3 for r in ok], color=colors)
         ax.invert_yaxis()
         ax.set_xlabel("thousand features / s")
-        ax.set_title(f"{d['env']['gpu']}, standard configuration")
+        ax.set_title(f"{d['env']['gpu']}, standard configuration (blue: this package)", fontsize=10)
     ax = axes[1]
     if cpu:
         labels = [f"{r['size']}\nbatch {r['batch']}" for r in cpu["rows"]]

@@ -71,6 +71,20 @@ def test_nan_inf(env, value):
     _bad(env, ValueError, "NaN or Inf, first at row 13", features=z)
 
 
+def test_finite_check_is_exact_when_a_sum_would_overflow():
+    """check_finite clears a chunk by its sum; a sum that overflows (finite float64 values near
+    the maximum) must fall through to the exact test, not reject the gallery, and an Inf and a NaN
+    in one chunk (sum NaN) must still be found at the right row."""
+    from advface_fast.arrays import RowSource
+
+    big = np.full((6, 4), np.finfo(np.float64).max / 2, dtype=np.float64)
+    RowSource(big, "features", ndim=2).check_finite()  # the sum is inf, every value is finite
+    both = np.zeros((6, 4), dtype=np.float32)
+    both[2, 1], both[4, 0] = np.inf, np.nan
+    with pytest.raises(ValueError, match="first at row 2"):
+        RowSource(both, "features", ndim=2).check_finite()
+
+
 def test_nan_in_npy_file_names_the_file(env):
     z = env[2].copy()
     z[7, 0] = np.nan
