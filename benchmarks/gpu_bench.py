@@ -552,6 +552,7 @@ def main() -> int:
         default="checks,standard,million,batches",
         help="comma-separated parts to run: checks, standard, million, batches (default: all)",
     )
+    p.add_argument("--batch-sweep", default="", help="comma-separated batch sizes for the sweep (default: 1 .. 262144)")
     args = p.parse_args()
     sections = set(args.sections.split(","))
     if not sections <= {"checks", "standard", "million", "batches"}:
@@ -587,6 +588,8 @@ def main() -> int:
             "batch_sweep": [1, 64, 1024, 8192, 32768, 131072, 262144],
             "million": 1_000_000,
         }
+    if args.batch_sweep:
+        cfg["batch_sweep"] = [int(b) for b in args.batch_sweep.split(",")]
     result: dict = {
         "env": environment(device),
         "config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
