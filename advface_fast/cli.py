@@ -76,15 +76,29 @@ def _protect_distributed(args: argparse.Namespace) -> int:
 
 
 def _backends(args: argparse.Namespace) -> int:
-    from .backends import available_backends
+    import torch
 
-    for name, reason in available_backends(device=args.device).items():
+    from .backends import available_backends, resolve_backend
+    from .decoders import MLPDecoder
+    from .errors import BackendUnavailableError
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    print(f"device {device}")
+    for name, reason in available_backends(device=device).items():
         state = "available" if reason is None else "unavailable: " + reason
         if name == "cuda" and reason is None:  # which of its two loops (ADVFACE_CUDA_LOOP)
             from .cuda_engine import active_impl
 
             state += f" ({active_impl()} loop)"
         print(f"{name:7} {state}")
+    dec = MLPDecoder(8, [8], (1, 2, 2))  # what auto picks for an MLPDecoder (other decoders: torch)
+    picks = []
+    for precision in PRECISIONS:
+        try:
+            picks.append(f"{precision} -> {resolve_backend('auto', dec, torch.device(device), precision).name}")
+        except BackendUnavailableError:  # tf32 on a CPU, no CUDA device (the reasons are above)
+            picks.append(f"{precision} -> none")
+    print("auto    for an MLPDecoder: " + ", ".join(picks))
     return 0
 
 
@@ -246,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     pd.set_defaults(func=_protect_distributed)
 
     b = sub.add_parser("backends", help="list the backends and why any cannot run")
-    b.add_argument("--device", default="cuda", help="device to check for (default: cuda)")
+    b.add_argument("--device", default=None, help="device to check for (default: cuda if there is one, else cpu)")
     b.set_defaults(func=_backends)
 
     ts = sub.add_parser(

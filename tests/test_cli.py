@@ -116,6 +116,7 @@ def test_help_and_module_entry_point():
         [sys.executable, "-m", "advface_fast", "backends", "--device", "cpu"], capture_output=True, text=True
     )
     assert res.returncode == 0 and "torch   available" in res.stdout
+    assert "auto    for an MLPDecoder: fp32 -> mlp, tf32 -> none, bf16 -> mlp" in res.stdout
 
 
 def test_train_shadow_command_and_resume(tmp_path):
