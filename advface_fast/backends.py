@@ -170,7 +170,7 @@ _IMPLS = {
 
 
 def _auto_candidates(device: torch.device, precision: str) -> tuple[str, ...]:
-    """Backends ``auto`` tries, fastest first, from measurements (benchmarks/results/gpu-NVIDIA-H100,
+    """Backends ``auto`` tries, fastest first, from measurements (benchmarks/results/gpu-NVIDIA-H100-80GB-HBM3,
     one run, standard configuration, batch 8192, features/s): the cuda backend is the fastest in
     every precision: fp32 44.3k (torch eager 40.3k), tf32 251k (176k), bf16 497k (Triton 445k,
     torch.compile 418k, torch eager 240k), and in bf16 at every batch size from 1 to 131,072; its
