@@ -28,5 +28,13 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check advface_fast kernels tests benchmarks csrc setup.py
 	$(VENV)/bin/ruff format --check advface_fast kernels tests benchmarks csrc setup.py
 
+# the CPU benchmark suite, with the real torchattacks/advertorch beside the "-style" loops, then the
+# README's performance section from the results
+bench: $(STAMP)
+	$(PY) -m pip install -q --no-deps -r benchmarks/requirements-real-packages.txt
+	cd benchmarks && $(abspath $(PY)) -m pytest test_bench_cpu.py -q -p no:cacheprovider > results/cpu_bench.log; \
+	  status=$$?; head -12 results/cpu_bench.log; exit $$status
+	$(PY) benchmarks/perf_report.py
+
 clean:
 	rm -rf $(VENV) build *.egg-info advface_fast/_C*.so

@@ -28,6 +28,8 @@ CPU_IMPLS = {
     "advface_torch_bf16": "advface torch bf16 (autocast)",
     "torchattacks_style": "torchattacks-style fp32",
     "advertorch_style": "advertorch-style fp32",
+    "torchattacks_pkg": "torchattacks 3.5.1 fp32",
+    "advertorch_pkg": "advertorch 0.2.3 fp32",
 }
 
 
@@ -115,8 +117,9 @@ def _cpu_section(results: Path) -> tuple[list[str], dict[str, Any] | None]:
     impls = [k for k in CPU_IMPLS if any(k in r["rows_per_s"] for r in d["rows"])]
     lines = [
         f"**CPU** ({d['machine']}, {d['threads']} threads, {d['cpu_capability']}, torch {d['torch']}; "
-        "`cd benchmarks && ../.venv/bin/python -m pytest test_bench_cpu.py`; decoders small 128-256-3x16x16 and "
-        "medium 512-1024-2048-3x32x32, 10 steps; rows/s, fastest of interleaved rounds; "
+        "`make bench`; decoders small 128-256-3x16x16 and medium 512-1024-2048-3x32x32, 10 steps; rows/s, fastest "
+        "of interleaved rounds; the real torchattacks and advertorch run the same loop as described in "
+        "`benchmarks/baselines/real_packages.py`; "
         "raw numbers in `benchmarks/results/cpu_bench.json` and `.log`):",
         "",
     ]

@@ -8,6 +8,10 @@ eps-ball (the package additionally re-normalises; the comparison runs it with re
 small 128-256-3x16x16, medium 512-1024-2048-3x32x32; batches 1, 64, 1024; threads pinned
 (ADVFACE_BENCH_THREADS, default 2). The ratio table at the end is from this one run.
 
+Where torchattacks and advertorch are installed (``pip install --no-deps -r
+benchmarks/requirements-real-packages.txt``), the same loop also runs through them
+(``baselines/real_packages.py``: why each needs what it needs).
+
 The package runs as ``auto`` (on the CPU: the written-out MLP loop, ``backend="mlp"``) and as the
 autograd reference (``backend="torch"``), each in fp32 and bf16 (the reference's bf16 is
 ``torch.autocast``).
@@ -19,6 +23,7 @@ import time
 
 import pytest
 import torch
+from baselines import real_packages
 from baselines.advertorch_style import advertorch_style
 from baselines.torchattacks_style import torchattacks_style
 from conftest import RESULTS
@@ -42,6 +47,9 @@ def _impl(name, decoder, z, noise):
         return lambda: torchattacks_style(decoder, z, EPS, ALPHA, STEPS, noise)
     if name == "advertorch_style":
         return lambda: advertorch_style(decoder, z, EPS, ALPHA, STEPS, noise)
+    if name in REAL_PACKAGES:
+        attack = REAL_PACKAGES[name](decoder, EPS, ALPHA, STEPS)
+        return lambda: attack(z, noise)
     precision = "bf16" if name.endswith("bf16") else "fp32"
     backend = "torch" if name.startswith("advface_torch") else "auto"
     prot = af.Protector(
@@ -60,6 +68,12 @@ def _impl(name, decoder, z, noise):
     return lambda: prot(z)
 
 
+# the real libraries, where installed (benchmarks/requirements-real-packages.txt; see baselines/real_packages.py)
+REAL_PACKAGES = {
+    f"{pkg}_pkg": make
+    for pkg, make in (("torchattacks", real_packages.torchattacks_pgd), ("advertorch", real_packages.advertorch_pgd))
+    if real_packages.unavailable_reason(pkg) is None
+}
 IMPLS = [
     "advface_auto",
     "advface_bf16",
@@ -67,6 +81,7 @@ IMPLS = [
     "advface_torch_bf16",
     "torchattacks_style",
     "advertorch_style",
+    *REAL_PACKAGES,
 ]
 BATCHES = [1, 64, 1024]
 
@@ -90,7 +105,7 @@ def test_protect_cpu(benchmark, setup, batch, impl):
     benchmark.group = f"{size} batch {batch}"
     out = benchmark.pedantic(fn, rounds=_rounds(size, batch), warmup_rounds=1)
     # same loop, same start: fp32 implementations agree up to GEMM rounding near zero gradients
-    if impl in ("torchattacks_style", "advertorch_style", "advface_auto"):
+    if impl in ("torchattacks_style", "advertorch_style", "advface_auto", *REAL_PACKAGES):
         ref = af.protect(
             z,
             decoder,

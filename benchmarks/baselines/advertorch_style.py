@@ -2,8 +2,8 @@
 (``advertorch.attacks.iterative_projected_gradient.perturb_iterative``): a ``delta`` leaf,
 ``loss.backward()`` each step with the decoder's parameters still requiring grad (as users leave
 them, so every step also computes and accumulates weight gradients), a sign step on
-``delta.grad``, a clamp, ``delta.grad.zero_()``. (advertorch 0.2.3, its last release, imports
-``torch._six``, which current torch no longer has.)
+``delta.grad``, a clamp, ``delta.grad.zero_()``. (advertorch 0.2.3, its last release, does not
+import on current torch without a shim; ``real_packages.py`` runs it with one.)
 """
 
 from __future__ import annotations
