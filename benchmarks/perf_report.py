@@ -147,25 +147,25 @@ def _cpu_section(results: Path) -> tuple[list[str], dict[str, Any] | None]:
 
 def _cpu_streaming_lines(results: Path) -> list[str]:
     lines = []
-    path = results / "million_rows_cpu.json"
-    if path.exists():
+    for path in sorted(results.glob("million_rows_cpu*.json")):  # fp32, then bf16 (million_rows_cpu_bf16.json)
         m = json.loads(path.read_text())
         dec = m["decoder"]
+        prec_flag = "" if m.get("precision", "fp32") == "fp32" else f" --precision {m['precision']}"
         lines.append(
-            f"**CPU streaming** (`python benchmarks/million_rows.py --threads {m['threads']}`, {m['machine']}, torch "
-            f"{m['torch']}, backend {m['backend']}, {m.get('precision', 'fp32')}): a {m['rows']:,} x {m['dim']} "
-            "float32 gallery from disk to disk, "
+            f"**CPU streaming** (`python benchmarks/million_rows.py --threads {m['threads']}{prec_flag}`, "
+            f"{m['machine']}, torch {m['torch']}, backend {m['backend']}, {m.get('precision', 'fp32')}): "
+            f"a {m['rows']:,} x {m['dim']} float32 gallery from disk to disk, "
             f"decoder {dec[0]}-{dec[1]}-{'x'.join(map(str, dec[2]))}, {m['steps']} steps: {m['seconds']:.0f} s "
             f"({m['rows_per_second']:,.0f} rows/s, {m['gflops']:.0f} GFLOP/s), peak RSS {m['peak_rss_mb']:.0f} MB "
             f"({m['peak_rss_before_protect_mb']:.0f} MB of it before protection started). Raw: "
-            "`benchmarks/results/million_rows_cpu.json`."
+            f"`benchmarks/results/{path.name}`."
         )
+        lines.append("")
     path = results / "distributed_cpu.json"
     if path.exists():
         d = json.loads(path.read_text())
         r = d["results"]
         lines += [
-            "",
             f"**Ray Data pipeline** (`python benchmarks/distributed_rows.py`, {d['machine']}, "
             f"ray {d['versions']['ray']}; {d['gallery']['rows']:,} rows in {d['gallery']['shards']} shards): "
             + ", ".join(f"{k}: {v['rows_per_second']:,.0f} rows/s" for k, v in r.items())
