@@ -173,6 +173,7 @@ def _extensions() -> list[Extension]:
             "advface_fast._C",
             sources=[
                 "csrc/bindings.cpp",
+                "csrc/amx_gemm_cpu.cpp",
                 "csrc/clipped_sign_step_cpu.cpp",
                 "csrc/epilogues_cpu.cpp",
                 "csrc/seeding_cpu.cpp",

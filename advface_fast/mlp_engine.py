@@ -14,7 +14,11 @@ sign is ``sign(y - x~)``, so in fp32 it returns the reference's bytes. What it s
   torchattacks-style loop against 1.31x for autocast).
 
 bf16 means bf16 GEMM operands and outputs with fp32 accumulation (oneDNN/cuBLAS), the output
-activation, the L1 sign, the projection and ``z`` in fp32.
+activation, the L1 sign, the projection and ``z`` in fp32. On CPUs with AMX tiles, batches of up
+to :data:`AMX_MAX_ROWS` rows run their GEMMs on our own tile kernel (``ops.amx_linear``; layers
+whose sizes are multiples of 32), the same arithmetic in another summation order: oneDNN spends
+~25 us a call whatever the size, which is most of a small layer's time (64 x 256 x 768: 41 us
+against 20 us; 64 x 128 x 256: 28 against 11; at 1024 rows oneDNN is as fast or faster).
 """
 
 from __future__ import annotations
@@ -26,7 +30,19 @@ from dataclasses import dataclass
 import torch
 
 from .decoders import MLPDecoder, hidden_activation
-from .ops import act_backward_ref, clipped_sign_step, l1_sign_grad_from_output
+from .ops import (
+    act_backward_ref,
+    amx_linear,
+    amx_pack,
+    amx_unavailable_reason,
+    clipped_sign_step,
+    l1_sign_grad_from_output,
+)
+
+# batches of at most this many rows (and a multiple of 32) take the AMX kernel in bf16 on the CPU
+# (measured above: it wins at 64 rows, ties around 128-256, loses at 1024); ADVFACE_CPU_AMX=0: never
+AMX_MAX_ROWS = 128
+CPU_AMX = os.environ.get("ADVFACE_CPU_AMX", "1") != "0"
 
 
 @dataclass(frozen=True)
@@ -42,19 +58,33 @@ class MLPWeights:
     out_shape: tuple[int, int, int]
     key: tuple
     packed: tuple[tuple[torch.Tensor, torch.Tensor] | None, ...] | None = None
+    # AMX tile copies (ops.amx_pack) of (W_i^T, W_i) and the fp32 bias per layer, bf16 on AMX CPUs
+    amx: tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None, ...] | None = None
 
     @property
     def dtype(self) -> torch.dtype:
         return self.weights[0].dtype
 
+    def _amx(self, i: int, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        if self.amx is None or self.amx[i] is None:
+            return None
+        m = rows.shape[0]
+        return self.amx[i] if m % 32 == 0 and m <= AMX_MAX_ROWS and rows.is_contiguous() else None
+
     def linear(self, i: int, h: torch.Tensor) -> torch.Tensor:
         """Layer ``i``'s pre-activation ``h @ W_i^T + b_i``."""
+        amx = self._amx(i, h)
+        if amx is not None:
+            return amx_linear(h, amx[0], self.weights[i].shape[0], amx[2], self.dtype)
         if self.packed is not None and self.packed[i] is not None:
             return torch.ops.mkldnn._linear_pointwise(h, self.packed[i][0], self.biases[i], "none", [], "")
         return torch.addmm(self.biases[i], h, self.weights[i].t())
 
     def linear_t(self, i: int, g: torch.Tensor) -> torch.Tensor:
         """The input gradient through layer ``i``: ``g @ W_i``."""
+        amx = self._amx(i, g)
+        if amx is not None:
+            return amx_linear(g, amx[1], self.weights[i].shape[1], None, self.dtype)
         if self.packed is not None and self.packed[i] is not None:
             return torch.ops.mkldnn._linear_pointwise(g, self.packed[i][1], None, "none", [], "")
         return g @ self.weights[i]
@@ -114,6 +144,22 @@ def _pack(weights: tuple[torch.Tensor, ...], batch: int) -> tuple[tuple[torch.Te
     return packed if any(p is not None for p in packed) else None
 
 
+def _amx_pack(
+    weights: tuple[torch.Tensor, ...], biases: tuple[torch.Tensor, ...]
+) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None, ...] | None:
+    """Per layer whose sizes are multiples of 32: (W^T and W in AMX tiles, the bias in fp32); None
+    when this machine has no AMX (or no layer qualifies)."""
+    if amx_unavailable_reason() is not None:
+        return None
+    packs = tuple(
+        (amx_pack(w.t().contiguous()), amx_pack(w), b.float().contiguous())
+        if w.shape[0] % 32 == 0 and w.shape[1] % 32 == 0
+        else None
+        for w, b in zip(weights, biases, strict=True)
+    )
+    return packs if any(p is not None for p in packs) else None
+
+
 def mlp_weights(decoder: MLPDecoder, device: torch.device, precision: str, batch: int = 256) -> MLPWeights:
     """The decoder's weights for ``precision`` on ``device``, converted (and on the CPU packed for
     oneDNN, see :func:`_pack`; ``batch`` is the packing's size hint) once and cached."""
@@ -125,15 +171,17 @@ def mlp_weights(decoder: MLPDecoder, device: torch.device, precision: str, batch
         return cached
     with torch.no_grad():
         weights = tuple(layer.weight.detach().to(device=device, dtype=dtype).contiguous() for layer in decoder.layers)
+        biases = tuple(layer.bias.detach().to(device=device, dtype=dtype).contiguous() for layer in decoder.layers)
         w = MLPWeights(
             weights,
-            tuple(layer.bias.detach().to(device=device, dtype=dtype).contiguous() for layer in decoder.layers),
+            biases,
             decoder.act,
             decoder.out_act,
             decoder.negative_slope,
             decoder.out_shape,
             key,
             _pack(weights, batch) if device.type == "cpu" and CPU_PACKED else None,
+            _amx_pack(weights, biases) if device.type == "cpu" and dtype == torch.bfloat16 and CPU_AMX else None,
         )
     per_decoder[key[:2]] = w
     return w

@@ -269,3 +269,66 @@ def act_backward_(g: torch.Tensor, a: torch.Tensor, act: str, slope: float, *, b
         with torch.cuda.device(g.device):
             ext.act_backward_cuda(*args, float(slope), _stream(g))
     return g
+
+
+# ---- bf16 GEMM on AMX tiles (csrc/amx_gemm_cpu.cpp) -------------------------------------------
+
+
+def amx_unavailable_reason() -> str | None:
+    """``None`` when :func:`amx_linear` can run here (the extension built, and a CPU and OS with
+    AMX-BF16 tiles), else why not."""
+    ext = _ext.load()
+    if ext is None:
+        return _ext.load_error()
+    if not hasattr(ext, "amx_available"):
+        return "the compiled extension predates the AMX kernel (rebuild it)"
+    if not ext.amx_available():
+        return "this CPU (or OS, or build) offers no AMX-BF16 tiles"
+    return None
+
+
+def amx_pack(b: torch.Tensor) -> torch.Tensor:
+    """``b`` ``(K, N)`` bfloat16, K and N multiples of 32, in the layout :func:`amx_linear` reads:
+    one contiguous 1 KiB tile per (32 rows of K, 16 columns of N), column blocks outermost, each
+    tile 16 row pairs x 16 columns x 2 (``(N/16, K/32, 16, 16, 2)``)."""
+    k, n = b.shape
+    if b.dtype != torch.bfloat16 or k % 32 or n % 32:
+        raise ValueError(f"amx_pack takes a bfloat16 (K, N) with K and N multiples of 32, got {b.dtype} {(k, n)}")
+    return b.reshape(k // 32, 16, 2, n // 16, 16).permute(3, 0, 1, 4, 2).contiguous()
+
+
+def amx_linear_ref(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None, out_dtype: torch.dtype) -> torch.Tensor:
+    """``a @ b + bias`` with ``a`` ``(M, K)`` and ``b`` ``(K, N)`` bfloat16, products and sums in
+    float32 (exact products of bf16 values), then cast to ``out_dtype`` (round to nearest even)."""
+    out = a.float() @ b.float()
+    if bias is not None:
+        out += bias.float()
+    return out.to(out_dtype)
+
+
+def amx_linear(
+    a: torch.Tensor, b_packed: torch.Tensor, n: int, bias: torch.Tensor | None, out_dtype: torch.dtype
+) -> torch.Tensor:
+    """:func:`amx_linear_ref` on AMX tiles: ``a`` ``(M, K)`` bfloat16 contiguous, ``b_packed`` from
+    :func:`amx_pack` of a ``(K, n)`` matrix, ``bias`` float32 ``(n,)`` or None; M, K, n multiples of
+    32; a new ``(M, n)`` tensor of ``out_dtype`` (float32 or bfloat16). The sums run in another order
+    than the reference's, so results agree to float32 rounding of the sums (exactly where they are
+    exact, e.g. small integers). Raises BackendUnavailableError where AMX cannot run."""
+    reason = amx_unavailable_reason()
+    if reason is not None:
+        raise BackendUnavailableError(f"amx_linear cannot run: {reason}")
+    m, k = a.shape
+    if a.dtype != torch.bfloat16 or not a.is_contiguous() or a.device.type != "cpu":
+        raise ValueError(f"a must be a contiguous bfloat16 CPU tensor, got {a.dtype} on {a.device}")
+    if b_packed.dtype != torch.bfloat16 or b_packed.numel() != k * n or not b_packed.is_contiguous():
+        raise ValueError(f"b_packed must be amx_pack of a ({k}, {n}) bfloat16 matrix, got {tuple(b_packed.shape)}")
+    if bias is not None and (bias.dtype != torch.float32 or bias.shape != (n,) or not bias.is_contiguous()):
+        raise ValueError(f"bias must be a contiguous float32 ({n},), got {bias.dtype} {tuple(bias.shape)}")
+    if out_dtype not in DTYPE_CODES:
+        raise ValueError(f"out_dtype must be float32 or bfloat16, got {out_dtype}")
+    out = torch.empty((m, n), dtype=out_dtype)
+    bias_ptr = bias.data_ptr() if bias is not None else 0
+    _ext.load().amx_linear_cpu(
+        a.data_ptr(), m, k, b_packed.data_ptr(), n, bias_ptr, out.data_ptr(), DTYPE_CODES[out_dtype]
+    )
+    return out

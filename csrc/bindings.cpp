@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "amx_gemm.h"
 #include "clipped_sign_step.h"
 #include "epilogues.h"
 #include "seeding.h"
@@ -145,6 +146,19 @@ PYBIND11_MODULE(_C, m) {
         py::arg("out"), py::arg("out_dtype"),
         "Counter-based uniform noise in [-1, 1) (seeding.h) for n_rows int64 row ids into a contiguous "
         "(n_rows, dim) float32 (out_dtype 0) or float64 (2) host buffer.");
+  m.def("amx_available", &advface::amx_available,
+        "1 when this CPU and OS run AMX-BF16 tiles (cpuid, XCR0, Linux's per-process permission), else 0.");
+  m.def(
+      "amx_linear_cpu",
+      [](std::uintptr_t a, int64_t m, int64_t k, std::uintptr_t b, int64_t n, std::uintptr_t bias, std::uintptr_t out,
+         int out_dtype) {
+        py::gil_scoped_release release;
+        advface::amx_linear_cpu(a, m, k, b, n, bias, out, out_dtype);
+      },
+      py::arg("a"), py::arg("m"), py::arg("k"), py::arg("b_packed"), py::arg("n"), py::arg("bias"), py::arg("out"),
+      py::arg("out_dtype"),
+      "out (m x n, float32 if out_dtype 0 else bfloat16) = a (m x k bf16) @ b + bias on AMX tiles (amx_gemm.h); "
+      "b packed by advface_fast.ops.amx_pack, bias float32[n] or 0; m, k, n multiples of 32.");
   m.def("cpu_isa", &advface::cpu_isa, "The vector ISA the CPU kernels dispatch to: 0 baseline, 1 AVX2+FMA, 2 AVX-512.");
   m.def("act_backward_cpu", &act_backward_cpu, py::arg("g"), py::arg("g_dtype"), py::arg("a"), py::arg("a_dtype"),
         py::arg("n"), py::arg("act"), py::arg("slope"), "In place: g = g * act'(a) on n contiguous host elements.");
