@@ -15,8 +15,9 @@ sign is ``sign(y - x~)``, so in fp32 it returns the reference's bytes. What it s
 
 bf16 means bf16 GEMM operands and outputs with fp32 accumulation (oneDNN/cuBLAS), the output
 activation, the L1 sign, the projection and ``z`` in fp32. On CPUs with AMX tiles, batches of up
-to :data:`AMX_MAX_ROWS` rows run their GEMMs on our own tile kernel (``ops.amx_linear``; layers
-whose sizes are multiples of 32), the same arithmetic in another summation order: oneDNN spends
+to :data:`AMX_MAX_ROWS` rows run their small GEMMs (:data:`AMX_MAX_MACS`) on our own tile kernel
+(``ops.amx_linear``; layers whose sizes are multiples of 32), the same arithmetic in another
+summation order: oneDNN spends
 ~25 us a call whatever the size, which is most of a small layer's time (64 x 256 x 768: 41 us
 against 20 us; 64 x 128 x 256: 28 against 11; at 1024 rows oneDNN is as fast or faster).
 """
@@ -39,9 +40,15 @@ from .ops import (
     l1_sign_grad_from_output,
 )
 
-# batches of at most this many rows (and a multiple of 32) take the AMX kernel in bf16 on the CPU
-# (measured above: it wins at 64 rows, ties around 128-256, loses at 1024); ADVFACE_CPU_AMX=0: never
+# bf16 GEMMs of at most this many rows and multiply-adds take the AMX kernel on the CPU (measured,
+# 2 cores: 2-2.7x oneDNN at 64 x 128 x 256 .. 64 x 512 x 1024 = 2^25, ~1.1x at 64 x 1024 x 2048,
+# even or behind from 256 rows on: there oneDNN's fixed ~25 us no longer dominates); ADVFACE_CPU_AMX=0: never
 AMX_MAX_ROWS = 128
+AMX_MAX_MACS = 1 << 25
+# below 16 rows oneDNN runs a matrix-vector product bound by reading the weights, as the tiles are:
+# there AMX only pays while the fixed cost dominates, on small layers (small decoder, 1 row: 1.65
+# against 2.33 ms a call; the medium decoder's 512 x 1024 layer: even or behind)
+AMX_MAX_GEMV_WEIGHTS = 1 << 18
 CPU_AMX = os.environ.get("ADVFACE_CPU_AMX", "1") != "0"
 
 
@@ -68,14 +75,17 @@ class MLPWeights:
     def _amx(self, i: int, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
         if self.amx is None or self.amx[i] is None:
             return None
-        m = rows.shape[0]
-        return self.amx[i] if m % 32 == 0 and m <= AMX_MAX_ROWS and rows.is_contiguous() else None
+        m = -(-rows.shape[0] // 32) * 32  # the kernel's rows, a partial block padded
+        size = self.weights[i].numel()
+        if m > AMX_MAX_ROWS or m * size > AMX_MAX_MACS or (rows.shape[0] < 16 and size > AMX_MAX_GEMV_WEIGHTS):
+            return None
+        return self.amx[i]
 
     def linear(self, i: int, h: torch.Tensor) -> torch.Tensor:
         """Layer ``i``'s pre-activation ``h @ W_i^T + b_i``."""
         amx = self._amx(i, h)
         if amx is not None:
-            return amx_linear(h, amx[0], self.weights[i].shape[0], amx[2], self.dtype)
+            return amx_linear(h.contiguous(), amx[0], self.weights[i].shape[0], amx[2], torch.bfloat16)
         if self.packed is not None and self.packed[i] is not None:
             return torch.ops.mkldnn._linear_pointwise(h, self.packed[i][0], self.biases[i], "none", [], "")
         return torch.addmm(self.biases[i], h, self.weights[i].t())
@@ -84,7 +94,7 @@ class MLPWeights:
         """The input gradient through layer ``i``: ``g @ W_i``."""
         amx = self._amx(i, g)
         if amx is not None:
-            return amx_linear(g, amx[1], self.weights[i].shape[1], None, self.dtype)
+            return amx_linear(g.contiguous(), amx[1], self.weights[i].shape[1], None, torch.bfloat16)
         if self.packed is not None and self.packed[i] is not None:
             return torch.ops.mkldnn._linear_pointwise(g, self.packed[i][1], None, "none", [], "")
         return g @ self.weights[i]

@@ -310,8 +310,8 @@ def amx_linear(
     a: torch.Tensor, b_packed: torch.Tensor, n: int, bias: torch.Tensor | None, out_dtype: torch.dtype
 ) -> torch.Tensor:
     """:func:`amx_linear_ref` on AMX tiles: ``a`` ``(M, K)`` bfloat16 contiguous, ``b_packed`` from
-    :func:`amx_pack` of a ``(K, n)`` matrix, ``bias`` float32 ``(n,)`` or None; M, K, n multiples of
-    32; a new ``(M, n)`` tensor of ``out_dtype`` (float32 or bfloat16). The sums run in another order
+    :func:`amx_pack` of a ``(K, n)`` matrix, ``bias`` float32 ``(n,)`` or None; K and n multiples of
+    32, any M; a new ``(M, n)`` tensor of ``out_dtype`` (float32 or bfloat16). The sums run in another order
     than the reference's, so results agree to float32 rounding of the sums (exactly where they are
     exact, e.g. small integers). Raises BackendUnavailableError where AMX cannot run."""
     reason = amx_unavailable_reason()

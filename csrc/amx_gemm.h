@@ -8,7 +8,7 @@ namespace advface {
 // 1 when this CPU and OS run AMX-BF16 tiles (cpuid, XCR0, and Linux's per-process permission), else 0
 int amx_available();
 
-// m, k, n positive multiples of 32; bias: float32[n] or 0; out_dtype: 0 float32, 1 bfloat16 (RNE)
+// m > 0; k, n positive multiples of 32; bias: float32[n] or 0; out_dtype: 0 float32, 1 bfloat16 (RNE)
 void amx_linear_cpu(std::uintptr_t a, int64_t m, int64_t k, std::uintptr_t b_packed, int64_t n, std::uintptr_t bias,
                     std::uintptr_t out, int out_dtype);
 

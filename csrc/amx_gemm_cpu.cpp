@@ -1,5 +1,5 @@
-// bf16 GEMMs on Intel AMX tiles for the CPU bf16 loop's layers: out = A @ B + bias with A (M x K)
-// bf16 row-major, B (K x N) bf16 pre-packed in tiles, fp32 accumulation, out fp32 or bf16 (RNE).
+// bf16 GEMMs on Intel AMX tiles for the CPU bf16 loop's layers: out = A @ B + bias with A (M x K,
+// any M; a last partial block of rows runs from a zero-padded copy) bf16 row-major, B (K x N) bf16 pre-packed in tiles, fp32 accumulation, out fp32 or bf16 (RNE).
 //
 // Why: oneDNN's bf16 matmul costs ~25 us a call whatever its size (64x8x8: 24.7 us through torch
 // on 2 cores; 64x256x768: 42 us inside the primitive), and the small decoder's loop makes four per
@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <cstring>
 #include <stdexcept>
+#include <vector>
 
 // AMX intrinsics need x86-64 Linux and GCC >= 11 or clang >= 12; elsewhere amx_available() is 0
 #if defined(__x86_64__) && defined(__linux__) && \
@@ -55,10 +56,11 @@ bool amx_usable() {
 
 constexpr int kFp32 = 0, kBf16 = 1;  // out dtype codes (ops.DTYPE_CODES)
 
-// rows [m0, m0 + 32) x columns [n0, n0 + 32) of out
+// rows [m0, m0 + rows) x columns [n0, n0 + 32) of out, rows <= 32, from the 32 rows of A at a0
+// (row stride k; a tail block's rows past `rows` are zeros in a copy)
 __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bf16,avx512vl"))) inline void block32(
-    const uint16_t* a, const uint16_t* b, const float* bias, void* out, int out_dtype, int64_t k, int64_t n,
-    int64_t m0, int64_t n0) {
+    const uint16_t* a0, const uint16_t* b, const float* bias, void* out, int out_dtype, int64_t k, int64_t n,
+    int64_t m0, int rows, int64_t n0) {
   _tile_zero(0);
   _tile_zero(1);
   _tile_zero(2);
@@ -66,7 +68,6 @@ __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bf16,avx512vl"))) inline 
   const int64_t kblocks = k / 32;
   const uint16_t* b0 = b + (n0 / 16) * kblocks * 512;
   const uint16_t* b1 = b0 + kblocks * 512;
-  const uint16_t* a0 = a + m0 * k;
   const uint16_t* a1 = a0 + 16 * k;
   for (int64_t kb = 0; kb < kblocks; ++kb) {
     _tile_loadd(4, a0 + kb * 32, k * 2);
@@ -85,7 +86,7 @@ __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bf16,avx512vl"))) inline 
   _tile_stored(3, &c[16][16], 128);
   const __m512 bias0 = bias ? _mm512_loadu_ps(bias + n0) : _mm512_setzero_ps();
   const __m512 bias1 = bias ? _mm512_loadu_ps(bias + n0 + 16) : _mm512_setzero_ps();
-  for (int r = 0; r < 32; ++r) {
+  for (int r = 0; r < rows; ++r) {
     const __m512 v0 = _mm512_add_ps(_mm512_load_ps(&c[r][0]), bias0);
     const __m512 v1 = _mm512_add_ps(_mm512_load_ps(&c[r][16]), bias1);
     if (out_dtype == kBf16) {
@@ -112,8 +113,16 @@ __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bf16,avx512vl"))) void co
     cfg.colsb[t] = 64;  // every tile 16 rows of 64 bytes: 16 fp32, or 32 bf16 (A), or 16 bf16 pairs (B)
   }
   _tile_loadconfig(&cfg);  // per thread: the tile configuration is thread state
-  for (int64_t p = pair_begin; p < pair_end; ++p)
-    for (int64_t m0 = 0; m0 < m; m0 += 32) block32(a, b, bias, out, out_dtype, k, n, m0, p * 32);
+  const int64_t full = m / 32 * 32;
+  std::vector<uint16_t> tail;  // the last m % 32 rows of A, zero-padded to 32 (bf16 zeros are 0x0000)
+  if (full < m) {
+    tail.assign(32 * k, 0);
+    std::memcpy(tail.data(), a + full * k, (m - full) * k * sizeof(uint16_t));
+  }
+  for (int64_t p = pair_begin; p < pair_end; ++p) {
+    for (int64_t m0 = 0; m0 < full; m0 += 32) block32(a + m0 * k, b, bias, out, out_dtype, k, n, m0, 32, p * 32);
+    if (full < m) block32(tail.data(), b, bias, out, out_dtype, k, n, full, int(m - full), p * 32);
+  }
   _tile_release();
 }
 
@@ -131,8 +140,8 @@ void amx_linear_cpu(uintptr_t a, int64_t m, int64_t k, uintptr_t b_packed, int64
                     int out_dtype) {
   if (!amx_available()) throw std::runtime_error("amx_linear_cpu: this CPU (or OS, or build) offers no AMX-BF16 tiles");
 #ifdef ADVFACE_AMX
-  if (m <= 0 || m % 32 || k <= 0 || k % 32 || n <= 0 || n % 32)
-    throw std::invalid_argument("amx_linear_cpu: m, k and n must be positive multiples of 32");
+  if (m <= 0 || k <= 0 || k % 32 || n <= 0 || n % 32)
+    throw std::invalid_argument("amx_linear_cpu: m must be positive, k and n positive multiples of 32");
   if (out_dtype != kFp32 && out_dtype != kBf16) throw std::invalid_argument("amx_linear_cpu: out is float32 or bfloat16");
   const auto* pa = reinterpret_cast<const uint16_t*>(a);
   const auto* pb = reinterpret_cast<const uint16_t*>(b_packed);

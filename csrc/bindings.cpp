@@ -158,7 +158,7 @@ PYBIND11_MODULE(_C, m) {
       py::arg("a"), py::arg("m"), py::arg("k"), py::arg("b_packed"), py::arg("n"), py::arg("bias"), py::arg("out"),
       py::arg("out_dtype"),
       "out (m x n, float32 if out_dtype 0 else bfloat16) = a (m x k bf16) @ b + bias on AMX tiles (amx_gemm.h); "
-      "b packed by advface_fast.ops.amx_pack, bias float32[n] or 0; m, k, n multiples of 32.");
+      "b packed by advface_fast.ops.amx_pack, bias float32[n] or 0; k, n multiples of 32.");
   m.def("cpu_isa", &advface::cpu_isa, "The vector ISA the CPU kernels dispatch to: 0 baseline, 1 AVX2+FMA, 2 AVX-512.");
   m.def("act_backward_cpu", &act_backward_cpu, py::arg("g"), py::arg("g_dtype"), py::arg("a"), py::arg("a_dtype"),
         py::arg("n"), py::arg("act"), py::arg("slope"), "In place: g = g * act'(a) on n contiguous host elements.");

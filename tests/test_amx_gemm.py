@@ -1,11 +1,12 @@
 """The AMX bf16 GEMM (csrc/amx_gemm_cpu.cpp) against its reference, and the mlp engine on it.
 
 Tolerance argument. ``amx_linear`` multiplies bf16 values (exact in fp32) and sums in fp32 in
-another order than ``amx_linear_ref``'s matmul. On small integers every partial sum is an exact
-integer below 2^24, so any order gives the same sum and the results must be equal, in fp32 and
-after the bf16 rounding. On random data two fp32 sums of K products differ by at most
-2 (K - 1) u sum|a_k b_k| (u = 2^-24, one bound per order); rounded to bf16 they may then differ by
-one bf16 ulp where the sum sits near a rounding boundary. In the loop, that order changes a step
+another order than ``amx_linear_ref``'s matmul (any M: a last partial block of rows runs
+zero-padded). On small integers every partial sum is an exact integer below 2^24, so any order
+gives the same sum and the results must be equal, in fp32 and after the bf16 rounding. On random
+data two fp32 sums of K products differ by at most 2 (K - 1) u sum|a_k b_k| (u = 2^-24, one bound
+per order); rounded to bf16 they may then differ by one bf16 ulp where the sum sits near a
+rounding boundary. In the loop, that order changes a step
 only where a gradient is within that rounding of zero, as for oneDNN's packed GEMMs.
 """
 
@@ -20,7 +21,7 @@ from advface_fast import mlp_engine, ops
 
 REASON = ops.amx_unavailable_reason()
 needs_amx = pytest.mark.skipif(REASON is not None, reason=f"needs AMX-BF16: {REASON}")
-SHAPES = [(32, 32, 32), (64, 128, 256), (96, 64, 96), (64, 768, 256)]
+SHAPES = [(32, 32, 32), (64, 128, 256), (96, 64, 96), (64, 768, 256), (1, 128, 256), (5, 32, 64), (100, 64, 96)]
 
 
 def test_pack_puts_each_element_where_the_kernel_reads_it():
@@ -67,7 +68,13 @@ def test_random_data_within_the_summation_order_bound(m, k, n):
 def test_refuses_what_it_cannot_run():
     a, bp = torch.zeros(64, 32, dtype=torch.bfloat16), ops.amx_pack(torch.zeros(32, 32, dtype=torch.bfloat16))
     with pytest.raises(ValueError, match="multiples of 32"):  # the C++ check, through pybind11
-        ops.amx_linear(torch.zeros(48, 32, dtype=torch.bfloat16), bp, 32, None, torch.float32)
+        ops.amx_linear(
+            torch.zeros(4, 48, dtype=torch.bfloat16),
+            torch.zeros(48 * 32, dtype=torch.bfloat16),
+            32,
+            None,
+            torch.float32,
+        )
     with pytest.raises(ValueError, match="contiguous bfloat16"):
         ops.amx_linear(a.float(), bp, 32, None, torch.float32)
     with pytest.raises(ValueError, match="amx_pack"):
@@ -98,6 +105,13 @@ def test_engine_takes_amx_for_small_batches_and_keeps_ties_exact(monkeypatch):
     still = af.protect(z, dec, start="original", steps=3, renorm=False, precision="bf16", progress=False, device="cpu")
     assert torch.equal(still, z)
     assert calls and all(s[0] == 64 for s in calls)
+    calls.clear()
+    tail = torch.from_numpy(unit_rows(40, 64, seed=6))  # a partial block of rows: the kernel pads it
+    assert torch.equal(
+        af.protect(tail, dec, start="original", steps=2, renorm=False, precision="bf16", progress=False, device="cpu"),
+        tail,
+    )
+    assert calls and all(s[0] == 40 for s in calls)
     calls.clear()
     af.protect(
         torch.from_numpy(unit_rows(256, 64, seed=4)),
