@@ -17,9 +17,9 @@ bf16 means bf16 GEMM operands and outputs with fp32 accumulation (oneDNN/cuBLAS)
 activation, the L1 sign, the projection and ``z`` in fp32. On CPUs with AMX tiles, batches of up
 to :data:`AMX_MAX_ROWS` rows run their small GEMMs (:data:`AMX_MAX_MACS`) on our own tile kernel
 (``ops.amx_linear``; layers whose sizes are multiples of 32), the same arithmetic in another
-summation order: oneDNN spends
-~25 us a call whatever the size, which is most of a small layer's time (64 x 256 x 768: 41 us
-against 20 us; 64 x 128 x 256: 28 against 11; at 1024 rows oneDNN is as fast or faster).
+summation order: oneDNN spends ~25 us a call whatever the size, which is most of a small layer's
+time (64 x 256 x 768: 41 us against 20 us; 64 x 128 x 256: 28 against 11; at 1024 rows oneDNN is
+as fast or faster).
 """
 
 from __future__ import annotations
