@@ -317,12 +317,18 @@ def bench_standard(cfg: dict, device: torch.device, peak: float, deadline: float
     return rows
 
 
+FP32_SWEEP_MAX = 32768
+
+
 def bench_batches(cfg: dict, device: torch.device, deadline: float) -> list[dict]:
     """Triton and cuda bf16 vs torch eager bf16 across batch sizes, from 1 (CUDA graphs matter at
     small ones) to the largest that fits: a variant that runs out of memory is recorded as such
-    and not tried at larger batches; the sweep ends when none is left or the budget is spent."""
+    and not tried at larger batches; the sweep ends when none is left or the budget is spent. The
+    fp32 variants (torch eager as users run it, cuda, the hand-written baselines) run up to
+    FP32_SWEEP_MAX rows: ~40k features/s, so one timed batch of 131,072 would take 3 s, x8 calls."""
     torch.manual_seed(0)
     dec = frozen(af.MLPDecoder(cfg["dim"], cfg["hidden"], cfg["image"]), device)
+    user_dec = copy.deepcopy(dec).requires_grad_(True)  # the baselines' decoder, weights requiring grad
     rows = []
     triton = resolve_backend("triton", dec, device)
     out_of_memory: set[str] = set()
@@ -343,6 +349,15 @@ def bench_batches(cfg: dict, device: torch.device, deadline: float) -> list[dict
                 "nvrtc", lambda args=args: resolve_backend("cuda", dec, device).pgd(*args, precision="bf16")
             ),
         }
+        if batch <= FP32_SWEEP_MAX:
+            # the baselines' arguments: (z, eps, alpha, steps, noise) from the same start
+            base = (z, cfg["eps"], cfg["alpha"], cfg["steps"], (z0 - z) / cfg["eps"])
+            fns |= {
+                "torch eager fp32": lambda args=args: torch_pgd(*args, "fp32"),
+                "cuda fp32": lambda args=args: resolve_backend("cuda", dec, device).pgd(*args, precision="fp32"),
+                "torchattacks-style fp32": lambda base=base: torchattacks_style(user_dec, *base),
+                "advertorch-style fp32": lambda base=base: advertorch_style(user_dec, *base),
+            }
         line = []
         for name, fn in fns.items():
             if name in out_of_memory:
@@ -519,7 +534,12 @@ def write_outputs(out: Path, result: dict) -> None:
     if result.get("batches"):
         names = list(dict.fromkeys(r["variant"] for r in result["batches"]))
         by = {(r["variant"], r["batch"]): r for r in result["batches"]}
-        lines += ["", "Batch sweep, bf16 (features/s)", "", "| batch | " + " | ".join(names) + " |"]
+        lines += [
+            "",
+            f"Batch sweep (features/s; fp32 up to {FP32_SWEEP_MAX} rows)",
+            "",
+            "| batch | " + " | ".join(names) + " |",
+        ]
         lines.append("|---" * (len(names) + 1) + "|")
         for batch in sorted({r["batch"] for r in result["batches"]}):
             cells = []

@@ -93,7 +93,7 @@ def _gpu_sections(results: Path) -> tuple[list[str], list[dict[str, Any]]]:
             ],
         )
         if d.get("batches"):
-            lines += ["", "bf16 by batch size (features/s):", "", *_batch_table(d["batches"])]
+            lines += ["", "By batch size (features/s):", "", *_batch_table(d["batches"])]
         million = [(m, f" (commit {env['commit']})") for m in d.get("million", [])]
         for extra in sorted(path.parent.glob("million-*.json")):  # later runs of the million-row part alone
             e = json.loads(extra.read_text())
