@@ -90,6 +90,14 @@ def _backends(args: argparse.Namespace) -> int:
             from .cuda_engine import active_impl
 
             state += f" ({active_impl()} loop)"
+        if name == "mlp" and reason is None and device == "cpu":  # its bf16 GEMMs on small batches
+            from . import mlp_engine
+            from .ops import amx_unavailable_reason
+
+            amx = amx_unavailable_reason() if mlp_engine.CPU_AMX else "ADVFACE_CPU_AMX=0"
+            state += f" (bf16 GEMMs of <= {mlp_engine.AMX_MAX_ROWS} rows: " + (
+                "AMX tiles)" if amx is None else "oneDNN)"
+            )
         print(f"{name:7} {state}")
     dec = MLPDecoder(8, [8], (1, 2, 2))  # what auto picks for an MLPDecoder (other decoders: torch)
     picks = []
