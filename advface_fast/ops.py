@@ -25,6 +25,8 @@ scalar ones the C++ kernels call (measured, 2 cores: 64 x 768 tanh epilogue, 54 
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from . import _ext
@@ -274,9 +276,10 @@ def act_backward_(g: torch.Tensor, a: torch.Tensor, act: str, slope: float, *, b
 # ---- bf16 GEMM on AMX tiles (csrc/amx_gemm_cpu.cpp) -------------------------------------------
 
 
+@functools.cache
 def amx_unavailable_reason() -> str | None:
     """``None`` when :func:`amx_linear` can run here (the extension built, and a CPU and OS with
-    AMX-BF16 tiles), else why not."""
+    AMX-BF16 tiles), else why not. Fixed for the process (asked by every :func:`amx_linear` call)."""
     ext = _ext.load()
     if ext is None:
         return _ext.load_error()

@@ -173,16 +173,22 @@ def fused_engines(device: torch.device) -> tuple[str, ...]:
     return ("triton", "cuda", "cuda-nvrtc") if device.type == "cuda" else ("triton",)
 
 
-def engine_run(name: str, decoder, device: torch.device, *args, **kwargs) -> torch.Tensor:
-    """``pgd`` of engine ``name`` (``cuda-nvrtc``: the cuda backend with its NVRTC loop)."""
+def _engine(name: str) -> tuple[str, str]:
+    """``(backend, cuda loop)`` of an engine name: ``cuda-nvrtc`` is the cuda backend with its NVRTC loop."""
     backend, impl = [*name.split("-"), "compiled"][:2]
+    return backend, impl
+
+
+def engine_run(name: str, decoder, device: torch.device, *args, **kwargs) -> torch.Tensor:
+    """``pgd`` of engine ``name`` (see :func:`_engine`)."""
+    backend, impl = _engine(name)
     with cuda_loop(impl):
         return resolve_backend(backend, decoder, device).pgd(decoder, *args, **kwargs)
 
 
 def protect_with(name: str, *args, **kwargs) -> torch.Tensor:
-    """``af.protect`` through engine ``name`` (``cuda-nvrtc``: the cuda backend with its NVRTC loop)."""
-    backend, impl = [*name.split("-"), "compiled"][:2]
+    """``af.protect`` through engine ``name`` (see :func:`_engine`)."""
+    backend, impl = _engine(name)
     with cuda_loop(impl):
         return af.protect(*args, backend=backend, **kwargs)
 

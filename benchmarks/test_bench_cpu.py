@@ -33,6 +33,16 @@ from advface_fast.seeding import row_uniform
 
 SIZES = {"small": (128, [256], (3, 16, 16)), "medium": (512, [1024, 2048], (3, 32, 32))}
 EPS, ALPHA, STEPS = 0.08, 0.016, 10
+# the package's runs and the reference they are checked against: the baselines' loop (no renorm)
+PROTECT_KW = {
+    "eps": EPS,
+    "alpha": ALPHA,
+    "steps": STEPS,
+    "start": "random",
+    "renorm": False,
+    "device": "cpu",
+    "progress": False,
+}
 
 
 @pytest.fixture(scope="module", params=list(SIZES))
@@ -52,19 +62,7 @@ def _impl(name, decoder, z, noise):
         return lambda: attack(z, noise)
     precision = "bf16" if name.endswith("bf16") else "fp32"
     backend = "torch" if name.startswith("advface_torch") else "auto"
-    prot = af.Protector(
-        decoder,
-        eps=EPS,
-        alpha=ALPHA,
-        steps=STEPS,
-        start="random",
-        renorm=False,
-        device="cpu",
-        precision=precision,
-        backend=backend,
-        progress=False,
-        batch_size=len(z),
-    )
+    prot = af.Protector(decoder, precision=precision, backend=backend, batch_size=len(z), **PROTECT_KW)
     return lambda: prot(z)
 
 
@@ -106,18 +104,7 @@ def test_protect_cpu(benchmark, setup, batch, impl):
     out = benchmark.pedantic(fn, rounds=_rounds(size, batch), warmup_rounds=1)
     # same loop, same start: fp32 implementations agree up to GEMM rounding near zero gradients
     if impl in ("torchattacks_style", "advertorch_style", "advface_auto", *REAL_PACKAGES):
-        ref = af.protect(
-            z,
-            decoder,
-            eps=EPS,
-            alpha=ALPHA,
-            steps=STEPS,
-            start="random",
-            renorm=False,
-            device="cpu",
-            progress=False,
-            backend="torch",
-        )
+        ref = af.protect(z, decoder, backend="torch", **PROTECT_KW)
         assert ((out - ref).abs() > 1e-5).float().mean() < 0.01
 
 

@@ -75,6 +75,8 @@ def import_advertorch() -> ModuleType:
     _shim_zero_gradients()
     try:
         import torchvision  # noqa: F401
+
+        stand_in = None
     except Exception:  # absent, or a build for another torch (RuntimeError when its operators fail to register)
         sys.modules.pop("torchvision", None)
         stand_in = ModuleType("torchvision")
@@ -82,12 +84,12 @@ def import_advertorch() -> ModuleType:
         stand_in.transforms.ToPILImage = lambda *a, **k: None  # type: ignore[attr-defined]
         stand_in.transforms.ToTensor = lambda *a, **k: None  # type: ignore[attr-defined]
         sys.modules.update({"torchvision": stand_in, "torchvision.transforms": stand_in.transforms})
-        try:
-            return importlib.import_module("advertorch.attacks.iterative_projected_gradient")
-        finally:
+    try:
+        return importlib.import_module("advertorch.attacks.iterative_projected_gradient")
+    finally:
+        if stand_in is not None:
             for name in ("torchvision", "torchvision.transforms"):
                 sys.modules.pop(name, None)
-    return importlib.import_module("advertorch.attacks.iterative_projected_gradient")
 
 
 def advertorch_pgd(decoder: nn.Module, eps: float, alpha: float, steps: int) -> Attack:
