@@ -4,7 +4,9 @@ Standard configuration (issue #8): D = 512, decoder 512-1024-2048-3x64x64 (leaky
 steps = 10, batch 8192, eps = 0.03, alpha = 0.005, random start. Variants timed on the same
 inputs: torch eager fp32 (the reference as users run it), torch eager tf32 and bf16 (autocast),
 torch.compile of the reference step (mode="reduce-overhead": Inductor + CUDA graphs) in fp32
-and bf16, and the fused Triton engine in fp32 (IEEE), tf32 and bf16. Throughput is features per
+and bf16, and the fused Triton engine in fp32 (IEEE), tf32 and bf16 (on Hopper and newer its bf16 GEMMs
+run on the TMA kernel, kernels/mlp_gemm_tma.py; "triton-pointer bf16" is the same engine held to
+the pointer kernel, side by side). Throughput is features per
 second; TFLOP/s counts the loop's GEMMs from the layer sizes (advface_fast.flops); the bf16 peak
 is measured in the same run with an 8192^3 torch.matmul.
 
@@ -102,11 +104,28 @@ def cuda_loop(impl: str) -> Iterator[None]:
             os.environ["ADVFACE_CUDA_LOOP"] = prev
 
 
-def with_cuda_loop(impl: str, fn: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
-    """``fn`` run with the cuda backend's loop implementation ``impl``."""
+@contextlib.contextmanager
+def engine_variant(name: str) -> Iterator[None]:
+    """Inside the block, engine ``name`` (see :func:`_engine`) runs its variant: the cuda backend's
+    loop (``cuda-nvrtc``) or the Triton engine's GEMM kernel (``triton-pointer``, ``triton-tma``)."""
+    backend, variant = _engine(name)
+    if backend == "cuda":
+        with cuda_loop(variant or "compiled"):
+            yield
+    elif backend == "triton":
+        from advface_fast.kernels import mlp_gemm_tma
+
+        with mlp_gemm_tma.forced(variant or "auto"):
+            yield
+    else:
+        yield
+
+
+def with_engine_variant(name: str, fn: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
+    """``fn`` run inside :func:`engine_variant` of ``name``."""
 
     def run() -> torch.Tensor:
-        with cuda_loop(impl):
+        with engine_variant(name):
             return fn()
 
     return run
@@ -116,7 +135,8 @@ def check_odd_sizes(device: torch.device, engines: tuple[str, ...] | None = None
     """fp32 (IEEE) fused engines and mlp vs the torch reference on odd sizes, every activation pair,
     batch 1 and 33. ``engines`` (default: every fused engine and mlp) narrows the list: Triton's
     autotuning of these 12 shapes takes about two minutes on a fresh machine."""
-    engines = engines or (*fused_engines(device), "mlp")
+    # odd sizes never take the TMA kernel (it needs multiples of 8): triton-pointer would repeat triton
+    engines = engines or (*(e for e in fused_engines(device) if e != "triton-pointer"), "mlp")
     rows = []
     # every activation and every output activation once (all nine pairs run under the interpreter in CI)
     for act, out_act in (("relu", "tanh"), ("leaky_relu", "sigmoid"), ("gelu", "none")):
@@ -169,28 +189,31 @@ def check_one_step(decoder: torch.nn.Module, device: torch.device, batch: int, e
 
 
 def fused_engines(device: torch.device) -> tuple[str, ...]:
-    """The fused engines checked here: Triton, and on GPUs the cuda backend's two loops."""
-    return ("triton", "cuda", "cuda-nvrtc") if device.type == "cuda" else ("triton",)
+    """The fused engines checked here: Triton (on Hopper and newer also held to its pointer GEMM
+    kernel), and on GPUs the cuda backend's two loops."""
+    if device.type != "cuda":
+        return ("triton",)
+    hopper = torch.cuda.get_device_capability(device)[0] >= 9
+    return ("triton", *(("triton-pointer",) if hopper else ()), "cuda", "cuda-nvrtc")
 
 
-def _engine(name: str) -> tuple[str, str]:
-    """``(backend, cuda loop)`` of an engine name: ``cuda-nvrtc`` is the cuda backend with its NVRTC loop."""
-    backend, impl = [*name.split("-"), "compiled"][:2]
-    return backend, impl
+def _engine(name: str) -> tuple[str, str | None]:
+    """``(backend, variant)`` of an engine name: ``cuda-nvrtc`` is the cuda backend with its NVRTC
+    loop, ``triton-pointer`` the Triton engine with its pointer GEMM kernel; no variant: the default."""
+    backend, _, variant = name.partition("-")
+    return backend, variant or None
 
 
 def engine_run(name: str, decoder, device: torch.device, *args, **kwargs) -> torch.Tensor:
     """``pgd`` of engine ``name`` (see :func:`_engine`)."""
-    backend, impl = _engine(name)
-    with cuda_loop(impl):
-        return resolve_backend(backend, decoder, device).pgd(decoder, *args, **kwargs)
+    with engine_variant(name):
+        return resolve_backend(_engine(name)[0], decoder, device).pgd(decoder, *args, **kwargs)
 
 
 def protect_with(name: str, *args, **kwargs) -> torch.Tensor:
     """``af.protect`` through engine ``name`` (see :func:`_engine`)."""
-    backend, impl = _engine(name)
-    with cuda_loop(impl):
-        return af.protect(*args, backend=backend, **kwargs)
+    with engine_variant(name):
+        return af.protect(*args, backend=_engine(name)[0], **kwargs)
 
 
 def check_graph_replay_and_ties(decoder: torch.nn.Module, device: torch.device) -> list[dict]:
@@ -273,12 +296,19 @@ def bench_standard(cfg: dict, device: torch.device, peak: float, deadline: float
         "triton fp32": lambda: triton.pgd(dec, z0, z, target, e, a, s, precision="fp32"),
         "triton tf32": lambda: triton.pgd(dec, z0, z, target, e, a, s, precision="tf32"),
         "triton bf16": lambda: triton.pgd(dec, z0, z, target, e, a, s, precision="bf16"),
+        "triton-pointer bf16": with_engine_variant(
+            "triton-pointer", lambda: triton.pgd(dec, z0, z, target, e, a, s, precision="bf16")
+        ),
         "cuda fp32": lambda: cuda_backend().pgd(dec, z0, z, target, e, a, s, precision="fp32"),
         "cuda tf32": lambda: cuda_backend().pgd(dec, z0, z, target, e, a, s, precision="tf32"),
         "cuda bf16": lambda: cuda_backend().pgd(dec, z0, z, target, e, a, s, precision="bf16"),
         # the cuda backend's fallback for installs without nvcc: NVRTC kernels, torch GEMMs, Python loop
-        "cuda-nvrtc fp32": with_cuda_loop("nvrtc", lambda: cuda_backend().pgd(dec, z0, z, target, e, a, s, "fp32")),
-        "cuda-nvrtc bf16": with_cuda_loop("nvrtc", lambda: cuda_backend().pgd(dec, z0, z, target, e, a, s, "bf16")),
+        "cuda-nvrtc fp32": with_engine_variant(
+            "cuda-nvrtc", lambda: cuda_backend().pgd(dec, z0, z, target, e, a, s, "fp32")
+        ),
+        "cuda-nvrtc bf16": with_engine_variant(
+            "cuda-nvrtc", lambda: cuda_backend().pgd(dec, z0, z, target, e, a, s, "bf16")
+        ),
         "mlp fp32": lambda: mlp.pgd(dec, z0, z, target, e, a, s, precision="fp32"),
         "mlp bf16": lambda: mlp.pgd(dec, z0, z, target, e, a, s, precision="bf16"),
         # what users write by hand (benchmarks/baselines), on a decoder whose weights require grad
@@ -350,9 +380,12 @@ def bench_batches(cfg: dict, device: torch.device, deadline: float) -> list[dict
         fns = {
             "torch eager bf16": lambda args=args: torch_pgd(*args, "bf16"),
             "triton bf16": lambda args=args: triton.pgd(*args, precision="bf16"),
+            "triton-pointer bf16": with_engine_variant(
+                "triton-pointer", lambda args=args: triton.pgd(*args, precision="bf16")
+            ),
             "cuda bf16": lambda args=args: resolve_backend("cuda", dec, device).pgd(*args, precision="bf16"),
-            "cuda-nvrtc bf16": with_cuda_loop(
-                "nvrtc", lambda args=args: resolve_backend("cuda", dec, device).pgd(*args, precision="bf16")
+            "cuda-nvrtc bf16": with_engine_variant(
+                "cuda-nvrtc", lambda args=args: resolve_backend("cuda", dec, device).pgd(*args, precision="bf16")
             ),
         }
         if batch <= FP32_SWEEP_MAX:
@@ -465,7 +498,22 @@ def environment(device: torch.device) -> dict:
     # the device machines get a copy of the working tree whose .git may be older than the tree
     env["commit"] = os.environ.get("ADVFACE_COMMIT") or env["commit"]
     env["extension"] = af._ext.build_info() if hasattr(af, "_ext") else None
+    env["triton_gemm"] = triton_gemm_state(device)
     return env
+
+
+def triton_gemm_state(device: torch.device) -> dict:
+    """Which GEMM kernel the Triton engine's bf16 GEMMs take here, and whether the TMA kernel failed."""
+    try:
+        from advface_fast.kernels import mlp_gemm_tma
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    x = torch.zeros(128, 128, dtype=torch.bfloat16, device=device)
+    return {
+        "mode": mlp_gemm_tma.mode(),
+        "bf16_takes_tma": mlp_gemm_tma.eligible(x, x, x, [], "bf16"),
+        "tma_failure": mlp_gemm_tma.failure(),
+    }
 
 
 def write_outputs(out: Path, result: dict) -> None:
@@ -649,7 +697,8 @@ def main() -> int:
     write_outputs(Path(args.out), result)
     if "batches" in sections:
         result["batches"] = bench_batches(cfg, device, deadline)
-        write_outputs(Path(args.out), result)
+    result["env"]["triton_gemm"] = triton_gemm_state(device)  # again: a compile failure shows only once run
+    write_outputs(Path(args.out), result)
     log(f"wrote {args.out}/gpu_bench.json, .csv, .md")
     return 0 if all(c.get("ok") for c in checks) else 1
 

@@ -11,6 +11,7 @@
 #   PYTEST_ARGS="tests/test_extension.py" bash benchmarks/gpu_check.sh   # another selection of tests
 #   ODD_ENGINES=cuda,mlp bash benchmarks/gpu_check.sh   # engines for the odd-size checks (default: all)
 #   BENCH_ARGS="--sections checks,million" bash benchmarks/gpu_check.sh   # parts of the benchmark
+#   TMA_TEST_TIMEOUT=0 ...                  # cap (seconds) for the compiled TMA-kernel tests; 0 skips them
 #
 # The default tests are the files with GPU tests (the rest run in CI on CPUs), capped at
 # PYTEST_TIMEOUT seconds so that they cannot starve the benchmark.
@@ -41,6 +42,14 @@ echo "== tests (GPU tests included; interpreter tests run on the CPU as in CI)"
 # shellcheck disable=SC2086
 timeout "${PYTEST_TIMEOUT:-240}" $PY -m pytest -q -rfE ${PYTEST_ARGS:-$GPU_TESTS} -p no:cacheprovider 2>&1 \
   | tee "$OUT/pytest.log" | tail -25
+
+echo "== compiled Triton TMA kernel against the float64 oracle (Hopper and newer; skipped elsewhere)"
+# its own process: tests/conftest.py turns the interpreter on for the run above, and Triton decides
+# interpreted or compiled when a kernel is decorated
+if [ "${TMA_TEST_TIMEOUT:-200}" != 0 ]; then
+  TRITON_INTERPRET=0 timeout "${TMA_TEST_TIMEOUT:-200}" $PY -m pytest -q -rfEs tests/test_triton_tma.py \
+    -p no:cacheprovider 2>&1 | tee "$OUT/pytest-triton-tma.log" | tail -8
+fi
 
 echo "== correctness and benchmark"
 budget=${BUDGET:-330}

@@ -58,6 +58,30 @@ def out_act_and_grad(pre, OUT_ACT: tl.constexpr):
     return y, d
 
 
+@triton.jit
+def epilogue_math(acc, aux, aux2, slope, eps, alpha, EPI: tl.constexpr, ACT: tl.constexpr, OUT_ACT: tl.constexpr):
+    """The fp32 epilogue of one output tile, shared by both GEMM kernels (see ``mlp_gemm``'s table).
+
+    ``acc`` is the tile of ``A @ B`` (plus the bias), ``aux``/``aux2`` the tiles the epilogue reads
+    (already widened to fp32; ignored where ``EPI`` needs none): EPI 0 forward hidden layer, 1 last
+    layer's L1 sign (aux = target image), 2 backward through the activation (aux = saved), 3 the
+    projected sign step (aux = z, aux2 = centre), 4 the decoded image."""
+    if EPI == 0:
+        res = hidden_act(acc, ACT, slope)
+    elif EPI == 1:
+        y, dy = out_act_and_grad(acc, OUT_ACT)
+        diff = y - aux
+        res = tl.where(diff > 0, 1.0, tl.where(diff < 0, -1.0, 0.0)) * dy
+    elif EPI == 2:
+        res = acc * hidden_act_grad(aux, ACT, slope)
+    elif EPI == 3:
+        sgn = tl.where(acc > 0, 1.0, tl.where(acc < 0, -1.0, 0.0))
+        res = tl.minimum(tl.maximum(aux + alpha * sgn, aux2 - eps), aux2 + eps)
+    else:
+        res, _ = out_act_and_grad(acc, OUT_ACT)
+    return res
+
+
 def gemm_configs() -> list[triton.Config]:
     """Block sizes to autotune over on GPUs (Hopper first); one large block under the interpreter,
     whose cost grows with the number of programs."""

@@ -18,6 +18,9 @@ kernel as attention does, needs a ``BLOCK_M x H_{L-1}`` accumulator per program 
 BLOCK_N`` column blocks (~3 GB of atomic traffic per step at B = 4096); writing ``s`` in bf16
 costs ~100 MB per step at that batch, about 7% of the two GEMMs it sits between.
 
+On Hopper and newer GPUs, bf16 GEMMs whose sizes are multiples of 8 run on a second kernel with
+the same epilogues, ``mlp_gemm_tma`` (TMA descriptors, persistent); :func:`_launch` picks it.
+
 Precision (``precision=``): ``"fp32"`` IEEE fp32 dot, ``"tf32"`` tensor-core tf32, ``"bf16"``
 operands rounded to bf16 (weights stored in bf16, activations stored in bf16), fp32 accumulate;
 epilogues always in fp32. Under the interpreter, operands are widened to fp32 before ``tl.dot``
@@ -31,14 +34,13 @@ import torch
 import triton
 import triton.language as tl
 
+from . import mlp_gemm_tma
 from ._common import (
     ACTS,
     OUT_ACTS,
+    epilogue_math,
     gemm_configs,
-    hidden_act,
-    hidden_act_grad,
     is_interpreting,
-    out_act_and_grad,
     prune_configs,
     to_bf16,
 )
@@ -107,26 +109,16 @@ def _mlp_gemm_kernel(
     if HAS_BIAS:
         acc += tl.load(bias_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
     x_off = offs_m[:, None] * stride_xm + offs_n[None, :] * stride_xn
-    if EPI == 0:  # forward hidden layer
-        res = hidden_act(acc, ACT, slope)
-        if SAVE_PRE:
-            pre_val = to_bf16(acc, INTERPRET) if PRE_BF16 else acc
-            tl.store(pre_ptr + offs_m[:, None] * stride_om + offs_n[None, :] * stride_on, pre_val, mask=mask)
-    elif EPI == 1:  # last layer: L1 sign against the target image times the output activation's slope
-        y, dy = out_act_and_grad(acc, OUT_ACT)
-        target = tl.load(aux_ptr + x_off, mask=mask, other=0.0).to(tl.float32)
-        diff = y - target
-        res = tl.where(diff > 0, 1.0, tl.where(diff < 0, -1.0, 0.0)) * dy
-    elif EPI == 4:  # decode only: the image
-        res, _ = out_act_and_grad(acc, OUT_ACT)
-    elif EPI == 2:  # backward through a hidden activation
-        saved = tl.load(aux_ptr + x_off, mask=mask, other=0.0).to(tl.float32)
-        res = acc * hidden_act_grad(saved, ACT, slope)
-    else:  # input gradient -> projected sign step
-        z = tl.load(aux_ptr + x_off, mask=mask, other=0.0)
-        c = tl.load(aux2_ptr + offs_m[:, None] * stride_ym + offs_n[None, :] * stride_yn, mask=mask, other=0.0)
-        sgn = tl.where(acc > 0, 1.0, tl.where(acc < 0, -1.0, 0.0))
-        res = tl.minimum(tl.maximum(z + alpha * sgn, c - eps), c + eps)
+    if EPI == 0 and SAVE_PRE:  # gelu's backward needs the pre-activation
+        pre_val = to_bf16(acc, INTERPRET) if PRE_BF16 else acc
+        tl.store(pre_ptr + offs_m[:, None] * stride_om + offs_n[None, :] * stride_on, pre_val, mask=mask)
+    aux = acc  # placeholder where the epilogue reads nothing (never used there)
+    aux2 = acc
+    if EPI == 1 or EPI == 2 or EPI == 3:
+        aux = tl.load(aux_ptr + x_off, mask=mask, other=0.0).to(tl.float32)
+    if EPI == 3:
+        aux2 = tl.load(aux2_ptr + offs_m[:, None] * stride_ym + offs_n[None, :] * stride_yn, mask=mask, other=0.0)
+    res = epilogue_math(acc, aux, aux2, slope, eps, alpha, EPI, ACT, OUT_ACT)
     if OUT_BF16:
         res = to_bf16(res, INTERPRET)
     tl.store(out_ptr + offs_m[:, None] * stride_om + offs_n[None, :] * stride_on, res, mask=mask)
@@ -147,6 +139,12 @@ def _launch(
     K2, N = b_mat.shape
     if K != K2 or out.shape != (M, N):
         raise ValueError(f"shape mismatch: {tuple(a.shape)} @ {tuple(b_mat.shape)} -> {tuple(out.shape)}")
+    extra = [t for t in (aux, aux2, pre) if t is not None]
+    if mlp_gemm_tma.eligible(a, b_mat, out, extra, precision) and mlp_gemm_tma.launch(
+        a, b_mat, out, epi=epi, act=ACTS[act], out_act=OUT_ACTS[out_act], bias=bias, aux=aux, aux2=aux2, pre=pre,
+        slope=slope, eps=eps, alpha=alpha,
+    ):  # fmt: skip
+        return out
     x = aux if aux is not None else out
     y = aux2 if aux2 is not None else out
     dummy = out
