@@ -274,6 +274,12 @@ def compiled_step(decoder: torch.nn.Module, eps: float, alpha: float, precision:
     return loop
 
 
+def selected(variants: dict[str, Callable], cfg: dict) -> dict[str, Callable]:
+    """The variants named by ``--variants`` (all when none were named)."""
+    only = cfg.get("variants")
+    return {k: v for k, v in variants.items() if not only or k in only}
+
+
 def bench_standard(cfg: dict, device: torch.device, peak: float, deadline: float) -> list[dict]:
     torch.manual_seed(0)
     dec = frozen(af.MLPDecoder(cfg["dim"], cfg["hidden"], cfg["image"]), device)
@@ -320,7 +326,7 @@ def bench_standard(cfg: dict, device: torch.device, peak: float, deadline: float
             loop = compiled_step(dec, e, a, prec)
             variants[f"torch.compile {prec}"] = lambda loop=loop: loop(z0, z, target, s)
     rows = []
-    for name, fn in variants.items():
+    for name, fn in selected(variants, cfg).items():
         if time.monotonic() > deadline:
             rows.append({"variant": name, "error": "skipped: time budget spent"})
             continue
@@ -398,6 +404,7 @@ def bench_batches(cfg: dict, device: torch.device, deadline: float) -> list[dict
                 "advertorch-style fp32": lambda base=base: advertorch_style(user_dec, *base),
             }
         line = []
+        fns = selected(fns, cfg)
         for name, fn in fns.items():
             if name in out_of_memory:
                 continue
@@ -627,6 +634,12 @@ def main() -> int:
         help="comma-separated parts to run: checks, standard, million, batches (default: all)",
     )
     p.add_argument("--batch-sweep", default="", help="comma-separated batch sizes for the sweep (default: 1 .. 262144)")
+    p.add_argument(
+        "--variants",
+        default="",
+        help='comma-separated variants to time in the standard and batch sections, e.g. "triton bf16,triton-pointer '
+        'bf16,torch.compile bf16,cuda bf16" (default: all)',
+    )
     args = p.parse_args()
     sections = set(args.sections.split(","))
     if not sections <= {"checks", "standard", "million", "batches"}:
@@ -664,6 +677,8 @@ def main() -> int:
         }
     if args.batch_sweep:
         cfg["batch_sweep"] = [int(b) for b in args.batch_sweep.split(",")]
+    if args.variants:
+        cfg["variants"] = [v.strip() for v in args.variants.split(",") if v.strip()]
     result: dict = {
         "env": environment(device),
         "config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},

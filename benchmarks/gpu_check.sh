@@ -12,6 +12,12 @@
 #   ODD_ENGINES=cuda,mlp bash benchmarks/gpu_check.sh   # engines for the odd-size checks (default: all)
 #   BENCH_ARGS="--sections checks,million" bash benchmarks/gpu_check.sh   # parts of the benchmark
 #   TMA_TEST_TIMEOUT=0 ...                  # cap (seconds) for the compiled TMA-kernel tests; 0 skips them
+#   PYTEST_TIMEOUT=0 ...                    # skips the GPU test files (the cap, seconds, defaults to 240)
+#   VARIANTS="triton bf16,triton-pointer bf16,torch.compile bf16" ...   # time only these variants
+#
+# The Triton TMA kernel's verdict in about 5 minutes (issue #8: Triton bf16 vs torch.compile bf16):
+#   PYTEST_TIMEOUT=0 ODD_ENGINES=mlp BENCH_ARGS="--sections checks,standard" \
+#     VARIANTS="torch eager fp32,torch.compile bf16,triton bf16,triton-pointer bf16,cuda bf16" bash benchmarks/gpu_check.sh
 #
 # The default tests are the files with GPU tests (the rest run in CI on CPUs), capped at
 # PYTEST_TIMEOUT seconds so that they cannot starve the benchmark.
@@ -39,9 +45,11 @@ $PY -c "import advface_fast as af, advface_fast._ext as e; print('extension:', e
 $PY -c "from advface_fast import cuda_engine as c, nvrtc_kernels as n; print('cuda loop:', c.active_impl(), '| compiled:', c.compiled_unavailable_reason() or 'ok', '| nvrtc:', n.unavailable_reason() or 'ok')"
 
 echo "== tests (GPU tests included; interpreter tests run on the CPU as in CI)"
-# shellcheck disable=SC2086
-timeout "${PYTEST_TIMEOUT:-240}" $PY -m pytest -q -rfE ${PYTEST_ARGS:-$GPU_TESTS} -p no:cacheprovider 2>&1 \
-  | tee "$OUT/pytest.log" | tail -25
+if [ "${PYTEST_TIMEOUT:-240}" != 0 ]; then
+  # shellcheck disable=SC2086
+  timeout "${PYTEST_TIMEOUT:-240}" $PY -m pytest -q -rfE ${PYTEST_ARGS:-$GPU_TESTS} -p no:cacheprovider 2>&1 \
+    | tee "$OUT/pytest.log" | tail -25
+fi
 
 echo "== compiled Triton TMA kernel against the float64 oracle (Hopper and newer; skipped elsewhere)"
 # its own process: tests/conftest.py turns the interpreter on for the run above, and Triton decides
@@ -55,8 +63,9 @@ echo "== correctness and benchmark"
 budget=${BUDGET:-330}
 [ -n "${TOTAL:-}" ] && budget=$((TOTAL - SECONDS))
 echo "benchmark budget: ${budget} s (script running for ${SECONDS} s)"
+# shellcheck disable=SC2086
 $PY benchmarks/gpu_bench.py --out "$OUT" --budget "$budget" ${ODD_ENGINES:+--odd-engines "$ODD_ENGINES"} \
-  ${BENCH_ARGS:-} 2>&1 | tee "$OUT/gpu_bench.log"
+  ${VARIANTS:+--variants "$VARIANTS"} ${BENCH_ARGS:-} 2>&1 | tee "$OUT/gpu_bench.log"
 status=${PIPESTATUS[0]}
 echo "results in $OUT"
 exit "$status"

@@ -127,11 +127,14 @@ def configs() -> list[triton.Config]:
     if is_interpreting():
         shapes = [(32, 64, 64, 4, 2, 2, True)]
     else:
-        # 128x256 in two warpgroups is the wgmma shape Triton's Hopper GEMMs settle on; 3 stages of
-        # (128x64 + 256x64) bf16 = 144 KiB of the H100's 227 KiB leave room for the epilogue's tiles.
+        # 128x256 in two warpgroups is the wgmma shape Triton's Hopper GEMMs settle on. Shared memory
+        # on sm_90 (python -m advface_fast.kernels.aot_check, Triton 3.6 and 3.7 alike): 3 stages of
+        # (128x64 + 256x64) bf16 = 144 KiB plus the epilogue's tiles; the persistent kernel keeps
+        # the epilogue's reads in flight too, so it fits the 227 KiB limit for every launch of the
+        # loop but the sign step (three fp32 tiles) and an fp32 target, which the non-persistent
+        # 128x256 config covers. Four stages of 128x256 fit only the forward hidden layers.
         shapes = [
             (128, 256, 64, 8, 3, 2, True),
-            (128, 256, 64, 8, 4, 2, True),
             (128, 128, 64, 8, 4, 1, True),
             (128, 256, 64, 8, 3, 2, False),
             (64, 128, 64, 4, 4, 1, False),
@@ -199,7 +202,12 @@ def _tile_origin(tile, num_m, per_group, GROUP_M: tl.constexpr, BLOCK_M: tl.cons
 
 @triton.autotune(
     configs=configs(),
-    key=["M", "N", "K", "B_KMAJOR"],
+    # EPI_BYTES (bytes per output element the epilogue reads and writes) is in the key because the
+    # persistent configs keep the epilogue's tiles in flight: a config that fits one epilogue can
+    # exceed the shared memory with another (aot_check: 128x256 fits the last layer with a bf16
+    # target, 213 KiB, not with an fp32 one, 247 KiB). The decode and the last layer with the bf16
+    # target (4 bytes each) still share their tuning.
+    key=["M", "N", "K", "B_KMAJOR", "EPI_BYTES"],
     prune_configs_by={"early_config_prune": _prune},
 )
 @triton.jit
@@ -209,7 +217,7 @@ def _mlp_gemm_tma_kernel(
     EPI: tl.constexpr, ACT: tl.constexpr, OUT_ACT: tl.constexpr, HAS_BIAS: tl.constexpr, SAVE_PRE: tl.constexpr,
     B_KMAJOR: tl.constexpr, OUT_BF16: tl.constexpr, PRE_BF16: tl.constexpr, INTERPRET: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
-    EPI_SPLIT: tl.constexpr, PERSISTENT: tl.constexpr,
+    EPI_SPLIT: tl.constexpr, PERSISTENT: tl.constexpr, EPI_BYTES: tl.constexpr,
 ):  # fmt: skip
     num_m = tl.cdiv(M, BLOCK_M)
     num_n = tl.cdiv(N, BLOCK_N)
@@ -288,6 +296,7 @@ def launch(
             EPI=epi, ACT=act, OUT_ACT=out_act, HAS_BIAS=bias is not None, SAVE_PRE=pre is not None,
             B_KMAJOR=b_kmajor, OUT_BF16=out.dtype == torch.bfloat16,
             PRE_BF16=pre is not None and pre.dtype == torch.bfloat16, INTERPRET=is_interpreting(),
+            EPI_BYTES=sum(t.element_size() for t in (out, aux, aux2, pre) if t is not None),
         )  # fmt: skip
     except Exception as exc:
         if is_interpreting():  # a bug in the kernel: the tests must see it
