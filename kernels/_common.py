@@ -86,7 +86,9 @@ def gemm_configs() -> list[triton.Config]:
     """Block sizes to autotune over on GPUs (Hopper first); one large block under the interpreter,
     whose cost grows with the number of programs."""
     if is_interpreting():
-        return [triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 128, "GROUP_M": 8}, num_warps=4)]
+        # EPI_SPLIT 2 here so that CI runs the split epilogue the GPU's 128x256 tiles use
+        interp = {"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 128, "GROUP_M": 8, "EPI_SPLIT": 2}
+        return [triton.Config(interp, num_warps=4)]
     # Each candidate costs a compile per kernel specialisation (~1 s; the loop has ~5 per
     # precision), so few: large tiles for the big GEMMs (the last layer is B x 12288 x 2048 at the
     # standard configuration), a small one for small batches. fp32 operands take twice the shared
@@ -94,8 +96,13 @@ def gemm_configs() -> list[triton.Config]:
     # an H100 has); prune_configs picks the set by operand precision.
     shapes = [(128, 256, 64, 8, 3), (128, 128, 64, 8, 4), (64, 128, 64, 4, 4), (64, 64, 64, 4, 3)]
     shapes += [(128, 256, 32, 8, 3), (128, 128, 32, 8, 4), (64, 128, 32, 4, 4)]
+    # EPI_SPLIT: the 128x256 tiles run their epilogue on column halves (see the kernel)
     return [
-        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8}, num_warps=w, num_stages=st)
+        triton.Config(
+            {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk, "GROUP_M": 8, "EPI_SPLIT": 2 if bn == 256 else 1},
+            num_warps=w,
+            num_stages=st,
+        )
         for bm, bn, bk, w, st in shapes
     ]
 

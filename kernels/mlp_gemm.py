@@ -68,6 +68,7 @@ def _mlp_gemm_kernel(
     OUT_BF16: tl.constexpr, PRE_BF16: tl.constexpr, INTERPRET: tl.constexpr,
     INPUT_PRECISION: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+    EPI_SPLIT: tl.constexpr,
 ):  # fmt: skip
     # Grouped ordering of the (M, N) tiles so that consecutive programs share B-operand columns in L2.
     pid = tl.program_id(0)
@@ -105,14 +106,49 @@ def _mlp_gemm_kernel(
         a_ptrs += BLOCK_K * stride_ak
         b_ptrs += BLOCK_K * stride_bk
 
-    mask = mask_m[:, None] & mask_n[None, :]
+    # The epilogue on column halves when EPI_SPLIT = 2 (the 128x256 tiles): half of the offsets,
+    # masks and epilogue operands live at once. Compiled for sm_90 (kernels/aot_check.py) the
+    # 128x256 bf16 last layer spilled 176 bytes per thread with the whole tile, 0 with halves.
+    n0 = pid_n * BLOCK_N
+    if EPI_SPLIT == 1:
+        _pointer_epilogue(
+            acc, offs_m, n0, M, N, out_ptr, bias_ptr, aux_ptr, aux2_ptr, pre_ptr,
+            stride_om, stride_on, stride_xm, stride_xn, stride_ym, stride_yn, slope, eps, alpha,
+            EPI, ACT, OUT_ACT, HAS_BIAS, SAVE_PRE, OUT_BF16, PRE_BF16, INTERPRET, BLOCK_N,
+        )  # fmt: skip
+    else:
+        SUB_N: tl.constexpr = BLOCK_N // 2
+        acc0, acc1 = tl.split(tl.permute(tl.reshape(acc, (BLOCK_M, 2, SUB_N)), (0, 2, 1)))
+        _pointer_epilogue(
+            acc0, offs_m, n0, M, N, out_ptr, bias_ptr, aux_ptr, aux2_ptr, pre_ptr,
+            stride_om, stride_on, stride_xm, stride_xn, stride_ym, stride_yn, slope, eps, alpha,
+            EPI, ACT, OUT_ACT, HAS_BIAS, SAVE_PRE, OUT_BF16, PRE_BF16, INTERPRET, SUB_N,
+        )  # fmt: skip
+        _pointer_epilogue(
+            acc1, offs_m, n0 + SUB_N, M, N, out_ptr, bias_ptr, aux_ptr, aux2_ptr, pre_ptr,
+            stride_om, stride_on, stride_xm, stride_xn, stride_ym, stride_yn, slope, eps, alpha,
+            EPI, ACT, OUT_ACT, HAS_BIAS, SAVE_PRE, OUT_BF16, PRE_BF16, INTERPRET, SUB_N,
+        )  # fmt: skip
+
+
+@triton.jit
+def _pointer_epilogue(
+    acc, offs_m, n0, M, N, out_ptr, bias_ptr, aux_ptr, aux2_ptr, pre_ptr,
+    stride_om, stride_on, stride_xm, stride_xn, stride_ym, stride_yn, slope, eps, alpha,
+    EPI: tl.constexpr, ACT: tl.constexpr, OUT_ACT: tl.constexpr, HAS_BIAS: tl.constexpr, SAVE_PRE: tl.constexpr,
+    OUT_BF16: tl.constexpr, PRE_BF16: tl.constexpr, INTERPRET: tl.constexpr, SUB_N: tl.constexpr,
+):  # fmt: skip
+    """Bias, epilogue and masked store of the output columns ``n0 .. n0 + SUB_N`` of the tile."""
+    offs_n = (n0 + tl.arange(0, SUB_N)).to(tl.int64)
+    mask_n = offs_n < N
+    mask = (offs_m < M)[:, None] & mask_n[None, :]
     if HAS_BIAS:
         acc += tl.load(bias_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
     x_off = offs_m[:, None] * stride_xm + offs_n[None, :] * stride_xn
+    o_off = offs_m[:, None] * stride_om + offs_n[None, :] * stride_on
     if EPI == 0 and SAVE_PRE:  # gelu's backward needs the pre-activation
-        pre_val = to_bf16(acc, INTERPRET) if PRE_BF16 else acc
-        tl.store(pre_ptr + offs_m[:, None] * stride_om + offs_n[None, :] * stride_on, pre_val, mask=mask)
-    aux = acc  # placeholder where the epilogue reads nothing (never used there)
+        tl.store(pre_ptr + o_off, to_bf16(acc, INTERPRET) if PRE_BF16 else acc, mask=mask)
+    aux = acc  # placeholders where the epilogue reads nothing (never used there)
     aux2 = acc
     if EPI == 1 or EPI == 2 or EPI == 3:
         aux = tl.load(aux_ptr + x_off, mask=mask, other=0.0).to(tl.float32)
@@ -121,7 +157,7 @@ def _mlp_gemm_kernel(
     res = epilogue_math(acc, aux, aux2, slope, eps, alpha, EPI, ACT, OUT_ACT)
     if OUT_BF16:
         res = to_bf16(res, INTERPRET)
-    tl.store(out_ptr + offs_m[:, None] * stride_om + offs_n[None, :] * stride_on, res, mask=mask)
+    tl.store(out_ptr + o_off, res, mask=mask)
 
 
 def _dot_precision(precision: str) -> str:
