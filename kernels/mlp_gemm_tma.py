@@ -270,10 +270,14 @@ def _desc(t: torch.Tensor) -> TensorDescriptor:
 def launch(
     a: torch.Tensor, b_mat: torch.Tensor, out: torch.Tensor, *, epi: int, act: int, out_act: int,
     bias: torch.Tensor | None, aux: torch.Tensor | None, aux2: torch.Tensor | None, pre: torch.Tensor | None,
-    slope: float, eps: float, alpha: float,
+    slope: float, eps: float, alpha: float, config: triton.Config | None = None,
 ) -> bool:  # fmt: skip
     """``out = epilogue(a @ b_mat)`` on the TMA kernel (the caller checked :func:`eligible`); False
-    when the kernel failed to compile here and the caller must use the pointer kernel."""
+    when the kernel failed to compile here and the caller must use the pointer kernel.
+
+    ``config`` (one of :func:`configs`; for tests) runs exactly that config, without autotuning,
+    and lets any error through: the autotuner runs the best config only, so a config that computed
+    wrong results would otherwise show on some shapes and GPUs only."""
     M, K = a.shape
     N = b_mat.shape[1]
     b_kmajor = b_mat.stride(0) == 1 and b_mat.stride(1) != 1
@@ -288,16 +292,24 @@ def launch(
         tiles = triton.cdiv(M, meta["BLOCK_M"]) * triton.cdiv(N, meta["BLOCK_N"])
         return (min(tiles, programs) if meta["PERSISTENT"] else tiles,)
 
+    args = (
+        _desc(a), _desc(b_mat.t() if b_kmajor else b_mat), out_d, bias if bias is not None else out,
+        aux_d, aux2_d, pre_d,
+        M, N, K, float(slope), float(eps), float(alpha),
+    )  # fmt: skip
+    consts = {
+        "EPI": epi, "ACT": act, "OUT_ACT": out_act, "HAS_BIAS": bias is not None, "SAVE_PRE": pre is not None,
+        "B_KMAJOR": b_kmajor, "OUT_BF16": out.dtype == torch.bfloat16,
+        "PRE_BF16": pre is not None and pre.dtype == torch.bfloat16, "INTERPRET": is_interpreting(),
+        "EPI_BYTES": sum(t.element_size() for t in (out, aux, aux2, pre) if t is not None),
+    }  # fmt: skip
+    if config is not None:
+        fn = _mlp_gemm_tma_kernel.fn
+        _set_block_shapes(dict(zip(fn.arg_names, args, strict=False)) | consts | config.all_kwargs())
+        fn[grid](*args, **consts, **config.all_kwargs())
+        return True
     try:
-        _mlp_gemm_tma_kernel[grid](
-            _desc(a), _desc(b_mat.t() if b_kmajor else b_mat), out_d, bias if bias is not None else out,
-            aux_d, aux2_d, pre_d,
-            M, N, K, float(slope), float(eps), float(alpha),
-            EPI=epi, ACT=act, OUT_ACT=out_act, HAS_BIAS=bias is not None, SAVE_PRE=pre is not None,
-            B_KMAJOR=b_kmajor, OUT_BF16=out.dtype == torch.bfloat16,
-            PRE_BF16=pre is not None and pre.dtype == torch.bfloat16, INTERPRET=is_interpreting(),
-            EPI_BYTES=sum(t.element_size() for t in (out, aux, aux2, pre) if t is not None),
-        )  # fmt: skip
+        _mlp_gemm_tma_kernel[grid](*args, **consts)
     except Exception as exc:
         if is_interpreting():  # a bug in the kernel: the tests must see it
             raise

@@ -311,3 +311,89 @@ def test_bf16_loop_on_tma_from_its_own_shadow_image_stays_put(tma_launches):
     out = P.pgd_mlp(plan, z, z, image, eps=0.05, alpha=0.01, steps=3)
     assert K.EPI_OUT in tma_launches and K.EPI_LAST in tma_launches and K.EPI_STEP in tma_launches
     assert torch.equal(out, z)
+
+
+# --- every config, not only the one the autotuner picks -------------------------------------------
+# On a GPU, large enough for many tiles per program (persistent configs walk > 1 tile each on up to
+# 132 SMs: 33 x 5 tiles of 128x256) with tails in M, N and K; under the interpreter its one config.
+BIG = (4100, 520, 1032) if DEVICE == "cuda" else (70, 136, 200)
+
+
+def _cases(m: int, k: int, n: int) -> dict:
+    """Per epilogue: the launch's tensors (on the CPU) and how to judge the output against fp64."""
+    x, w = rnd(m, k, seed=50), rnd(n, k, seed=51, scale=k**-0.5)
+    b = rnd(n, seed=52, scale=0.1, dtype=torch.float32)
+    target = torch.tanh(torch.randn(m, n, generator=torch.Generator().manual_seed(53))).bfloat16()
+    wb = rnd(k, n, seed=54, scale=k**-0.5)  # (K, N) row-major: the backward's and the step's B
+    saved = rnd(m, n, seed=55)
+    c = torch.randn(m, n, generator=torch.Generator().manual_seed(56))
+    z = c + 0.05 * (2 * torch.rand(m, n, generator=torch.Generator().manual_seed(57)) - 1)
+    fwd64 = x.double() @ w.double().t() + b.double()
+    bwd64 = x.double() @ wb.double()
+    gelu, tanh = torch.nn.functional.gelu, torch.tanh
+    return {
+        "forward gelu": dict(
+            b_mat=w.t(), out=torch.bfloat16, epi=K.EPI_ACT, act="gelu", bias=b,
+            oracle=gelu(fwd64), plain=gelu(x.float() @ w.float().t() + b).bfloat16(),
+        ),
+        "last layer": dict(
+            b_mat=w.t(), out=torch.bfloat16, epi=K.EPI_LAST, out_act="tanh", bias=b, aux=target,
+            sign_of=tanh(fwd64) - target.double(), plain=tanh(x.float() @ w.float().t() + b),
+            oracle=1 - tanh(fwd64) ** 2,
+        ),
+        "backward": dict(
+            b_mat=wb, out=torch.bfloat16, epi=K.EPI_BWD, act="leaky_relu", aux=saved,
+            oracle=bwd64 * torch.where(saved.double() > 0, 1.0, 0.2),
+            plain=((x.float() @ wb.float()) * torch.where(saved.float() > 0, 1.0, 0.2)).bfloat16(),
+        ),
+        "sign step": dict(
+            b_mat=wb, out=torch.float32, epi=K.EPI_STEP, aux=z, aux2=c, step_of=bwd64, plain=x.float() @ wb.float(),
+        ),
+        "decode": dict(
+            b_mat=w.t(), out=torch.float32, epi=K.EPI_OUT, out_act="tanh", bias=b,
+            oracle=tanh(fwd64), plain=tanh(x.float() @ w.float().t() + b),
+        ),
+    }, x  # fmt: skip
+
+
+@pytest.mark.parametrize("case", ["forward gelu", "last layer", "backward", "sign step", "decode"])
+@pytest.mark.parametrize("config", T.configs(), ids=lambda c: "-".join(str(v) for v in c.kwargs.values()))
+def test_every_config_against_the_oracle(case, config):
+    from triton.runtime.errors import OutOfResources
+
+    m, k, n = BIG
+    cases, x = _cases(m, k, n)
+    cs = cases[case]
+    eps, alpha = 0.05, 0.02
+    out = poisoned(m, n, dtype=cs["out"], device=DEVICE)
+    pre = poisoned(m, n, dtype=torch.bfloat16, device=DEVICE) if case == "forward gelu" else None
+    dev = {key: cs[key].to(DEVICE) if key in cs else None for key in ("bias", "aux", "aux2")}
+    try:
+        T.launch(
+            x.to(DEVICE), cs["b_mat"].to(DEVICE), out, epi=cs["epi"], act=K.ACTS[cs.get("act", "relu")],
+            out_act=K.OUT_ACTS[cs.get("out_act", "none")], pre=pre, slope=0.2, eps=eps, alpha=alpha,
+            config=config, **dev,
+        )  # fmt: skip
+    except OutOfResources as exc:  # this config does not fit this epilogue (aot_check lists which)
+        pytest.skip(f"does not fit: {exc}")
+    got = out.cpu()
+    if case == "last layer":  # sign * tanh': exact sign where the margin clears rounding, slope within bound
+        margin = cs["sign_of"]
+        safe = margin.abs() > _margin_floor(cs["plain"], margin + cases["last layer"]["aux"].double())
+        assert safe.float().mean() > 0.9
+        assert torch.equal(torch.sign(got.float())[safe], torch.sign(margin)[safe].float())
+        want = torch.sign(margin) * cs["oracle"]
+        assert_within_lowp_error(got[safe], want[safe], (torch.sign(margin) * (1 - cs["plain"] ** 2))[safe].bfloat16())
+    elif case == "sign step":
+        g64 = cs["step_of"]
+        safe = g64.abs() > _margin_floor(cs["plain"], g64)
+        z, c = cs["aux"], cs["aux2"]
+        want = torch.clamp(z + alpha * torch.sign(g64).float(), c - eps, c + eps)
+        assert safe.float().mean() > 0.9
+        assert torch.equal(got[safe], want[safe])
+        assert torch.all((got >= c - eps) & (got <= c + eps))
+    else:
+        assert_within_lowp_error(got, cs["oracle"], cs["plain"])
+    if pre is not None:
+        fwd64 = x.double() @ cs["b_mat"].double() + cs["bias"].double()
+        assert_within_lowp_error(pre.cpu(), fwd64, (x.float() @ cs["b_mat"].float() + cs["bias"]).bfloat16())
