@@ -18,9 +18,12 @@ of 8 (TMA needs 16-byte aligned row strides) -- the standard decoder's every lay
 ``ADVFACE_TRITON_GEMM=auto`` (default: on CUDA GPUs of compute capability >= 9), ``tma``
 (wherever the shapes allow, also under the interpreter: the tests use it), ``pointer`` (never).
 Eligibility depends only on shapes, dtypes and alignment, never on the epilogue, so that the decode
-of the shadow image and the loop's last layer run the same kernel with the same block sizes (the
-autotuning key excludes the epilogue): with start="original" the loop then reproduces the shadow
-image bit for bit.
+of the shadow image and the loop's last layer run the same kernel, and they share one tuned config
+(the autotuning key has no epilogue number, and both move 4 bytes per output element when the
+target is stored in bf16): started at z with its own shadow image kept in fp32, the loop recomputes
+that image bit for bit and stays put (tested). The default bf16 plan stores the target in bf16,
+a rounding away from the recomputed image, so there the L1 signs are not 0 (as in the pointer
+kernel).
 
 If the kernel fails to compile on a GPU (a Triton version without Hopper descriptor support), the
 launcher warns once and uses the pointer kernel for the rest of the process (:func:`failure`).
@@ -121,9 +124,9 @@ def eligible(
 
 def configs() -> list[triton.Config]:
     """(BLOCK_M, BLOCK_N, BLOCK_K, warps, stages, EPI_SPLIT, PERSISTENT). BLOCK_K is 64 in all (128
-    bytes of bf16: one swizzled TMA row), so every config sums K in the same order and the choice
-    cannot change a result's bits. Under the interpreter one config that exercises the split
-    epilogue and the persistent loop."""
+    bytes of bf16: one swizzled TMA row), so every config sums K in the same blocks in the same
+    order. Under the interpreter one config that exercises the split epilogue and the persistent
+    loop."""
     if is_interpreting():
         shapes = [(32, 64, 64, 4, 2, 2, True)]
     else:
