@@ -22,6 +22,7 @@ from torch import nn
 
 from advface_fast.engine import PRECISIONS
 
+from . import mlp_gemm_tma
 from ._common import is_interpreting
 from .mlp_gemm import input_grad_sign_step, last_layer_l1_sign, linear_act, linear_act_backward, linear_out
 
@@ -36,7 +37,7 @@ class _Workspace:
     d: list[torch.Tensor]
     s: torch.Tensor
     graph: torch.cuda.CUDAGraph | None = None
-    graph_key: tuple | None = None  # (steps, eps, alpha) the graph was captured for
+    graph_key: tuple | None = None  # (steps, eps, alpha, GEMM kernel mode) the graph was captured for
     warm_key: tuple | None = None  # last settings run eagerly on this shape (autotuned)
 
 
@@ -175,7 +176,9 @@ def pgd_mlp(
     ws.z[0].copy_(z0)
     ws.centre.copy_(centre)
     ws.target.copy_(target.reshape(batch, -1))
-    key = (steps, float(eps), float(alpha))
+    # the GEMM kernel selection is part of the key: a graph captured with the TMA kernel must not
+    # be replayed when the pointer kernel is asked for (mlp_gemm_tma.forced / ADVFACE_TRITON_GEMM)
+    key = (steps, float(eps), float(alpha), mlp_gemm_tma.mode())
     if plan.use_graphs and ws.graph is not None and ws.graph_key == key:
         ws.graph.replay()
     elif plan.use_graphs and ws.warm_key == key:
