@@ -114,9 +114,24 @@ def prune_configs(configs: list[triton.Config], named_args: dict, **kwargs: obje
     if len(configs) > 1:
         bk = 64 if kwargs.get("OPERAND_BF16") else 32
         configs = [c for c in configs if c.kwargs["BLOCK_K"] == bk] or configs
+    return smallest_when_small(configs, named_args)
+
+
+def smallest_when_small(configs: list[triton.Config], named_args: dict, **kwargs: object) -> list[triton.Config]:
+    """Both GEMM kernels' rule: an output of at most 16 128x128 tiles cannot fill the GPU with large
+    tiles, so it gets the smallest tile only. (An autotuner's ``early_config_prune``.)"""
     if named_args["M"] * named_args["N"] <= 128 * 128 * 16:
         return [min(configs, key=lambda c: c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"])]
     return configs
+
+
+@triton.jit
+def tile_origin(tile, num_m, per_group, GROUP_M: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """First row and column of output tile ``tile`` in grouped order (consecutive tiles share
+    B-operand columns in L2); ``per_group`` = GROUP_M x the number of column tiles."""
+    first_m = (tile // per_group) * GROUP_M
+    group_size = tl.minimum(num_m - first_m, GROUP_M)
+    return (first_m + (tile % per_group) % group_size) * BLOCK_M, ((tile % per_group) // group_size) * BLOCK_N
 
 
 @triton.jit

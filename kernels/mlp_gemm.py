@@ -42,6 +42,7 @@ from ._common import (
     gemm_configs,
     is_interpreting,
     prune_configs,
+    tile_origin,
     to_bf16,
 )
 
@@ -71,18 +72,13 @@ def _mlp_gemm_kernel(
     EPI_SPLIT: tl.constexpr,
 ):  # fmt: skip
     # Grouped ordering of the (M, N) tiles so that consecutive programs share B-operand columns in L2.
-    pid = tl.program_id(0)
-    num_m = tl.cdiv(M, BLOCK_M)
-    num_n = tl.cdiv(N, BLOCK_N)
-    per_group = GROUP_M * num_n
-    first_m = (pid // per_group) * GROUP_M
-    group_size = tl.minimum(num_m - first_m, GROUP_M)
-    pid_m = first_m + (pid % per_group) % group_size
-    pid_n = (pid % per_group) // group_size
+    m0, n0 = tile_origin(
+        tl.program_id(0), tl.cdiv(M, BLOCK_M), GROUP_M * tl.cdiv(N, BLOCK_N), GROUP_M, BLOCK_M, BLOCK_N
+    )
 
     # int64 row/column indices: B x P exceeds 2**31 elements for large batches of large images.
-    offs_m = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
-    offs_n = (pid_n * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
+    offs_m = (m0 + tl.arange(0, BLOCK_M)).to(tl.int64)
+    offs_n = (n0 + tl.arange(0, BLOCK_N)).to(tl.int64)
     offs_k = tl.arange(0, BLOCK_K)
     mask_m = offs_m < M
     mask_n = offs_n < N
@@ -109,7 +105,6 @@ def _mlp_gemm_kernel(
     # The epilogue on column halves when EPI_SPLIT = 2 (the 128x256 tiles): half of the offsets,
     # masks and epilogue operands live at once. Compiled for sm_90 (kernels/aot_check.py) the
     # 128x256 bf16 last layer spilled 176 bytes per thread with the whole tile, 0 with halves.
-    n0 = pid_n * BLOCK_N
     if EPI_SPLIT == 1:
         _pointer_epilogue(
             acc, offs_m, n0, M, N, out_ptr, bias_ptr, aux_ptr, aux2_ptr, pre_ptr,

@@ -39,7 +39,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import epilogue_math, is_interpreting, to_bf16
+from ._common import epilogue_math, is_interpreting, smallest_when_small, tile_origin, to_bf16
 
 try:  # Triton >= 3.4 (host-side descriptors); the GPU machines have 3.6, CI 3.7
     from triton.tools.tensor_descriptor import TensorDescriptor
@@ -162,13 +162,6 @@ def _set_block_shapes(nargs: dict) -> None:
         nargs[name].block_shape = [bm, bn // nargs["EPI_SPLIT"]]
 
 
-def _prune(configs: list[triton.Config], named_args: dict, **kwargs: object) -> list[triton.Config]:
-    """Problems too small to fill the GPU with large tiles get the smallest tile only (as the pointer kernel)."""
-    if named_args["M"] * named_args["N"] <= 128 * 128 * 16:
-        return [min(configs, key=lambda c: c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"])]
-    return configs
-
-
 @triton.jit
 def _tile_epilogue(
     acc, off_m, off_n, N, bias_ptr, out_desc, aux_desc, aux2_desc, pre_desc, slope, eps, alpha,
@@ -194,15 +187,6 @@ def _tile_epilogue(
     out_desc.store([off_m, off_n], res)
 
 
-@triton.jit
-def _tile_origin(tile, num_m, per_group, GROUP_M: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
-    """First row and column of output tile ``tile`` in grouped order (consecutive tiles share
-    B-operand columns in L2)."""
-    first_m = (tile // per_group) * GROUP_M
-    group_size = tl.minimum(num_m - first_m, GROUP_M)
-    return (first_m + (tile % per_group) % group_size) * BLOCK_M, ((tile % per_group) // group_size) * BLOCK_N
-
-
 @triton.autotune(
     configs=configs(),
     # EPI_BYTES (bytes per output element the epilogue reads and writes) is in the key because the
@@ -211,7 +195,7 @@ def _tile_origin(tile, num_m, per_group, GROUP_M: tl.constexpr, BLOCK_M: tl.cons
     # target, 213 KiB, not with an fp32 one, 247 KiB). The decode and the last layer with the bf16
     # target (4 bytes each) still share their tuning.
     key=["M", "N", "K", "B_KMAJOR", "EPI_BYTES"],
-    prune_configs_by={"early_config_prune": _prune},
+    prune_configs_by={"early_config_prune": smallest_when_small},  # as the pointer kernel
 )
 @triton.jit
 def _mlp_gemm_tma_kernel(
@@ -234,7 +218,7 @@ def _mlp_gemm_tma_kernel(
     # its note says the flattened pipeline cannot yet share one value between prologue and epilogue.
     tile_c = tl.program_id(0) - tl.num_programs(0)
     for tile in tl.range(tl.program_id(0), num_tiles, tl.num_programs(0), flatten=PERSISTENT):
-        off_m, off_n = _tile_origin(tile, num_m, per_group, GROUP_M, BLOCK_M, BLOCK_N)
+        off_m, off_n = tile_origin(tile, num_m, per_group, GROUP_M, BLOCK_M, BLOCK_N)
         acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
         for kb in range(k_tiles):
             a = a_desc.load([off_m, kb * BLOCK_K])
@@ -247,7 +231,7 @@ def _mlp_gemm_tma_kernel(
                 b = b.to(tl.float32)
             acc = tl.dot(a, b, acc)
         tile_c += tl.num_programs(0)
-        out_m, out_n = _tile_origin(tile_c, num_m, per_group, GROUP_M, BLOCK_M, BLOCK_N)
+        out_m, out_n = tile_origin(tile_c, num_m, per_group, GROUP_M, BLOCK_M, BLOCK_N)
         if EPI_SPLIT == 1:
             _tile_epilogue(
                 acc, out_m, out_n, N, bias_ptr, out_desc, aux_desc, aux2_desc, pre_desc, slope, eps, alpha,
