@@ -86,3 +86,18 @@ def triton_interpreter_broken() -> str | None:
     if tv < (3, 7) and nv >= (2, 5):
         return f"Triton {triton.__version__}'s interpreter fails with numpy {np.__version__} (fixed in Triton 3.7)"
     return None
+
+
+# Activations of the fused Triton ops' tests (slope 0.2 for leaky_relu), by name.
+ACT_FNS = {
+    "relu": torch.relu,
+    "leaky_relu": lambda t: torch.nn.functional.leaky_relu(t, 0.2),
+    "gelu": torch.nn.functional.gelu,
+}
+OUT_FNS = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "none": lambda t: t}
+
+
+def sign_margin_floor(plain: torch.Tensor, oracle: torch.Tensor) -> float:
+    """Where a sign's argument is within 4x plain PyTorch's error (``plain`` against the float64
+    ``oracle``) either sign is a correct rounding; beyond it a kernel must agree exactly."""
+    return 4 * (plain.double() - oracle).abs().max().item() + 1e-12

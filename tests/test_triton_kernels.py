@@ -12,19 +12,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import assert_within_lowp_error, triton_interpreter_broken
+from helpers import ACT_FNS, OUT_FNS, assert_within_lowp_error, sign_margin_floor, triton_interpreter_broken
 
 pytest.importorskip("triton")
 from advface_fast.kernels import mlp_gemm as K
 
 pytestmark = pytest.mark.skipif(bool(triton_interpreter_broken()), reason=str(triton_interpreter_broken()))
 
-ACT_FNS = {
-    "relu": torch.relu,
-    "leaky_relu": lambda t: torch.nn.functional.leaky_relu(t, 0.2),
-    "gelu": torch.nn.functional.gelu,
-}
-OUT_FNS = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "none": lambda t: t}
 SHAPES = [(1, 37, 129), (33, 129, 64), (70, 64, 200)]  # (batch, in, out): odd, not block multiples
 
 
@@ -76,10 +70,6 @@ def test_linear_act_backward(precision, act, m, k, n):
     assert_within_lowp_error(out, want, plain)
 
 
-def _margin_floor(plain_y: torch.Tensor, y64: torch.Tensor) -> float:
-    return 4 * (plain_y.double() - y64).abs().max().item() + 1e-12
-
-
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize("out_act", ["tanh", "sigmoid", "none"])
 @pytest.mark.parametrize(("m", "k", "n"), SHAPES)
@@ -91,7 +81,7 @@ def test_last_layer_l1_sign(precision, out_act, m, k, n):
     pre64 = h.double() @ w.double().t() + b.double()
     y64 = OUT_FNS[out_act](pre64)
     plain_y = OUT_FNS[out_act](lowp(h, precision) @ lowp(w, precision).t() + b)
-    safe = (y64 - target.double()).abs() > _margin_floor(plain_y, y64)
+    safe = (y64 - target.double()).abs() > sign_margin_floor(plain_y, y64)
     want = K.last_layer_l1_sign_ref(
         h.double(), w.double(), b.double(), target.double(), poisoned(m, n).double(), out_act=out_act, precision="fp32"
     )
@@ -147,7 +137,7 @@ def test_input_grad_sign_step(precision, m, hidden, dim):
     K.input_grad_sign_step(d, w, z, c, out, eps=eps, alpha=alpha, precision=precision)
     g64 = d.double() @ w.double()
     plain_g = lowp(d, precision) @ lowp(w, precision)
-    safe = g64.abs() > _margin_floor(plain_g, g64)
+    safe = g64.abs() > sign_margin_floor(plain_g, g64)
     want = K.input_grad_sign_step_ref(d, w, z, c, poisoned(m, dim), eps=eps, alpha=alpha, precision="fp32")
     assert torch.equal(out[safe], want[safe])  # same sign -> bit-identical fp32 update
     assert torch.all((out >= c - eps) & (out <= c + eps))  # the fp32 ball, as the kernel computes its bounds

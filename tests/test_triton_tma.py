@@ -18,7 +18,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import LinearEncoder, assert_within_lowp_error, triton_interpreter_broken, unit_rows
+from helpers import (
+    ACT_FNS,
+    OUT_FNS,
+    LinearEncoder,
+    assert_within_lowp_error,
+    sign_margin_floor,
+    triton_interpreter_broken,
+    unit_rows,
+)
 
 import advface_fast as af
 
@@ -44,12 +52,6 @@ def _where() -> tuple[str | None, str]:
 DEVICE, WHY_NOT = _where()
 pytestmark = pytest.mark.skipif(DEVICE is None, reason=WHY_NOT)
 
-ACT_FNS = {
-    "relu": torch.relu,
-    "leaky_relu": lambda t: torch.nn.functional.leaky_relu(t, 0.2),
-    "gelu": torch.nn.functional.gelu,
-}
-OUT_FNS = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "none": lambda t: t}
 SHAPES = [(1, 40, 64), (33, 136, 200), (70, 64, 72)]  # (batch, in, out): multiples of 8, not of the blocks
 
 
@@ -83,11 +85,6 @@ def poisoned(*shape, dtype=torch.float32, device=None):
 def run(op, *args, **kwargs) -> torch.Tensor:
     """``op`` on the test device: tensor arguments moved there, its result brought back to the CPU."""
     return op(*[a.to(DEVICE) if isinstance(a, torch.Tensor) else a for a in args], **kwargs).cpu()
-
-
-def _margin_floor(plain: torch.Tensor, oracle: torch.Tensor) -> float:
-    """Below 4x plain PyTorch's error either sign is a correct rounding (test_triton_kernels.py)."""
-    return 4 * (plain.double() - oracle).abs().max().item() + 1e-12
 
 
 @pytest.mark.parametrize("act", ["relu", "leaky_relu", "gelu"])
@@ -135,7 +132,7 @@ def test_last_layer_l1_sign(tma_launches, out_act, target_dtype, m, k, n):
     pre64 = h.double() @ w.double().t() + b.double()
     y64 = OUT_FNS[out_act](pre64)
     plain_y = OUT_FNS[out_act](h.float() @ w.float().t() + b)
-    safe = (y64 - target.double()).abs() > _margin_floor(plain_y, y64)
+    safe = (y64 - target.double()).abs() > sign_margin_floor(plain_y, y64)
     want = K.last_layer_l1_sign_ref(
         h.double(), w.double(), b.double(), target.double(), poisoned(m, n).double(), out_act=out_act, precision="fp32"
     )
@@ -189,7 +186,7 @@ def test_input_grad_sign_step(tma_launches, m, hidden, dim):
     out = run(K.input_grad_sign_step, d, w, z, c, poisoned(m, dim), eps=eps, alpha=alpha, precision="bf16")
     assert tma_launches == [K.EPI_STEP]
     g64 = d.double() @ w.double()
-    safe = g64.abs() > _margin_floor(d.float() @ w.float(), g64)
+    safe = g64.abs() > sign_margin_floor(d.float() @ w.float(), g64)
     want = K.input_grad_sign_step_ref(d.float(), w.float(), z, c, poisoned(m, dim), eps=eps, alpha=alpha,
                                       precision="fp32")  # fmt: skip
     assert safe.float().mean() > 0.9
@@ -379,14 +376,14 @@ def test_every_config_against_the_oracle(case, config):
     got = out.cpu()
     if case == "last layer":  # sign * tanh': exact sign where the margin clears rounding, slope within bound
         margin = cs["sign_of"]
-        safe = margin.abs() > _margin_floor(cs["plain"], margin + cases["last layer"]["aux"].double())
+        safe = margin.abs() > sign_margin_floor(cs["plain"], margin + cases["last layer"]["aux"].double())
         assert safe.float().mean() > 0.9
         assert torch.equal(torch.sign(got.float())[safe], torch.sign(margin)[safe].float())
         want = torch.sign(margin) * cs["oracle"]
         assert_within_lowp_error(got[safe], want[safe], (torch.sign(margin) * (1 - cs["plain"] ** 2))[safe].bfloat16())
     elif case == "sign step":
         g64 = cs["step_of"]
-        safe = g64.abs() > _margin_floor(cs["plain"], g64)
+        safe = g64.abs() > sign_margin_floor(cs["plain"], g64)
         z, c = cs["aux"], cs["aux2"]
         want = torch.clamp(z + alpha * torch.sign(g64).float(), c - eps, c + eps)
         assert safe.float().mean() > 0.9
