@@ -15,7 +15,7 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip
 
 $(STAMP): $(PY) $(SOURCES)
-	$(PY) -m pip install -q -c constraints-cpu.txt -e ".[test,onnx,sface,triton,bench,dev,ray]"
+	$(PY) -m pip install -q -c constraints-cpu.txt -e ".[test,onnx,sface,triton,bench,dev,ray,eval,judge]"
 	@touch $(STAMP)
 
 demo: $(STAMP)

@@ -13,6 +13,7 @@ from .encoders import Encoder, OnnxEncoder, TorchEncoder
 from .engine import ProtectParams
 from .errors import BackendUnavailableError, GalleryFormatError, ModelFormatError, ResumeMismatchError
 from .face_encoder import FaceEncoder
+from .input_spec import InputSpec
 from .protector import Protector, protect
 from .serialization import load_model, register_model, save_model
 
@@ -24,6 +25,7 @@ __all__ = [
     "Encoder",
     "FaceEncoder",
     "GalleryFormatError",
+    "InputSpec",
     "MLPDecoder",
     "ModelFormatError",
     "OnnxEncoder",

@@ -35,6 +35,7 @@ def _protect(args: argparse.Namespace) -> int:
 
     decoder = load_model(args.decoder)
     encoder = as_encoder(args.encoder) if args.encoder else None
+    _check_trained_for(args.decoder, encoder)
     protect(
         args.input,
         decoder,
@@ -46,6 +47,23 @@ def _protect(args: argparse.Namespace) -> int:
     )
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
+
+
+def _check_trained_for(decoder_path: str, encoder: object) -> None:
+    """Refuse an encoder other than the one the decoder file says it was trained for."""
+    from .serialization import trained_for_encoder
+
+    want = trained_for_encoder(decoder_path)
+    got = getattr(encoder, "fingerprint", None)
+    if want is None or got is None:
+        return
+    got = got()
+    if (want.get("weights"), want.get("input")) != (got.get("weights"), got.get("input")):
+        raise ValueError(
+            f"{decoder_path} was trained for encoder {want.get('name')!r} (weights {want.get('weights')}, input "
+            f"{want.get('input')}), not for the given {got.get('name')!r} (weights {got.get('weights')}, input "
+            f"{got.get('input')}): its shadow images would not match this encoder's features"
+        )
 
 
 def _protect_distributed(args: argparse.Namespace) -> int:
@@ -130,15 +148,18 @@ def _load_images(spec: str, size: int | None):
 
 
 def _train_shadow(args: argparse.Namespace) -> int:
+    import json
+
     import torch
 
     from .decoders import ConvDecoder, MLPDecoder
     from .encoders import as_encoder
-    from .serialization import save_model
+    from .serialization import KEY_ENCODER, save_model
     from .train import train_decoder
 
     images = _load_images(args.images, args.size)
     encoder = as_encoder(args.encoder)
+    fp = hasattr(encoder, "fingerprint")
     with torch.no_grad():
         dim = encoder(images[:2]).shape[1]
     shape = tuple(images.shape[1:])
@@ -158,7 +179,7 @@ def _train_shadow(args: argparse.Namespace) -> int:
         resume=not args.no_resume,
         progress=not args.no_progress,
     )
-    save_model(decoder, args.out)
+    save_model(decoder, args.out, metadata={KEY_ENCODER: json.dumps(encoder.fingerprint())} if fp else None)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
@@ -187,6 +208,89 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _faces_config(args: argparse.Namespace):
+    """FacesEvalConfig from --config and the data options ``_add_faces_data_args`` declares."""
+    import dataclasses
+
+    from .eval.faces import FacesEvalConfig
+
+    cfg = FacesEvalConfig.from_json(args.config)
+    overrides = {
+        k: v
+        for k, v in {
+            "pairs": args.pairs,
+            "pairs_images": args.pairs_images,
+            "test_folder": args.test_folder,
+            "train_images": args.train_images,
+            "train_identity": args.train_identity,
+            "encoder": args.encoder,
+            "judge": args.judge,
+        }.items()
+        if v is not None
+    }
+    if args.test_folder:
+        overrides["pairs"] = None
+    if args.train_images and args.train_identity is None:
+        overrides["train_identity"] = None  # a folder with one sub-folder per identity
+    return dataclasses.replace(cfg, **overrides)
+
+
+def _eval_faces(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from .eval.faces import run_faces_evaluation
+
+    cfg = _faces_config(args)
+    if args.quick:
+        cfg = dataclasses.replace(
+            cfg,
+            shadow_epochs=3,
+            attacker_epochs=3,
+            attackers=cfg.attackers[:1],
+            sweep_eps=[cfg.eps],
+            sweep_laplace=[cfg.laplace_epsilon],
+            privacy_per_fold=min(cfg.privacy_per_fold, 20),
+            judge_per_fold=min(cfg.judge_per_fold, 5),
+            note="--quick run: a smoke test with undertrained decoders, not for conclusions",
+        )
+    run_faces_evaluation(cfg, args.out_dir, cache_dir=args.cache_dir, progress=not args.no_progress)
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from .eval.calibrate import run_calibration
+
+    result = run_calibration(
+        _faces_config(args),
+        args.eps_grid,
+        args.out_dir,
+        max_loss=args.max_loss,
+        cache_dir=args.cache_dir,
+        progress=not args.no_progress,
+    )
+    print(f"eps = {result['recommendation']['eps']}: {result['recommendation']['reason']}")
+    return 0 if result["recommendation"]["eps"] is not None else 1
+
+
+def _add_faces_data_args(p: argparse.ArgumentParser) -> None:
+    """The data, model and cache options ``eval-faces`` and ``calibrate`` share."""
+    p.add_argument("--pairs", default=None, help="LFW-format pairs.txt (default: ../shared/data/lfw/pairs.txt)")
+    p.add_argument("--pairs-images", default=None, help="image root of --pairs (default: lfw-deepfunneled beside it)")
+    p.add_argument("--test-folder", default=None, help="instead of --pairs: one sub-folder per identity")
+    p.add_argument("--train-images", default=None, help="training faces (default: the CelebA subset's images)")
+    p.add_argument(
+        "--train-identity",
+        default=None,
+        help="'<file> <identity>' list for --train-images (default: CelebA's; with --train-images alone, "
+        "the folder has one sub-folder per identity)",
+    )
+    p.add_argument("--encoder", default=None, help="'sface' (default), or an .onnx/.safetensors with its contract")
+    p.add_argument("--judge", default=None, choices=("dlib", "none"), help="independent recogniser (default dlib)")
+    p.add_argument("--config", default=None, help="JSON file overriding FacesEvalConfig settings")
+    p.add_argument("--cache-dir", default=None, help="cache folder (default $ADVFACE_CACHE or ~/.cache/advface_fast)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
 def _train_default(args: argparse.Namespace) -> int:
     from .defaults import ASSETS, train_default
 
@@ -211,7 +315,11 @@ def _demo(args: argparse.Namespace) -> int:
 def _add_protection_args(pr: argparse.ArgumentParser) -> None:
     """The options ``protect`` and ``protect-distributed`` share."""
     pr.add_argument("--decoder", required=True, help="shadow decoder (.safetensors written by advface_fast)")
-    pr.add_argument("--encoder", help="face encoder: .safetensors (advface_fast) or .onnx; needed for --start shadow")
+    pr.add_argument(
+        "--encoder",
+        help="face encoder ('sface', .safetensors, or .onnx with a known or sidecar input contract); needed for "
+        "--start shadow; refused if the decoder file records another",
+    )
     pr.add_argument("--eps", type=float, default=DEFAULT_EPS, help=f"L-inf radius (default {DEFAULT_EPS})")
     pr.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help=f"sign-step size (default {DEFAULT_ALPHA})")
     pr.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"number of steps (default {DEFAULT_STEPS})")
@@ -276,7 +384,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="train a shadow (or attacker) decoder for an encoder",
         description="Train a feature-to-image decoder with the L1 loss of equation (1).",
     )
-    ts.add_argument("--encoder", required=True, help="face encoder: .safetensors (advface_fast) or .onnx")
+    ts.add_argument(
+        "--encoder",
+        required=True,
+        help="face encoder: 'sface', .safetensors (advface_fast) or .onnx (known, or with a <file>.onnx.json "
+        "input contract); recorded in the decoder file",
+    )
     ts.add_argument(
         "--images",
         required=True,
@@ -307,6 +420,38 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out-dir", default="advface_eval_out")
     ev.add_argument("--quick", action="store_true", help="a small run (a few minutes on CPU)")
     ev.set_defaults(func=_eval)
+
+    ef = sub.add_parser(
+        "eval-faces",
+        help="evaluate protection on real photographs (LFW protocol, or your own labelled faces)",
+        description="The LFW protocol (or identity folders) with a real encoder: aligned, embedded, "
+        "decoders trained on other faces, AdvFace and the baselines scored by E and an independent "
+        "recogniser. Every stage is cached under --cache-dir.",
+    )
+    _add_faces_data_args(ef)
+    ef.add_argument(
+        "--out-dir", default="advface_eval_faces_out", help="report folder (default advface_eval_faces_out)"
+    )
+    ef.add_argument("--quick", action="store_true", help="a smoke test: 3 epochs, one attacker, 20 pairs per fold")
+    ef.set_defaults(func=_eval_faces)
+
+    ca = sub.add_parser(
+        "calibrate",
+        help="recommend eps for your encoder and data: the largest whose verification loss stays within a bound",
+        description="Sweep eps on a real-faces protocol (as eval-faces) and recommend the largest eps whose "
+        "verification accuracy loss is at most --max-loss points, with the attack rates at each eps.",
+    )
+    _add_faces_data_args(ca)
+    ca.add_argument(
+        "--eps-grid",
+        type=float,
+        nargs="+",
+        default=[0.01, 0.02, 0.04, 0.06, 0.08, 0.12],
+        help="eps values to try (default 0.01 0.02 0.04 0.06 0.08 0.12)",
+    )
+    ca.add_argument("--max-loss", type=float, default=0.5, help="accuracy loss bound in points (default 0.5)")
+    ca.add_argument("--out-dir", default="advface_calibration_out", help="where calibration.json goes")
+    ca.set_defaults(func=_calibrate)
 
     td = sub.add_parser(
         "train-default",

@@ -2,8 +2,10 @@
 
 The protection engine calls an encoder on images the *decoder* produced (shadow images), in the
 decoder's value range (``tanh`` -> [-1, 1]). An encoder trained on another range (e.g. SFace takes
-RGB 0..255) gets a ``transform`` that maps one to the other. Features come back L2-normalised by
-default, since galleries are compared by cosine.
+RGB 0..255) owns an :class:`~advface_fast.input_spec.InputSpec` that maps one to the other (or a
+free-form ``transform``). Features come back L2-normalised by default, since galleries are
+compared by cosine. ``fingerprint()`` identifies the function an encoder computes (its weights and
+its input contract): decoders trained for an encoder record it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .input_spec import InputSpec, file_sha256, sidecar_path, spec_for_file
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -38,25 +42,58 @@ class TorchEncoder:
 
     Args:
         module: ``(B, C, H, W) -> (B, D)`` network (trailing singleton axes are flattened).
-        transform: optional map applied to the images first (e.g. ``lambda x: (x + 1) * 127.5``).
+        spec: the model's input contract (default: the package's [-1, 1] images as they are).
+        transform: instead of ``spec``, any map applied to the images first.
         normalize: L2-normalise the output rows.
+        name: a label for reports.
+
+    ``features(images)`` is the same function with autograd (for attackers that optimise through
+    the encoder); calling the encoder runs it without.
     """
 
-    def __init__(self, module: nn.Module, *, transform: Transform | None = None, normalize: bool = True) -> None:
+    def __init__(
+        self,
+        module: nn.Module,
+        *,
+        spec: InputSpec | None = None,
+        transform: Transform | None = None,
+        normalize: bool = True,
+        name: str | None = None,
+    ) -> None:
         if not isinstance(module, nn.Module):
             raise TypeError(f"TorchEncoder needs an nn.Module, got {type(module).__name__}")
+        if spec is not None and transform is not None:
+            raise ValueError("give an encoder a spec or a transform, not both")
         self.module = copy.deepcopy(module).eval().requires_grad_(False)
-        self.transform = transform
+        self.spec = spec if spec is not None or transform is not None else InputSpec.native()
+        self.transform = transform if transform is not None else self.spec
         self.normalize = normalize
+        self.name = name or type(module).__name__
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` -> ``(B, D)``, differentiable in ``images``."""
+        first = next(self.module.parameters(), None)
+        if first is None:
+            first = next(self.module.buffers(), None)
+        if first is not None and (first.device != images.device or first.dtype != images.dtype):
+            self.module.to(device=images.device, dtype=images.dtype)
+        z = self.module(self.transform(images)).flatten(1)  # (B, D, 1, 1) heads of conv nets become (B, D)
+        return F.normalize(z, dim=1) if self.normalize else z
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        p = next(self.module.parameters(), None)
-        if p is not None and (p.device != images.device or p.dtype != images.dtype):
-            self.module.to(device=images.device, dtype=images.dtype)
-        x = self.transform(images) if self.transform is not None else images
-        z = self.module(x).flatten(1)  # (B, D, 1, 1) heads of conv nets become (B, D)
-        return F.normalize(z, dim=1) if self.normalize else z
+        return self.features(images)
+
+    def fingerprint(self) -> dict:
+        from .protector import _module_fingerprint
+
+        spec = self.spec.to_json() if self.spec is not None else "transform:" + _qualname(self.transform)
+        return {"name": self.name, "weights": _module_fingerprint(self.module), "input": spec}
+
+
+def _qualname(fn: object) -> str:
+    """A process-independent name of a transform (a repr would hold its address)."""
+    return f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', type(fn).__qualname__)}"
 
 
 def _repair_onnx_inputs(path: Path) -> bytes:
@@ -79,7 +116,9 @@ class OnnxEncoder:
     Args:
         path: the ``.onnx`` file.
         providers: onnxruntime execution providers; default CUDA when onnxruntime has it, else CPU.
-        transform: optional map applied to the images (as a torch tensor) before the model.
+        spec: the model's input contract. Default: the sidecar ``<path>.json`` or, for model files
+            that ship in packages (SFace), the known contract; a file with neither is refused.
+        transform: instead of ``spec``, any map applied to the images (as a torch tensor).
         normalize: L2-normalise the output rows.
 
     Models whose batch dimension is fixed (SFace's is 1) are run one chunk of that size at a time.
@@ -92,14 +131,31 @@ class OnnxEncoder:
         path: str | os.PathLike[str],
         *,
         providers: Sequence[str] | None = None,
+        spec: InputSpec | None = None,
         transform: Transform | None = None,
         normalize: bool = True,
     ) -> None:
-        import onnxruntime as ort
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise ImportError("ONNX encoders need onnxruntime: pip install 'advface_fast[onnx]'") from exc
 
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"ONNX model not found: {self.path}")
+        if spec is not None and transform is not None:
+            raise ValueError("give an encoder a spec or a transform, not both")
+        self.name = self.path.stem
+        if spec is None and transform is None:
+            known = spec_for_file(self.path)
+            if known is None:
+                raise ValueError(
+                    f"{self.path}: unknown input contract (size, channel order, value range). Pass "
+                    f"spec=InputSpec(...) or write {sidecar_path(self.path).name} beside it, e.g. "
+                    f"{InputSpec().to_json()} for a model that takes (pixel - 127.5) / 127.5 RGB 112x112 "
+                    "ArcFace-aligned faces"
+                )
+            self.name, spec = known
         if providers is None:
             avail = ort.get_available_providers()
             providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in avail]
@@ -124,8 +180,13 @@ class OnnxEncoder:
         self.input_name = inputs[0].name
         batch = inputs[0].shape[0]
         self.fixed_batch = batch if isinstance(batch, int) and batch > 0 else None
-        self.transform = transform
+        self.spec = spec
+        self.transform = transform if transform is not None else spec
         self.normalize = normalize
+
+    def fingerprint(self) -> dict:
+        spec = self.spec.to_json() if self.spec is not None else "transform:" + _qualname(self.transform)
+        return {"name": self.name, "weights": "sha256:" + file_sha256(self.path), "input": spec}
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         x = self.transform(images) if self.transform is not None else images
@@ -142,19 +203,30 @@ class OnnxEncoder:
         return F.normalize(z, dim=1) if self.normalize else z
 
 
-def as_encoder(encoder: object) -> Encoder | None:
+def as_encoder(encoder: object, spec: InputSpec | None = None) -> Encoder | None:
     """``None`` stays ``None``; an ``nn.Module`` becomes a :class:`TorchEncoder`; a path to an
-    ``.onnx`` file an :class:`OnnxEncoder`; any other callable is used as it is."""
+    ``.onnx`` file an :class:`OnnxEncoder` (with its known or sidecar contract, or ``spec``);
+    ``"sface"`` the SFace model of the ``sface`` extra; any other callable is used as it is.
+    The CLI resolves ``--encoder`` with this function, so both give the same features."""
     if encoder is None:
         return None
     if isinstance(encoder, nn.Module):
-        return TorchEncoder(encoder)
+        return TorchEncoder(encoder, spec=spec)
+    if isinstance(encoder, str) and encoder == "sface":
+        from .sface import sface_encoder
+
+        return sface_encoder()
     if isinstance(encoder, (str, os.PathLike)):
         if str(encoder).endswith(".onnx"):
-            return OnnxEncoder(encoder)
+            return OnnxEncoder(encoder, spec=spec)
         from .serialization import load_model
 
-        return TorchEncoder(load_model(encoder))
+        module = load_model(encoder)
+        if spec is None:  # a sidecar <model>.json, else the package's images at the model's own size
+            known = spec_for_file(encoder)
+            size = getattr(module, "image_size", 0)
+            spec = known[1] if known else InputSpec(size=int(size), alignment="none")
+        return TorchEncoder(module, spec=spec, name=Path(encoder).stem)
     if callable(encoder):
         return encoder  # type: ignore[return-value]
     raise TypeError(f"encoder must be None, an nn.Module, a model path or a callable, got {type(encoder).__name__}")

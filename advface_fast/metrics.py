@@ -60,12 +60,17 @@ def pair_distances(emb1: np.ndarray | torch.Tensor, emb2: np.ndarray | torch.Ten
 
 
 def verification_accuracy(
-    dist: np.ndarray, issame: np.ndarray, n_folds: int = 10, thresholds: np.ndarray | None = None
+    dist: np.ndarray,
+    issame: np.ndarray,
+    n_folds: int = 10,
+    thresholds: np.ndarray | None = None,
+    folds: np.ndarray | None = None,
 ) -> tuple[float, float, np.ndarray]:
     """10-fold verification accuracy from pair distances.
 
     Returns ``(mean accuracy, std, best threshold of each fold)``. Folds are consecutive blocks of
-    pairs (no shuffling), as in insightface's evaluation.
+    pairs (no shuffling), as in insightface's evaluation, or the protocol's own: ``folds`` gives
+    each pair's fold number (LFW's ``pairs.txt`` folds are identity-disjoint).
     """
     dist = np.asarray(dist, dtype=np.float64)
     issame = np.asarray(issame, dtype=bool)
@@ -76,10 +81,16 @@ def verification_accuracy(
     thr = np.arange(0, 4, 0.01) if thresholds is None else np.asarray(thresholds)
     # accuracy of each threshold on each pair: predicted same when dist < thr
     correct = (dist[None, :] < thr[:, None]) == issame[None, :]
-    folds = np.array_split(np.arange(len(dist)), n_folds)
+    if folds is None:
+        blocks = np.array_split(np.arange(len(dist)), n_folds)
+    else:
+        folds = np.asarray(folds)
+        if folds.shape != dist.shape:
+            raise ValueError(f"folds must give one fold per pair, got {folds.shape} for {dist.shape}")
+        blocks = [np.flatnonzero(folds == f) for f in np.unique(folds)]
     accs, best = [], []
-    for k, test in enumerate(folds):
-        train = np.concatenate([f for j, f in enumerate(folds) if j != k])
+    for k, test in enumerate(blocks):
+        train = np.concatenate([f for j, f in enumerate(blocks) if j != k])
         t = int(np.argmax(correct[:, train].mean(1)))
         best.append(thr[t])
         accs.append(correct[t, test].mean())

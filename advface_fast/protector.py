@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -37,10 +38,8 @@ def _module_fingerprint(module: nn.Module) -> str:
 def _encoder_fingerprint(encoder: object) -> str | None:
     if encoder is None:
         return None
-    if isinstance(encoder, TorchEncoder):
-        return _module_fingerprint(encoder.module)
-    if isinstance(encoder, OnnxEncoder):
-        return hashlib.blake2b(encoder.path.read_bytes(), digest_size=16).hexdigest()
+    if isinstance(encoder, (TorchEncoder, OnnxEncoder)):  # weights and input contract
+        return hashlib.blake2b(json.dumps(encoder.fingerprint(), sort_keys=True).encode(), digest_size=16).hexdigest()
     return f"callable:{type(encoder).__module__}.{type(encoder).__qualname__}"
 
 

