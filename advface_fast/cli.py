@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from .backends import BACKEND_NAMES, PRECISIONS
-from .engine import DEFAULT_ALPHA, DEFAULT_EPS, DEFAULT_START, DEFAULT_STEPS, START_MODES
+from .engine import DEFAULT_EPS, DEFAULT_START, DEFAULT_STEPS, START_MODES
 
 
 def _protection_kwargs(args: argparse.Namespace) -> dict:
@@ -320,8 +320,14 @@ def _add_protection_args(pr: argparse.ArgumentParser) -> None:
         help="face encoder ('sface', .safetensors, or .onnx with a known or sidecar input contract); needed for "
         "--start shadow; refused if the decoder file records another",
     )
-    pr.add_argument("--eps", type=float, default=DEFAULT_EPS, help=f"L-inf radius (default {DEFAULT_EPS})")
-    pr.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help=f"sign-step size (default {DEFAULT_ALPHA})")
+    pr.add_argument(
+        "--eps",
+        type=float,
+        default=None,
+        help=f"L-inf radius, in the features' units (default {DEFAULT_EPS} x sqrt(128 / D): {DEFAULT_EPS} for 128-d, "
+        f"{DEFAULT_EPS / 2:g} for 512-d unit templates; `advface-fast calibrate` measures it on your data)",
+    )
+    pr.add_argument("--alpha", type=float, default=None, help="sign-step size (default eps / 5)")
     pr.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"number of steps (default {DEFAULT_STEPS})")
     pr.add_argument(
         "--start",

@@ -42,7 +42,7 @@ class TorchEncoder:
 
     Args:
         module: ``(B, C, H, W) -> (B, D)`` network (trailing singleton axes are flattened).
-        spec: the model's input contract (default: the package's [-1, 1] images as they are).
+        spec: the model's input contract (default: none; the images go in as they are, any shape).
         transform: instead of ``spec``, any map applied to the images first.
         normalize: L2-normalise the output rows.
         name: a label for reports.
@@ -65,8 +65,8 @@ class TorchEncoder:
         if spec is not None and transform is not None:
             raise ValueError("give an encoder a spec or a transform, not both")
         self.module = copy.deepcopy(module).eval().requires_grad_(False)
-        self.spec = spec if spec is not None or transform is not None else InputSpec.native()
-        self.transform = transform if transform is not None else self.spec
+        self.spec = spec  # None with no transform: the images go in as they are (any shape)
+        self.transform = transform if transform is not None else spec
         self.normalize = normalize
         self.name = name or type(module).__name__
 
@@ -77,7 +77,8 @@ class TorchEncoder:
             first = next(self.module.buffers(), None)
         if first is not None and (first.device != images.device or first.dtype != images.dtype):
             self.module.to(device=images.device, dtype=images.dtype)
-        z = self.module(self.transform(images)).flatten(1)  # (B, D, 1, 1) heads of conv nets become (B, D)
+        x = self.transform(images) if self.transform is not None else images
+        z = self.module(x).flatten(1)  # (B, D, 1, 1) heads of conv nets become (B, D)
         return F.normalize(z, dim=1) if self.normalize else z
 
     @torch.no_grad()
@@ -87,7 +88,10 @@ class TorchEncoder:
     def fingerprint(self) -> dict:
         from .protector import _module_fingerprint
 
-        spec = self.spec.to_json() if self.spec is not None else "transform:" + _qualname(self.transform)
+        if self.spec is not None:
+            spec = self.spec.to_json()
+        else:
+            spec = "as-is" if self.transform is None else "transform:" + _qualname(self.transform)
         return {"name": self.name, "weights": _module_fingerprint(self.module), "input": spec}
 
 

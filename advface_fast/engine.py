@@ -25,6 +25,27 @@ PRECISIONS = ("fp32", "tf32", "bf16")  # GEMM operand precision inside the loop 
 # non-adaptive attacker architecture to <= 5.6% identity inference (unprotected: up to 69.8%).
 # The paper's shadow start stops attackers as well but costs 3.3 points of accuracy there.
 DEFAULT_EPS, DEFAULT_ALPHA, DEFAULT_STEPS, DEFAULT_START = 0.08, 0.016, 10, "random"
+# DEFAULT_EPS is the radius at REFERENCE_DIM dimensions. A sign-step perturbation fills its L-inf
+# ball's corners, so its L2 size is ~eps sqrt(D) against a unit template: at a fixed eps a 512-d
+# template moves twice as far as a 128-d one (mean cosine 0.49 against 0.77 at 0.08). The
+# default therefore scales as 1/sqrt(D) (default_eps), which keeps the relative size of the ball,
+# and alpha stays eps / 5.
+REFERENCE_DIM = 128
+DEFAULT_ALPHA_RATIO = DEFAULT_ALPHA / DEFAULT_EPS
+
+
+def default_eps(dim: int) -> float:
+    """The default L-inf radius for ``dim``-dimensional unit-norm templates: ``0.08 sqrt(128 / dim)``
+    (0.08 at 128-d, 0.04 at 512-d), the same relative perturbation at every dimension."""
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+        raise ValueError(f"dim must be a positive integer, got {dim!r}")
+    return DEFAULT_EPS * math.sqrt(REFERENCE_DIM / dim)
+
+
+def resolve_eps_alpha(eps: float | None, alpha: float | None, dim: int) -> tuple[float, float]:
+    """``eps=None`` -> :func:`default_eps` of ``dim``; ``alpha=None`` -> ``eps / 5``."""
+    e = default_eps(dim) if eps is None else eps
+    return e, (e * DEFAULT_ALPHA_RATIO if alpha is None else alpha)
 
 PGDFn = Callable[..., torch.Tensor]  # pgd_ref's signature plus precision=
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import hashlib
 import json
 import os
@@ -18,7 +19,7 @@ from tqdm.auto import tqdm
 from .arrays import MemorySink, RowSource
 from .backends import Backend, resolve_backend
 from .encoders import OnnxEncoder, TorchEncoder, as_encoder
-from .engine import DEFAULT_ALPHA, DEFAULT_EPS, DEFAULT_START, DEFAULT_STEPS, ProtectParams, protect_batch
+from .engine import DEFAULT_START, DEFAULT_STEPS, ProtectParams, protect_batch, resolve_eps_alpha
 from .staging import HostStaging
 from .streaming import NpyFileSink
 
@@ -71,8 +72,10 @@ class Protector:
         encoder: the face encoder (needed for ``start="shadow"``): an ``nn.Module``, an
             :class:`~advface_fast.encoders.OnnxEncoder`, a model path, or any callable
             ``(B, C, H, W) -> (B, D)``.
-        eps: L-inf radius of the perturbation around the centre ``c`` (> 0). Default 0.08.
-        alpha: step size (> 0). Default 0.016.
+        eps: L-inf radius of the perturbation around the centre ``c`` (> 0). Default ``None``:
+            ``0.08 sqrt(128 / D)`` for ``D``-dimensional features (0.08 at 128-d, 0.04 at 512-d;
+            :func:`~advface_fast.engine.default_eps`), the same relative perturbation at any D.
+        alpha: step size (> 0). Default ``None``: ``eps / 5``.
         steps: number of sign steps (>= 0). Default 10.
         start: ``"random"`` (default), ``"shadow"`` (the paper) or ``"original"``. The defaults
             come from the evaluation harness's sweep (``advface_fast.engine.DEFAULT_EPS``; README,
@@ -96,8 +99,8 @@ class Protector:
         decoder: nn.Module,
         encoder: object = None,
         *,
-        eps: float = DEFAULT_EPS,
-        alpha: float = DEFAULT_ALPHA,
+        eps: float | None = None,
+        alpha: float | None = None,
         steps: int = DEFAULT_STEPS,
         start: str = DEFAULT_START,
         renorm: bool = True,
@@ -116,7 +119,10 @@ class Protector:
             raise ValueError(f"precision={precision!r} is not one of {', '.join(map(repr, PRECISIONS))}")
         if not isinstance(decoder, nn.Module):
             raise TypeError(f"decoder must be an nn.Module, got {type(decoder).__name__}")
-        self.params = ProtectParams(eps=eps, alpha=alpha, steps=steps, start=start, renorm=bool(renorm), seed=seed)
+        self._eps_alpha = (eps, alpha)
+        # validated now with the 128-d defaults where eps/alpha are None; resolved per input dimension
+        e, a = resolve_eps_alpha(eps, alpha, 128)
+        self.params = ProtectParams(eps=e, alpha=a, steps=steps, start=start, renorm=bool(renorm), seed=seed)
         if batch_size is not None and (
             isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
         ):
@@ -258,6 +264,9 @@ class Protector:
             opened as a read-only numpy memmap.
         """
         src = RowSource(features, "features", ndim=2)
+        e, a = resolve_eps_alpha(*self._eps_alpha, int(src.shape[1]) if src.shape[1] > 0 else 128)
+        if (e, a) != (self.params.eps, self.params.alpha):
+            self.params = dataclasses.replace(self.params, eps=e, alpha=a)
         imgs = None
         try:
             imgs = RowSource(images, "images", ndim=4) if images is not None else None
@@ -388,8 +397,8 @@ def protect(
     decoder: nn.Module,
     encoder: object = None,
     *,
-    eps: float = DEFAULT_EPS,
-    alpha: float = DEFAULT_ALPHA,
+    eps: float | None = None,
+    alpha: float | None = None,
     steps: int = DEFAULT_STEPS,
     start: str = DEFAULT_START,
     images: Any = None,

@@ -38,6 +38,8 @@ def test_eval_faces_on_identity_folders_through_the_cli(tmp_path):
         "shadow_epochs": 2,
         "attackers": ["mlp_wide"],
         "attacker_epochs": 2,
+        "identity_attacker": "mlp_wide",
+        "identity_steps": 20,
         "sweep_eps": [0.04, 0.08],
         "sweep_laplace": [200.0],
         "privacy_per_fold": 3,
@@ -69,6 +71,7 @@ def test_eval_faces_on_identity_folders_through_the_cli(tmp_path):
     assert util["Unprotected"]["acc"] > 80  # the synthetic encoder recognises its own world
     assert util["Unprotected"]["mean_cosine_to_clean"] == pytest.approx(1.0)
     for m in util:
+        assert set(priv[m]) == {"mlp_wide", "mlp_wide+id"}
         assert 0 <= util[m]["acc"] <= 100 and priv[m]["mlp_wide"]["pairs"] == 24
         assert "identity_inference_E2" not in priv[m]["mlp_wide"]  # --judge none
     advface = util["AdvFace, package default (start=random)"]["mean_cosine_to_clean"]
@@ -78,7 +81,7 @@ def test_eval_faces_on_identity_folders_through_the_cli(tmp_path):
     assert "AdvFace offline (start=shadow, eq. 3)" in report and "Data credit" in report
     assert (tmp_path / "out" / "grid.png").stat().st_size > 0
     models = sorted(p.name.split("-")[0] for p in (tmp_path / "cache" / "models").glob("*.safetensors"))
-    assert models == ["attacker", "shadow"]
+    assert models == ["attacker", "attacker", "shadow"]
     # a rerun reuses every cached stage and gives the same numbers
     assert main(args) == 0
     again = json.loads((tmp_path / "out" / "results.json").read_text())
@@ -97,3 +100,25 @@ def test_recommend_eps_takes_the_largest_within_the_bound():
     assert none["eps"] is None and "sweep smaller" in none["reason"]
     with pytest.raises(ValueError):
         recommend_eps(pts, 99.0, max_loss=-1)
+
+
+def test_identity_loss_finetuning_raises_the_cosine_to_the_template():
+    from advface_fast.decoders import MLPDecoder
+    from advface_fast.encoders import TorchEncoder
+    from advface_fast.train.identity import finetune_identity
+    from helpers import LinearEncoder
+
+    torch.manual_seed(0)
+    enc = TorchEncoder(LinearEncoder(3 * 4 * 4, 6))
+    x = torch.rand(64, 3, 4, 4) * 2 - 1
+    z = enc(x)
+    dec = MLPDecoder(6, [16], (3, 4, 4))
+    before = torch.nn.functional.cosine_similarity(enc(dec(z)), z).mean()
+    dec, hist = finetune_identity(
+        dec, z, x, enc.features, steps=150, batch_size=16, lr=3e-3, progress=False, log=lambda s: None
+    )
+    after = torch.nn.functional.cosine_similarity(enc(dec(z)), z).mean()
+    assert after > before + 0.2 and hist[-1]["cosine"] > hist[0]["cosine"]
+    assert not dec.training
+    with pytest.raises(ValueError):
+        finetune_identity(dec, z, x, enc.features, steps=0)

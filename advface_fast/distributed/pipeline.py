@@ -21,7 +21,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ..engine import DEFAULT_ALPHA, DEFAULT_EPS, DEFAULT_START, DEFAULT_STEPS
+from ..engine import DEFAULT_START, DEFAULT_STEPS
 from . import gallery as g
 from .run_state import WORK, open_run, pending_tasks, publish
 from .worker import INPUT_ERROR_TYPES, ProtectWorker, WorkerConfig
@@ -118,8 +118,8 @@ def protect_distributed(
     decoder: Any,
     encoder: Any = None,
     *,
-    eps: float = DEFAULT_EPS,
-    alpha: float = DEFAULT_ALPHA,
+    eps: float | None = None,
+    alpha: float | None = None,
     steps: int = DEFAULT_STEPS,
     start: str = DEFAULT_START,
     renorm: bool = True,

@@ -19,8 +19,7 @@ import torch
 
 from ..decoders import MLPDecoder
 from ..protector import protect
-from .attackers import make_attacker
-from .faces import FacesEvalConfig, _Data, _train, attack_scores, utility
+from .faces import FacesEvalConfig, _attackers, _Data, _train, attack_scores, utility
 
 
 def recommend_eps(points: Sequence[dict[str, float]], base_acc: float, max_loss: float = 0.5) -> dict[str, Any]:
@@ -68,12 +67,7 @@ def run_calibration(
     shadow = _train(
         "shadow-mlp", lambda: MLPDecoder(dim, cfg.shadow_hidden, shape), data, cfg, cfg.shadow_epochs, log, progress
     )
-    attackers = {
-        a: _train(
-            f"attacker-{a}", lambda a=a: make_attacker(a, dim, shape), data, cfg, cfg.attacker_epochs, log, progress
-        )
-        for a in cfg.attackers
-    }
+    attackers = _attackers(data, cfg, log, progress)
     rows = torch.from_numpy(data.enrolled)
     base = utility(data, data.z_test)["acc"]
     points = []

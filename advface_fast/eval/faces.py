@@ -68,6 +68,9 @@ class FacesEvalConfig:
     shadow_epochs: int = 30
     attackers: list[str] = field(default_factory=lambda: ["mlp_wide", "conv", "resup"])
     attacker_epochs: int = 30
+    # an attacker with white-box E: this architecture's L1 decoder fine-tuned with an identity loss
+    identity_attacker: str | None = "conv"
+    identity_steps: int = 300
     eps: float = DEFAULT_EPS
     alpha_ratio: float = DEFAULT_ALPHA / DEFAULT_EPS
     steps: int = DEFAULT_STEPS
@@ -231,6 +234,61 @@ def _train(
     return model
 
 
+def differentiable(encoder: object):
+    """``images -> unit features`` with autograd for an encoder: a TorchEncoder's own, or an ONNX
+    model's graph in torch (:class:`~advface_fast.onnx_torch.OnnxTorchModule`)."""
+    from ..encoders import OnnxEncoder, TorchEncoder
+    from ..onnx_torch import OnnxTorchModule
+
+    if isinstance(encoder, TorchEncoder):
+        return encoder.features
+    if isinstance(encoder, OnnxEncoder) and encoder.spec is not None:
+        return TorchEncoder(OnnxTorchModule.from_file(encoder.path), spec=encoder.spec).features
+    raise TypeError(f"no differentiable form of {type(encoder).__name__} for the identity-loss attacker")
+
+
+def _attackers(data: _Data, cfg: FacesEvalConfig, log, progress) -> dict[str, torch.nn.Module]:
+    """The attackers: L1 decoders of ``cfg.attackers`` and the identity-loss one (cached)."""
+    import copy
+
+    from ..train.identity import finetune_identity
+
+    dim, shape = data.z_test.shape[1], (3, cfg.size, cfg.size)
+    names = dict.fromkeys([*cfg.attackers, *([cfg.identity_attacker] if cfg.identity_attacker else [])])
+    out = {
+        a: _train(
+            f"attacker-{a}", lambda a=a: make_attacker(a, dim, shape), data, cfg, cfg.attacker_epochs, log, progress
+        )
+        for a in names
+    }
+    if cfg.identity_attacker:
+        base = cfg.identity_attacker
+        name = f"{base}+id"
+        key = _key(name, data.train_key, data.encoder_key, cfg.size, cfg.attacker_epochs, cfg.identity_steps, cfg.seed)
+        path = data.cache / "models" / f"attacker-{name}-{key}.safetensors"
+        if path.is_file():
+            log(f"{name}: reusing {path}")
+            out[name] = load_model(path)
+        else:
+            t = time.time()
+            model, _ = finetune_identity(
+                copy.deepcopy(out[base]),
+                data.z_train,
+                data.x_train,
+                differentiable(data.encoder),
+                steps=cfg.identity_steps,
+                seed=cfg.seed,
+                progress=progress,
+                log=log,
+            )
+            save_model(model, path, metadata={KEY_ENCODER: data.encoder_key})
+            log(f"{name}: fine-tuned in {time.time() - t:.0f} s")
+            out[name] = model
+        if base not in cfg.attackers:
+            del out[base]
+    return out
+
+
 def _embed_recs(encoder, rec: torch.Tensor, cache: Path, progress: bool, desc: str) -> torch.Tensor:
     from ..faces.embed import embed_faces
 
@@ -305,12 +363,7 @@ def run_faces_evaluation(
     shadow = _train(
         "shadow-mlp", lambda: MLPDecoder(dim, cfg.shadow_hidden, shape), data, cfg, cfg.shadow_epochs, log, progress
     )
-    attackers = {
-        a: _train(
-            f"attacker-{a}", lambda a=a: make_attacker(a, dim, shape), data, cfg, cfg.attacker_epochs, log, progress
-        )
-        for a in cfg.attackers
-    }
+    attackers = _attackers(data, cfg, log, progress)
 
     z = data.z_test
     rows = torch.from_numpy(data.enrolled)
@@ -361,7 +414,7 @@ def run_faces_evaluation(
         privacy[m] = {}
         for a, model in attackers.items():
             privacy[m][a], rec = attack_scores(data, model, g, progress, f"{a}|{m}")
-            if a == cfg.attackers[0]:
+            if a == next(iter(attackers)):
                 recs[m] = rec
         log(
             f"{m}: acc {util[m]['acc']:.2f}; identity inference (E) "

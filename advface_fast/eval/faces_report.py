@@ -78,7 +78,7 @@ def write_faces_report(
 ) -> None:
     cfg, util, priv, paper = results["config"], results["utility"], results["privacy"], results["paper_lfw"]
     methods = list(util)
-    attackers = cfg["attackers"]
+    attackers = list(priv["Unprotected"])
     judge = results.get("judge")
     first_priv = next(iter(priv["Unprotected"].values()))
     lines = [
