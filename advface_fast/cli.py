@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -22,6 +23,8 @@ def _protection_kwargs(args: argparse.Namespace) -> dict:
         "backend": args.backend,
         "precision": args.precision,
         "seed": args.seed,
+        "key": args.key_file,
+        "rotate": args.rotate,
         "overwrite": args.overwrite,
         "resume": not args.no_resume,
         "progress": not args.no_progress,
@@ -64,6 +67,32 @@ def _check_trained_for(decoder_path: str, encoder: object) -> None:
             f"{want.get('input')}), not for the given {got.get('name')!r} (weights {got.get('weights')}, input "
             f"{got.get('input')}): its shadow images would not match this encoder's features"
         )
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from .keys import generate_key
+
+    print(f"wrote {generate_key(args.path)} (32 random bytes, hex, mode 0600): keep it out of the gallery's reach")
+    return 0
+
+
+def _rotate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .keys import rotate
+
+    z = np.load(args.input, allow_pickle=False, mmap_mode="r")
+    if z.ndim != 2 or z.dtype.kind != "f":
+        raise ValueError(f"{args.input}: expected (N, D) float features, got {z.shape} {z.dtype}")
+    if not np.isfinite(z).all():
+        raise ValueError(f"{args.input} holds NaN or Inf")
+    if os.path.exists(args.output) and not args.overwrite:
+        raise FileExistsError(f"{args.output} exists; pass --overwrite to replace it")
+    tmp = args.output + ".partial.npy"
+    np.save(tmp, rotate(np.ascontiguousarray(z), args.key_file))
+    os.replace(tmp, args.output)
+    print(f"wrote {args.output}", file=sys.stderr)
+    return 0
 
 
 def _protect_distributed(args: argparse.Namespace) -> int:
@@ -291,6 +320,33 @@ def _add_faces_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def _threat(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+    from pathlib import Path
+
+    from .eval.threat.suite import ThreatConfig, run_threat_suite
+
+    cfg = ThreatConfig(**json.loads(Path(args.config).read_text())) if args.config else ThreatConfig()
+    if args.quick:
+        cfg = dataclasses.replace(
+            cfg,
+            users=100,
+            attacker_ids=200,
+            judge_ids=200,
+            judge_epochs=2,
+            shadow_epochs=2,
+            purifier_epochs=3,
+            identity_steps=20,
+            optimisation_people=10,
+            optimisation_steps=10,
+            procrustes_pairs=[64, 256],
+            note="--quick run: a smoke test with undertrained models, not for conclusions",
+        )
+    run_threat_suite(cfg, args.out_dir)
+    return 0
+
+
 def _train_default(args: argparse.Namespace) -> int:
     from .defaults import ASSETS, train_default
 
@@ -341,7 +397,17 @@ def _add_protection_args(pr: argparse.ArgumentParser) -> None:
     pr.add_argument("--batch-size", type=int, default=None)
     pr.add_argument("--backend", choices=BACKEND_NAMES, default="auto")
     pr.add_argument("--precision", choices=PRECISIONS, default="fp32", help="GEMM precision inside the loop")
-    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--seed", type=int, default=0, help="public seed of the random start (default 0)")
+    pr.add_argument(
+        "--key-file",
+        default=None,
+        help="the defender's secret key (advface-fast keygen): keys the random start; default none (warns)",
+    )
+    pr.add_argument(
+        "--rotate",
+        action="store_true",
+        help="store Q z for the key's secret rotation Q (probes: advface-fast rotate with the same key)",
+    )
     pr.add_argument("--overwrite", action="store_true", help="replace an existing (complete) output")
     pr.add_argument("--no-resume", action="store_true", help="discard a partial output instead of resuming it")
     pr.add_argument("--no-progress", action="store_true")
@@ -380,6 +446,20 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("--id-column", default="id", help="Parquet id column (integers or strings)")
     pd.add_argument("--max-retries", type=int, default=3, help="restarts of a dead worker before the run fails")
     pd.set_defaults(func=_protect_distributed)
+
+    kg = sub.add_parser("keygen", help="write a new secret key file (32 random bytes, hex, mode 0600)")
+    kg.add_argument("path", help="key file to create (refused if it exists)")
+    kg.set_defaults(func=_keygen)
+
+    ro = sub.add_parser(
+        "rotate",
+        help="apply a key's secret rotation to features (probes at match time, for galleries stored with --rotate)",
+    )
+    ro.add_argument("input", help="(N, D) float .npy")
+    ro.add_argument("output", help=".npy to write")
+    ro.add_argument("--key-file", required=True, help="the key the gallery was protected with")
+    ro.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    ro.set_defaults(func=_rotate)
 
     b = sub.add_parser("backends", help="list the backends and why any cannot run")
     b.add_argument("--device", default=None, help="device to check for (default: cuda if there is one, else cpu)")
@@ -458,6 +538,18 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--max-loss", type=float, default=0.5, help="accuracy loss bound in points (default 0.5)")
     ca.add_argument("--out-dir", default="advface_calibration_out", help="where calibration.json goes")
     ca.set_defaults(func=_calibrate)
+
+    th = sub.add_parser(
+        "threat",
+        help="the threat-model suite: attackers who know the method against the defences (synthetic world)",
+        description="Cross the defence configurations (public seed, secret key, private shadow, keyed rotation) "
+        "with attackers that know the method (purifiers, identity-loss decoders, white-box optimisation, "
+        "Procrustes key recovery), judged by E and an independent encoder. About 15 minutes on 2 CPU cores.",
+    )
+    th.add_argument("--out-dir", default="advface_threat_out", help="report folder (default advface_threat_out)")
+    th.add_argument("--config", default=None, help="JSON file overriding ThreatConfig settings")
+    th.add_argument("--quick", action="store_true", help="a smoke test (about a minute)")
+    th.set_defaults(func=_threat)
 
     td = sub.add_parser(
         "train-default",

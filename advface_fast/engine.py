@@ -47,6 +47,7 @@ def resolve_eps_alpha(eps: float | None, alpha: float | None, dim: int) -> tuple
     e = default_eps(dim) if eps is None else eps
     return e, (e * DEFAULT_ALPHA_RATIO if alpha is None else alpha)
 
+
 PGDFn = Callable[..., torch.Tensor]  # pgd_ref's signature plus precision=
 
 if TYPE_CHECKING:

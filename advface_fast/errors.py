@@ -21,3 +21,7 @@ class BackendUnavailableError(AdvFaceError, RuntimeError):
 
 class ResumeMismatchError(AdvFaceError, ValueError):
     """An interrupted run's partial output belongs to a different input or different settings."""
+
+
+class PublicRandomnessWarning(UserWarning):
+    """The protection's randomness comes from a public seed (no secret key was given)."""

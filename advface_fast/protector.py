@@ -8,6 +8,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from .arrays import MemorySink, RowSource
 from .backends import Backend, resolve_backend
 from .encoders import OnnxEncoder, TorchEncoder, as_encoder
 from .engine import DEFAULT_START, DEFAULT_STEPS, ProtectParams, protect_batch, resolve_eps_alpha
+from .errors import PublicRandomnessWarning
+from .keys import key_id, keyed_row_ids
 from .staging import HostStaging
 from .streaming import NpyFileSink
 
@@ -88,7 +91,12 @@ class Protector:
             ``"bf16"`` (bf16 operands, fp32 accumulation; signs, projection and z stay fp32).
             Lower precision rounds some near-zero gradients to the other sign: a different,
             equally valid protected feature, not a bit-identical one.
-        seed: seed of the random start.
+        seed: seed of the random start (public: anyone can recompute that noise).
+        key: the defender's secret (bytes or a key file, :mod:`advface_fast.keys`): keys the
+            random start's noise per row by a keyed hash instead of the public ``seed`` alone.
+            Without it, ``start="random"`` warns (:class:`~advface_fast.errors.PublicRandomnessWarning`).
+        rotate: store ``Q z~`` for the key's secret orthogonal ``Q`` (needs ``key``); probes must be
+            rotated with :func:`advface_fast.keys.rotate` and the same key before matching.
         progress: show a tqdm progress bar.
 
     The computation runs in the decoder's parameter dtype (float32 unless you converted it).
@@ -109,9 +117,12 @@ class Protector:
         backend: str = "auto",
         precision: str = "fp32",
         seed: int = 0,
+        key: Any = None,
+        rotate: bool = False,
         progress: bool = True,
     ) -> None:
         from .backends import BACKEND_NAMES, PRECISIONS
+        from .keys import load_key
 
         if backend not in BACKEND_NAMES:
             raise ValueError(f"backend={backend!r} is not one of {', '.join(map(repr, BACKEND_NAMES))}")
@@ -119,6 +130,17 @@ class Protector:
             raise ValueError(f"precision={precision!r} is not one of {', '.join(map(repr, PRECISIONS))}")
         if not isinstance(decoder, nn.Module):
             raise TypeError(f"decoder must be an nn.Module, got {type(decoder).__name__}")
+        self._key = load_key(key) if key is not None else None
+        if rotate and self._key is None:
+            raise ValueError("rotate=True needs key= (the rotation is the key's secret)")
+        self.rotate = bool(rotate)
+        if start == "random" and self._key is None:
+            warnings.warn(
+                "start='random' without key=: the noise comes from the public seed, so anyone can recompute it; "
+                "pass key= (advface-fast keygen) in production",
+                PublicRandomnessWarning,
+                stacklevel=3,
+            )
         self._eps_alpha = (eps, alpha)
         # validated now with the 128-d defaults where eps/alpha are None; resolved per input dimension
         e, a = resolve_eps_alpha(eps, alpha, 128)
@@ -138,8 +160,20 @@ class Protector:
         self._backends: dict[torch.device, Backend] = {}  # resolved once per frozen decoder
         self._decoder_fp: str | None = None
         self._probed: dict[tuple, tuple[int, ...]] = {}  # (device, dim, encoder) -> decoder output shape
+        self._rotations: dict[tuple, torch.Tensor] = {}  # (dim, device, dtype) -> the key's Q
 
     # -- helpers -----------------------------------------------------------------------------
+    def _rotated(self, z: torch.Tensor) -> torch.Tensor:
+        """``z Q^T`` with the key's rotation when ``rotate``, else ``z``."""
+        if not self.rotate:
+            return z
+        from .keys import keyed_rotation
+
+        k = (z.shape[1], z.device, z.dtype)
+        if k not in self._rotations:
+            self._rotations[k] = keyed_rotation(self._key, int(z.shape[1])).to(device=z.device, dtype=z.dtype)
+        return z @ self._rotations[k].T
+
     def _frozen_decoder(self, device: torch.device) -> nn.Module:
         if device not in self._frozen:
             self._frozen[device] = copy.deepcopy(self.decoder).eval().requires_grad_(False).to(device)
@@ -228,6 +262,8 @@ class Protector:
             "start": p.start,
             "renorm": p.renorm,
             "seed": p.seed,
+            "key": key_id(self._key) if self._key is not None else None,
+            "rotate": self.rotate,
             "backend": backend,
             "precision": self.precision,
             "compute_dtype": str(dtype),
@@ -271,6 +307,8 @@ class Protector:
         try:
             imgs = RowSource(images, "images", ndim=4) if images is not None else None
             ids = self._row_ids(row_ids, len(src))
+            if self._key is not None:  # the noise counters become keyed hashes of the row ids
+                ids = keyed_row_ids(self._key, ids if ids is not None else np.arange(len(src), dtype=np.int64))
             out_path = self._check_out(out, src, imgs, overwrite)
             device = self._compute_device(src)
             decoder = self._frozen_decoder(device)
@@ -363,7 +401,7 @@ class Protector:
                             images=x[0] if x else None,
                             precision=self.precision,
                         )
-                        staging.emit(a, zt.to(src.dtype))
+                        staging.emit(a, self._rotated(zt).to(src.dtype))
                         bar.update(b - a)
                     staging.flush()
                     return
@@ -375,7 +413,7 @@ class Protector:
                     zt = protect_batch(
                         z, rid, decoder, self.encoder, self.params, backend, images=x, precision=self.precision
                     )
-                    sink.write(a, zt.to(src.dtype))
+                    sink.write(a, self._rotated(zt).to(src.dtype))
                     bar.update(b - a)
         except BaseException:
             if staging is not None:  # the batch computed before the failure is good: keep it
@@ -408,6 +446,8 @@ def protect(
     backend: str = "auto",
     precision: str = "fp32",
     seed: int = 0,
+    key: Any = None,
+    rotate: bool = False,
     out: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
     resume: bool = True,
@@ -438,5 +478,7 @@ def protect(
         backend=backend,
         precision=precision,
         seed=seed,
+        key=key,
+        rotate=rotate,
         progress=progress,
     )(features, images=images, out=out, overwrite=overwrite, resume=resume, row_ids=row_ids)

@@ -126,6 +126,8 @@ def protect_distributed(
     backend: str = "auto",
     precision: str = "fp32",
     seed: int = 0,
+    key: Any = None,
+    rotate: bool = False,
     batch_size: int | None = None,
     workers: int | None = None,
     cpus_per_worker: float = 1,
@@ -156,8 +158,9 @@ def protect_distributed(
         decoder: the shadow decoder, an ``nn.Module`` or a ``.safetensors`` path (paths are
             loaded by each worker; give paths on a shared file system for a cluster).
         encoder: ``None`` (fine for ``start="random"``), an ``nn.Module``, or a model path.
-        eps, alpha, steps, start, renorm, backend, precision, seed, batch_size: as in
-            :class:`~advface_fast.Protector`.
+        eps, alpha, steps, start, renorm, backend, precision, seed, key, rotate, batch_size: as in
+            :class:`~advface_fast.Protector`. The key's bytes travel to the workers with their
+            configuration (Ray's object store); the run manifest records only its key id.
         workers: actors in the pool (default: one per GPU, else one per ``cpus_per_worker`` CPUs).
         cpus_per_worker: CPUs (and torch threads) per actor.
         gpus_per_worker: GPUs per actor (default 1 when the cluster has GPUs, else 0).
@@ -196,8 +199,13 @@ def protect_distributed(
     kwargs = dict(
         eps=eps, alpha=alpha, steps=steps, start=start, renorm=renorm, backend=backend, precision=precision, seed=seed
     )
+    from ..keys import key_id, load_key
+
+    secret = load_key(key) if key is not None else None
     dec_module = load_model(decoder) if isinstance(decoder, (str, os.PathLike)) else decoder
-    checker = Protector(dec_module, encoder, batch_size=batch_size, progress=False, **kwargs)  # validates settings
+    checker = Protector(  # validates the settings
+        dec_module, encoder, batch_size=batch_size, progress=False, key=secret, rotate=rotate, **kwargs
+    )
     if start == "shadow" and checker.encoder is None:
         raise ValueError('start="shadow" needs an encoder; pass encoder=... or use start="random"')
 
@@ -208,6 +216,8 @@ def protect_distributed(
         raise g.GalleryFormatError(f"the shards in {in_dir} have dimension {dim} but the decoder expects {expected}")
     run = {
         **kwargs,
+        "key": key_id(secret) if secret is not None else None,
+        "rotate": bool(rotate),
         "decoder": _module_fingerprint(dec_module),
         "encoder": _encoder_fingerprint(checker.encoder),
         "format": fmt,
@@ -236,7 +246,7 @@ def protect_distributed(
                 tasks=tasks,
                 decoder=decoder,
                 encoder=encoder,
-                protect_kwargs={**kwargs, "batch_size": batch_size},
+                protect_kwargs={**kwargs, "batch_size": batch_size, "key": secret, "rotate": bool(rotate)},
                 feature_column=feature_column,
                 id_column=id_column,
             ),
