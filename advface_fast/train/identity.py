@@ -53,8 +53,8 @@ def finetune_identity(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        l1s.append(float(l1))
-        coss.append(float(cos))
+        l1s.append(float(l1.detach()))
+        coss.append(float(cos.detach()))
         if (step + 1) % max(1, steps // 10) == 0 or step + 1 == steps:
             history.append({"step": step + 1, "l1": sum(l1s) / len(l1s), "cosine": sum(coss) / len(coss)})
             l1s, coss = [], []

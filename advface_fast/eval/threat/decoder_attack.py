@@ -8,7 +8,7 @@ AdvFace's paper evaluates.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -22,7 +22,7 @@ class DecoderAttack:
 
     name: str
     decoder: nn.Module
-    knowledge: Knowledge = Knowledge(encoder="black-box")
+    knowledge: Knowledge = field(default_factory=lambda: Knowledge(encoder="black-box"))
 
     def reconstruct(self, templates: torch.Tensor) -> torch.Tensor:
         return batched(self.decoder, templates)

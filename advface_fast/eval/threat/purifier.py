@@ -44,13 +44,14 @@ def fit_purifier(
     epochs: int = 30,
     batch_size: int = 256,
     lr: float = 1e-3,
+    hidden: int = 1024,
     seed: int = 0,
     progress: bool = False,
 ) -> tuple[Purifier, list[float]]:
     """Train a :class:`Purifier` on ``(protected, clean)`` rows ``(N, D)``; returns it (eval mode)
     and the mean cosine loss of each epoch."""
     torch.manual_seed(seed)
-    p = Purifier(clean.shape[1])
+    p = Purifier(clean.shape[1], hidden)
     opt = torch.optim.Adam(p.parameters(), lr=lr)
     g = torch.Generator().manual_seed(seed)
     losses = []

@@ -20,14 +20,18 @@ def write_threat_report(results: dict[str, Any], out: Path) -> None:
         f"Identity inference = the reconstruction is accepted as the person against a fresh probe: by E (the "
         f"system encoder, threshold {results['threshold_E']:.3f}) and by E2 (an encoder no defender or attacker "
         f"uses, clean accuracy {results['clean_accuracy_E2']:.2f}%, threshold {results['threshold_E2']:.3f}). "
-        f"Optimisation attacks run on the first {cfg['optimisation_people']} people.",
+        f"Optimisation attacks run on the first {cfg['optimisation_people']} people. Chance level (a random "
+        f"other person's face accepted at the same threshold, measured on clean impostor pairs): E "
+        f"{results['chance_E']:.1f}%, E2 {results['chance_E2']:.1f}%: no attack can be judged below it.",
         "",
         "## Attackers and what they know",
         "",
     ]
     lines += _table(["attack", "knowledge"], [[a, results["knowledge"][a]] for a in attacks])
     lines += ["", "## Verification accuracy of each defence (stored template vs fresh probe, %)", ""]
-    lines += _table(["defence", "accuracy"], [[d, f"{util[d]['acc']:.2f} ± {util[d]['acc_std']:.2f}"] for d in defences])
+    lines += _table(
+        ["defence", "accuracy"], [[d, f"{util[d]['acc']:.2f} ± {util[d]['acc_std']:.2f}"] for d in defences]
+    )
     for key, title in (
         ("identity_inference_E2", "Identity inference judged by the independent E2 (%)"),
         ("identity_inference_E", "Identity inference judged by the system's E (%)"),
@@ -59,5 +63,8 @@ def write_threat_report(results: dict[str, Any], out: Path) -> None:
             for r in results["key_recovery"]
         ],
     )
-    lines += ["", f"Total time: {results['seconds']:.0f} s (2 CPU cores). Command: `advface-fast threat --out-dir {out}`."]
+    lines += [
+        "",
+        f"Total time: {results['seconds']:.0f} s (2 CPU cores). Command: `advface-fast threat --out-dir {out}`.",
+    ]
     (out / "report.md").write_text("\n".join(lines) + "\n")
