@@ -103,10 +103,11 @@ def test_recommend_eps_takes_the_largest_within_the_bound():
 
 
 def test_identity_loss_finetuning_raises_the_cosine_to_the_template():
+    from helpers import LinearEncoder
+
     from advface_fast.decoders import MLPDecoder
     from advface_fast.encoders import TorchEncoder
     from advface_fast.train.identity import finetune_identity
-    from helpers import LinearEncoder
 
     torch.manual_seed(0)
     enc = TorchEncoder(LinearEncoder(3 * 4 * 4, 6))

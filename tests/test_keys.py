@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import stat
 import warnings
 
@@ -11,7 +10,7 @@ import pytest
 import torch
 
 import advface_fast as af
-from advface_fast.errors import PublicRandomnessWarning, ResumeMismatchError
+from advface_fast.errors import PublicRandomnessWarning
 from advface_fast.keys import generate_key, key_id, keyed_rotation, keyed_row_ids, load_key, rotate
 
 K1, K2 = b"k" * 32, b"q" * 32

@@ -4,6 +4,7 @@ benchmarks/results/threat-synthetic/, made by `advface-fast threat`)."""
 from __future__ import annotations
 
 import torch
+from helpers import LinearEncoder
 
 import advface_fast as af
 from advface_fast.eval.threat.base import Knowledge
@@ -12,7 +13,6 @@ from advface_fast.eval.threat.optimisation import OptimisationAttack, optimise_i
 from advface_fast.eval.threat.procrustes import procrustes, rotation_error
 from advface_fast.eval.threat.purifier import fit_purifier, purifier_attack
 from advface_fast.keys import keyed_rotation
-from helpers import LinearEncoder
 
 COS = torch.nn.functional.cosine_similarity
 
@@ -40,7 +40,9 @@ def test_purifier_beats_identity_on_held_out_pairs():
         purified = p(prot[test])
     assert losses[-1] < losses[0]
     assert COS(purified, z[test]).mean() > COS(prot[test], z[test]).mean()
-    attack = purifier_attack("pur", lambda v: prot[train], z[train], dec, Knowledge(algorithm=True), epochs=2, hidden=16)
+    attack = purifier_attack(
+        "pur", lambda v: prot[train], z[train], dec, Knowledge(algorithm=True), epochs=2, hidden=16
+    )
     assert attack.reconstruct(prot[test]).shape == (200, 3, 4, 4)
 
 
