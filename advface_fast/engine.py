@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from .errors import NonFiniteError
 from .reference import renorm_ref
 from .seeding import row_uniform
 
@@ -115,12 +116,22 @@ def protect_batch(
     Returns the protected features ``(B, D)``, same dtype and device as ``z``.
     """
     target = backend.decode(decoder, z, precision) if images is None else images  # x~, eq. (3), or x online
+    if images is None and not bool(torch.isfinite(target).all()):
+        # NaN images give NaN signs -> zero steps: the "protected" rows would be the start point
+        raise NonFiniteError(
+            "the shadow decoder produced NaN or Inf images for these features (NaN weights or an overflow): "
+            "nothing was protected"
+        )
     if params.start == "shadow":
         if encoder is None:
             raise ValueError('start="shadow" needs an encoder')
         centre = encoder(target).to(z.dtype)  # z~ = E(x~)
         if centre.shape != z.shape:
             raise ValueError(f"the encoder returned features of shape {tuple(centre.shape)}, expected {tuple(z.shape)}")
+        if not bool(torch.isfinite(centre).all()):
+            raise NonFiniteError(
+                "the encoder returned NaN or Inf features for the shadow images: nothing was protected"
+            )
         z0 = centre
     else:
         centre = z
@@ -131,4 +142,9 @@ def protect_batch(
     zt = backend.pgd(decoder, z0, centre, target, params.eps, params.alpha, params.steps, precision=precision)
     if params.renorm:
         zt = renorm_ref(zt, torch.linalg.vector_norm(z, dim=1))
+    if not bool(torch.isfinite(zt).all()):
+        raise NonFiniteError(
+            f"protection produced NaN or Inf (features up to {float(z.abs().max()):.3g}, eps {params.eps:g}, alpha "
+            f"{params.alpha:g}): the settings or the features are out of range; nothing was written for these rows"
+        )
     return zt

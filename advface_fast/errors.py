@@ -23,5 +23,10 @@ class ResumeMismatchError(AdvFaceError, ValueError):
     """An interrupted run's partial output belongs to a different input or different settings."""
 
 
+class NonFiniteError(AdvFaceError, ValueError):
+    """A computation that must give finite templates did not (NaN weights, overflow): nothing is
+    returned or written for it, never an unprotected or non-finite template."""
+
+
 class PublicRandomnessWarning(UserWarning):
     """The protection's randomness comes from a public seed (no secret key was given)."""

@@ -9,6 +9,7 @@ process holds one batch at a time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -105,17 +106,27 @@ class NpyRowWriter(_FileHandle):
         self.row_bytes = shape[1] * self.dtype.itemsize
         if create:
             header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": shape}
-            with open(self.path, "wb") as f:
+            # a new file, never through a link: a planted symlink or an existing file at this path is
+            # removed first (unlink removes the link, not its target), and O_EXCL | O_NOFOLLOW refuses
+            # anything that appears in between
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            with os.fdopen(fd, "wb") as f:
                 np.lib.format.write_array_header_2_0(f, header)
                 self.offset = f.tell()
                 f.truncate(self.offset + shape[0] * self.row_bytes)
         else:
+            if self.path.is_symlink():
+                raise GalleryFormatError(
+                    f"{self.path}: the partial output is a symbolic link; refusing to write through it"
+                )
             dt, sh, fortran, self.offset = read_npy_header(self.path)
             if dt != self.dtype or sh != shape or fortran:
                 raise GalleryFormatError(f"{self.path}: partial output is {sh} {dt}, expected {shape} {self.dtype}")
             if self.path.stat().st_size != self.offset + shape[0] * self.row_bytes:
                 raise GalleryFormatError(f"{self.path}: partial output has the wrong size")
-        self._fd = os.open(self.path, os.O_WRONLY)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_NOFOLLOW)
 
     def write(self, start: int, rows: np.ndarray) -> None:
         """Write ``rows`` ``(n, D)`` at row ``start``."""

@@ -10,6 +10,7 @@ settings. On completion the data file is fsync'ed and renamed to ``OUT`` (atomic
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -39,10 +40,53 @@ def _read_state(path: Path) -> dict[str, Any] | None:
     return state if isinstance(state, dict) and state.get("version") == STATE_VERSION else None
 
 
+def _fsync_dir(path: Path) -> None:
+    """Make a rename in ``path``'s folder durable."""
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _write_state(path: Path, state: dict[str, Any]) -> None:
+    """The state file, replaced atomically and durably (fsync file, rename, fsync folder); never
+    written through a link planted at either name."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(state, sort_keys=True))
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(state, sort_keys=True))
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
+    _fsync_dir(path)
+
+
+class OutputLock:
+    """An exclusive ``flock`` on ``OUT.lock`` for the run's lifetime: a second writer to the same
+    output fails at once with a clear error instead of truncating the first one's partial file."""
+
+    def __init__(self, out: Path) -> None:
+        import fcntl
+
+        self.path = out.with_name(out.name + ".lock")
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(self._fd)
+            raise FileExistsError(
+                f"another run is writing {out} (it holds {self.path}); wait for it or write elsewhere"
+            ) from exc
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            os.close(self._fd)  # closing drops the lock
+            self._fd = -1
 
 
 class NpyFileSink:
@@ -63,7 +107,19 @@ class NpyFileSink:
         self.data_path, self.state_path = partial_paths(out)
         self.run_id = run_id
         self.rows_done = 0
-        state = _read_state(self.state_path) if self.data_path.exists() else None
+        self.lock = OutputLock(out)
+        try:
+            self._open(shape, dtype, resume)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _open(self, shape: tuple[int, int], dtype: np.dtype, resume: bool) -> None:
+        run_id = self.run_id
+        # links planted at either partial name are never read or written through: without a state
+        # of our own the run starts afresh, and creating the files replaces the links themselves
+        ours = not (self.state_path.is_symlink() or self.data_path.is_symlink())
+        state = _read_state(self.state_path) if ours and self.data_path.exists() else None
         if state is not None and resume:
             if state.get("run") != run_id:
                 diff = sorted(
@@ -100,8 +156,12 @@ class NpyFileSink:
         """Publish the complete file under its final name; return it memory-mapped read-only."""
         self.writer.sync()
         self.writer.close()
+        if self.out.is_symlink():  # never publish over (or through) a planted link
+            os.unlink(self.out)
         os.replace(self.data_path, self.out)
+        _fsync_dir(self.out)
         self.state_path.unlink(missing_ok=True)
+        self.lock.release()
         return np.load(self.out, mmap_mode="r")
 
     def abort(self) -> None:
@@ -110,3 +170,4 @@ class NpyFileSink:
             self._checkpoint(self._written)
         finally:
             self.writer.close()
+            self.lock.release()

@@ -1,0 +1,99 @@
+"""Hostile files, racing writers and silent non-protection (the hardening issue's classes 1, 3, 4
+and 9): each must give a clear error and change nothing it should not."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import advface_fast as af
+from advface_fast import streaming
+from advface_fast.errors import NonFiniteError, PublicRandomnessWarning
+
+KW = {"eps": 0.05, "alpha": 0.01, "steps": 2, "progress": False, "key": b"h" * 32}
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PublicRandomnessWarning)
+        yield
+
+
+@pytest.fixture
+def gallery(tmp_path):
+    torch.manual_seed(0)
+    dec = af.MLPDecoder(12, [16], (3, 4, 4))
+    z = torch.nn.functional.normalize(torch.randn(40, 12), dim=1).numpy()
+    np.save(tmp_path / "in.npy", z)
+    return dec, z, tmp_path
+
+
+def test_a_planted_symlink_at_the_partial_file_is_not_followed(gallery):
+    dec, z, d = gallery
+    victim = d / "victim.bin"
+    victim.write_bytes(b"precious")
+    out = d / "out.npy"
+    data, state = streaming.partial_paths(out)
+    os.symlink(d / "in.npy", data)  # at the partial data file: the input gallery
+    os.symlink(victim, state)  # and at the state file
+    before = (d / "in.npy").read_bytes()
+    res = af.protect(str(d / "in.npy"), dec, out=out, **KW)
+    assert (d / "in.npy").read_bytes() == before and victim.read_bytes() == b"precious"
+    assert not out.is_symlink() and res.shape == z.shape
+    np.testing.assert_allclose(np.load(out), af.protect(z, dec, **KW))
+
+
+def test_a_symlink_at_the_output_name_is_replaced_not_written_through(gallery):
+    dec, z, d = gallery
+    victim = d / "victim.npy"
+    np.save(victim, np.zeros(3))
+    os.symlink(victim, d / "out.npy")
+    af.protect(str(d / "in.npy"), dec, out=d / "out.npy", overwrite=True, **KW)
+    assert np.load(victim).tolist() == [0, 0, 0]
+    assert not (d / "out.npy").is_symlink()
+
+
+def test_a_second_writer_to_the_same_output_is_refused(gallery):
+    dec, z, d = gallery
+    out = d / "out.npy"
+    lock = streaming.OutputLock(out)  # another run holds the output
+    try:
+        with pytest.raises(FileExistsError, match="another run is writing"):
+            af.protect(str(d / "in.npy"), dec, out=out, resume=False, **KW)
+        assert not out.exists() and not streaming.partial_paths(out)[0].exists()
+    finally:
+        lock.release()
+    af.protect(str(d / "in.npy"), dec, out=out, **KW)
+    assert out.exists() and not out.with_name(out.name + ".lock").exists()
+
+
+@pytest.mark.parametrize("backend", ["torch", "mlp"])
+def test_a_nan_decoder_is_an_error_not_the_start_point(gallery, backend):
+    dec, z, d = gallery
+    bad = af.MLPDecoder(12, [16], (3, 4, 4))
+    with torch.no_grad():
+        bad.layers[0].weight[0, 0] = float("nan")
+    with pytest.raises(NonFiniteError, match="shadow decoder produced NaN"):
+        af.protect(z, bad, backend=backend, **KW)
+    with pytest.raises(NonFiniteError):
+        af.protect(str(d / "in.npy"), bad, backend=backend, out=d / "o.npy", **KW)
+    assert not (d / "o.npy").exists()
+
+
+def test_a_nan_encoder_and_overflowing_settings_are_errors(gallery):
+    dec, z, _ = gallery
+
+    def nan_encoder(x: torch.Tensor) -> torch.Tensor:
+        return torch.full((len(x), 12), float("nan"))
+
+    with pytest.raises(NonFiniteError, match="encoder returned NaN"):
+        af.protect(z, dec, nan_encoder, start="shadow", **KW)
+    with pytest.raises(NonFiniteError, match="out of range"):
+        af.protect(z, dec, **{**KW, "eps": 1e300, "alpha": 1e300})
+    with pytest.raises(NonFiniteError):
+        af.protect(z * 1e20, dec, **KW)
