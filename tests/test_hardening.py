@@ -49,7 +49,7 @@ def test_a_planted_symlink_at_the_partial_file_is_not_followed(gallery):
 
 
 def test_a_symlink_at_the_output_name_is_replaced_not_written_through(gallery):
-    dec, z, d = gallery
+    dec, _z, d = gallery
     victim = d / "victim.npy"
     np.save(victim, np.zeros(3))
     os.symlink(victim, d / "out.npy")
@@ -59,7 +59,7 @@ def test_a_symlink_at_the_output_name_is_replaced_not_written_through(gallery):
 
 
 def test_a_second_writer_to_the_same_output_is_refused(gallery):
-    dec, z, d = gallery
+    dec, _z, d = gallery
     out = d / "out.npy"
     lock = streaming.OutputLock(out)  # another run holds the output
     try:
@@ -74,7 +74,7 @@ def test_a_second_writer_to_the_same_output_is_refused(gallery):
 
 @pytest.mark.parametrize("backend", ["torch", "mlp"])
 def test_a_nan_decoder_is_an_error_not_the_start_point(gallery, backend):
-    dec, z, d = gallery
+    _dec, z, d = gallery
     bad = af.MLPDecoder(12, [16], (3, 4, 4))
     with torch.no_grad():
         bad.layers[0].weight[0, 0] = float("nan")

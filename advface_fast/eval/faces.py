@@ -68,6 +68,7 @@ class FacesEvalConfig:
     shadow_epochs: int = 30
     attackers: list[str] = field(default_factory=lambda: ["mlp_wide", "conv", "resup"])
     attacker_epochs: int = 30
+    attacker_epochs_by_name: dict[str, int] = field(default_factory=dict)  # overrides, e.g. {"conv": 4}
     # an attacker with white-box E: this architecture's L1 decoder fine-tuned with an identity loss
     identity_attacker: str | None = "conv"
     identity_steps: int = 300
@@ -255,16 +256,15 @@ def _attackers(data: _Data, cfg: FacesEvalConfig, log, progress) -> dict[str, to
 
     dim, shape = data.z_test.shape[1], (3, cfg.size, cfg.size)
     names = dict.fromkeys([*cfg.attackers, *([cfg.identity_attacker] if cfg.identity_attacker else [])])
+    epochs = {a: cfg.attacker_epochs_by_name.get(a, cfg.attacker_epochs) for a in names}
     out = {
-        a: _train(
-            f"attacker-{a}", lambda a=a: make_attacker(a, dim, shape), data, cfg, cfg.attacker_epochs, log, progress
-        )
+        a: _train(f"attacker-{a}", lambda a=a: make_attacker(a, dim, shape), data, cfg, epochs[a], log, progress)
         for a in names
     }
     if cfg.identity_attacker:
         base = cfg.identity_attacker
         name = f"{base}+id"
-        key = _key(name, data.train_key, data.encoder_key, cfg.size, cfg.attacker_epochs, cfg.identity_steps, cfg.seed)
+        key = _key(name, data.train_key, data.encoder_key, cfg.size, epochs[base], cfg.identity_steps, cfg.seed)
         path = data.cache / "models" / f"attacker-{name}-{key}.safetensors"
         if path.is_file():
             log(f"{name}: reusing {path}")

@@ -66,7 +66,7 @@ def fit_purifier(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         losses.append(total / len(perm))
     return p.eval(), losses
 
