@@ -176,6 +176,27 @@ def _load_images(spec: str, size: int | None):
     return read_image_folder(path, size)[0]
 
 
+def _aligned_folder(folder: str, size: int | None, progress: bool):
+    """Photos of an identity folder (or a flat folder), YuNet-aligned to the ArcFace 112x112
+    template (cached), as ``(N, 3, S, S)`` in [-1, 1]; photos without a face are dropped and counted."""
+    from pathlib import Path
+
+    from .data.readers import IMAGE_SUFFIXES
+    from .faces.align import align_files
+    from .faces.embed import faces_to_tensor
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"--align needs an image folder, got {folder}")
+    files = sorted(f for f in root.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+    if not files:
+        raise ValueError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    aligned = align_files(files, pick="largest", progress=progress)
+    counts = aligned.counts()
+    print(f"aligned {len(files)} photos: {counts}; {counts['fallback']} without a face dropped", file=sys.stderr)
+    return faces_to_tensor(aligned.faces[aligned.ok()], size)
+
+
 def _train_shadow(args: argparse.Namespace) -> int:
     import json
 
@@ -186,8 +207,17 @@ def _train_shadow(args: argparse.Namespace) -> int:
     from .serialization import KEY_ENCODER, save_model
     from .train import train_decoder
 
-    images = _load_images(args.images, args.size)
     encoder = as_encoder(args.encoder)
+    if args.align:
+        images = _aligned_folder(args.images, args.size, progress=not args.no_progress)
+    else:
+        images = _load_images(args.images, args.size)
+        if getattr(getattr(encoder, "spec", None), "alignment", "none") != "none":
+            print(
+                f"advface-fast train-shadow: note: {encoder.name} expects {encoder.spec.alignment} aligned faces; "
+                "pass --align if these photos are not aligned already",
+                file=sys.stderr,
+            )
     fp = hasattr(encoder, "fingerprint")
     with torch.no_grad():
         dim = encoder(images[:2]).shape[1]
@@ -485,7 +515,12 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("--arch", choices=("mlp", "conv"), default="mlp", help="MLPDecoder (fused kernels) or ConvDecoder")
     ts.add_argument("--hidden", type=int, nargs="+", default=[512, 1024], help="MLP hidden widths")
     ts.add_argument("--base-channels", type=int, default=32, help="ConvDecoder width")
-    ts.add_argument("--size", type=int, default=None, help="resize images to SIZE x SIZE")
+    ts.add_argument("--size", type=int, default=None, help="resize images to SIZE x SIZE (default: as read)")
+    ts.add_argument(
+        "--align",
+        action="store_true",
+        help="detect and align the photos of --images (a folder) to the ArcFace 112x112 template first (YuNet, cached)",
+    )
     ts.add_argument("--epochs", type=int, default=20)
     ts.add_argument("--batch-size", type=int, default=256)
     ts.add_argument("--lr", type=float, default=1e-3)

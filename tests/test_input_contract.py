@@ -123,3 +123,33 @@ def test_alignment_cache_status_and_content_keys(tmp_path):
     assert [STATUSES[s] for s in as_is.status] == ["as-is", "as-is"] and as_is.ok().all()
     with pytest.raises(ValueError, match="detector"):
         align_files(files, detector="mtcnn")
+
+
+def test_train_shadow_aligns_records_its_encoder_and_protect_refuses_another(tmp_path):
+    from PIL import Image
+
+    from advface_fast.cli import main
+    from advface_fast.serialization import trained_for_encoder
+
+    photos = tmp_path / "photos" / "astronaut"
+    photos.mkdir(parents=True)
+    img = skdata.astronaut()
+    for k, a in enumerate((img, img[:, ::-1], np.roll(img, 9, axis=1))):
+        Image.fromarray(np.ascontiguousarray(a)).save(photos / f"{k}.png")
+    out = tmp_path / "shadow.safetensors"
+    args = ["train-shadow", "--encoder", "sface", "--images", str(tmp_path / "photos"), "--align", "--size", "16"]
+    args += ["--hidden", "8", "--epochs", "1", "--out", str(out), "--no-progress", "--val-fraction", "0.3"]
+    os.environ["ADVFACE_CACHE"] = str(tmp_path / "cache")
+    try:
+        assert main(args) == 0
+    finally:
+        del os.environ["ADVFACE_CACHE"]
+    rec = trained_for_encoder(out)
+    assert rec["input"] == SFACE.to_json() and rec["weights"].startswith("sha256:")
+    np.save(tmp_path / "g.npy", np.eye(128, dtype=np.float32)[:2])
+    other = af.FaceEncoder(image_size=16, dim=128, width=4)
+    af.save_model(other, tmp_path / "other.safetensors")
+    base = ["protect", str(tmp_path / "g.npy"), str(tmp_path / "p.npy"), "--decoder", str(out), "--no-progress"]
+    assert main([*base, "--encoder", str(tmp_path / "other.safetensors"), "--start", "shadow"]) == 2
+    assert not (tmp_path / "p.npy").exists()
+    assert main([*base, "--encoder", "sface", "--start", "shadow"]) == 0
