@@ -87,6 +87,15 @@ def test_eval_faces_on_identity_folders_through_the_cli(tmp_path):
     again = json.loads((tmp_path / "out" / "results.json").read_text())
     assert again["utility"] == util and again["privacy"] == priv
     assert np.isfinite(again["seconds"])
+    # calibration on the same data and caches: a harmless and a destructive eps
+    out_at = args.index("--out-dir")
+    cal = ["calibrate", *args[1:out_at], *args[out_at + 2 :], "--out-dir", str(tmp_path / "cal")]
+    assert main([*cal, "--eps-grid", "0.005", "0.6", "--max-loss", "3"]) == 0
+    res = json.loads((tmp_path / "cal" / "calibration.json").read_text())
+    acc = {p["eps"]: p["acc"] for p in res["points"]}
+    assert acc[0.6] < res["unprotected_acc"] - 3 <= acc[0.005]
+    assert res["recommendation"]["eps"] == 0.005
+    assert main([*cal, "--eps-grid", "0.6", "--max-loss", "3"]) == 1  # nothing qualifies: a non-zero exit
 
 
 def test_recommend_eps_takes_the_largest_within_the_bound():
