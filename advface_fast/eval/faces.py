@@ -309,8 +309,17 @@ def attack_scores(
     full = torch.cdist(
         torch.nn.functional.normalize(e, dim=1), torch.nn.functional.normalize(data.z_test[second], dim=1)
     )
+    names = np.array(p.person)
+    other = torch.from_numpy(names[first][:, None] != names[second][None, :])  # pairs of two people
+
+    def wrong_person(dist: torch.Tensor, thr: float, mask: torch.Tensor) -> float:
+        """% of (reconstruction, another person's probe) comparisons accepted: the floor to read
+        identity inference against (a blurry average face matches many people)."""
+        return 100 * float((dist[mask] ** 2 < thr).float().mean())
+
     res = {
         "identity_inference_E": 100 * float((d < data.threshold).mean()),
+        "wrong_person_E": wrong_person(full, data.threshold, other),
         "rank1_E": 100 * float((full.argmin(1) == torch.arange(len(e))).float().mean()),
         "ssim": float(ssim_skimage(rec, data.x_test[first]).mean()),
         "psnr": float(psnr(rec, data.x_test[first]).mean()),
@@ -321,6 +330,8 @@ def attack_scores(
         e2 = _embed_recs(data.judge, rec[torch.from_numpy(sel)], data.cache, progress, f"E2({label})")
         d2 = pair_distances(e2, data.e2_test[second[sel]])
         res["identity_inference_E2"] = 100 * float((d2 < data.e2_threshold).mean())
+        full2 = torch.cdist(e2, torch.nn.functional.normalize(data.e2_test[second[sel]], dim=1))
+        res["wrong_person_E2"] = wrong_person(full2, data.e2_threshold, other[sel][:, sel])
         res["judged_pairs"] = int(sel.sum())
     return res, rec
 

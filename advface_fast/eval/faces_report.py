@@ -145,6 +145,22 @@ def write_faces_report(
     )
     lines += [
         "",
+        "## Wrong-person acceptance of the same reconstructions (%): the floor to read the table above against",
+        "",
+        "Each reconstruction compared with the probes of the other scored pairs (other people): how often it "
+        "is accepted as someone it is not. A blurry average face can match many people, so identity inference "
+        "means something only well above this. Each cell: E / E2.",
+        "",
+    ]
+
+    def floor(m: str, a: str) -> str:
+        r = priv[m][a]
+        e2 = f" / {r['wrong_person_E2']:.1f}" if "wrong_person_E2" in r else ""
+        return f"{r['wrong_person_E']:.1f}{e2}"
+
+    lines += _table(["method", *attackers], [[m, *[floor(m, a) for a in attackers]] for m in methods])
+    lines += [
+        "",
         "## Rank-1 of reconstructions among the scored probes (E), and SSIM / PSNR (dB) to the enrolled face",
         "",
     ]
