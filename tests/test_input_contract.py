@@ -153,3 +153,17 @@ def test_train_shadow_aligns_records_its_encoder_and_protect_refuses_another(tmp
     assert main([*base, "--encoder", str(tmp_path / "other.safetensors"), "--start", "shadow"]) == 2
     assert not (tmp_path / "p.npy").exists()
     assert main([*base, "--encoder", "sface", "--start", "shadow"]) == 0
+
+
+def test_the_independent_judge_recognises_a_person_and_not_another(face):
+    pytest.importorskip("dlib", reason="the judge extra is not installed")
+    from advface_fast.faces.dlib_encoder import DlibEncoder
+
+    judge = DlibEncoder()
+    shifted = aligned_faces(np.ascontiguousarray(np.roll(skdata.astronaut(), (9, -7), axis=(0, 1))))
+    camera = skdata.camera()
+    other = aligned_faces(np.ascontiguousarray(np.stack([camera] * 3, -1)))
+    e = torch.cat([judge(torch.cat([face, shifted, other])), judge(torch.nn.functional.interpolate(face, size=64))])
+    assert e.shape == (4, 128) and torch.allclose(e.norm(dim=1), torch.ones(4), atol=1e-5)  # 64x64 is resized
+    same, low_res, different = float(e[0] @ e[1]), float(e[0] @ e[3]), float(e[0] @ e[2])
+    assert same > different + 0.1 and low_res > different, (same, low_res, different)
