@@ -97,3 +97,23 @@ def test_a_nan_encoder_and_overflowing_settings_are_errors(gallery):
         af.protect(z, dec, **{**KW, "eps": 1e300, "alpha": 1e300})
     with pytest.raises(NonFiniteError):
         af.protect(z * 1e20, dec, **KW)
+
+
+@pytest.mark.parametrize("name", ["../victim.txt", "/etc/hostname", "sub/x.npy", "..", "a\\b", "x\0y", 3])
+def test_a_run_manifest_cannot_reach_outside_its_folder(tmp_path, name):
+    import json
+
+    from advface_fast.distributed.run_state import MANIFEST, open_run, publish
+    from advface_fast.errors import ResumeMismatchError
+
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    manifest = {"version": 1, "status": "complete", "run": {}, "tasks": [], "outputs": [name]}
+    (out / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ResumeMismatchError, match="not a plain file name"):
+        open_run(out, {"x": 1}, [[0, 1]], ["part-0.npy"], overwrite=True, resume=True)
+    with pytest.raises(ResumeMismatchError, match="not a plain file name"):
+        publish(out, manifest)
+    assert victim.read_text() == "precious"

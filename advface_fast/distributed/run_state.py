@@ -60,9 +60,32 @@ def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
 
+def _output_names(manifest: dict[str, Any], where: Path) -> list[str]:
+    """The manifest's output names, each a plain file name inside the run folder. A manifest is a
+    file anyone with write access to the folder can edit: a name with a path separator, ``..``,
+    an absolute path or a NUL would make clearing or publishing reach files outside it."""
+    names = manifest.get("outputs", [])
+    if not isinstance(names, list):
+        raise ResumeMismatchError(f"{where}: 'outputs' must be a list of file names")
+    for name in names:
+        if (
+            not isinstance(name, str)
+            or not name
+            or name in (".", "..")
+            or "/" in name
+            or "\\" in name
+            or "\0" in name
+            or Path(name).name != name
+        ):
+            raise ResumeMismatchError(
+                f"{where}: output name {name!r} is not a plain file name inside the run folder; refusing to touch it"
+            )
+    return names
+
+
 def _clear(out_dir: Path, manifest: dict[str, Any]) -> None:
-    """Remove what a previous run wrote (and only that)."""
-    for name in manifest.get("outputs", []):
+    """Remove what a previous run wrote (and only that: plain names inside ``out_dir``)."""
+    for name in _output_names(manifest, out_dir / MANIFEST):
         (out_dir / name).unlink(missing_ok=True)
     shutil.rmtree(out_dir / WORK, ignore_errors=True)
     (out_dir / MANIFEST).unlink(missing_ok=True)
@@ -115,7 +138,7 @@ def publish(out_dir: Path, manifest: dict[str, Any]) -> None:
     Idempotent: after a crash half-way, a re-run finds the moved files in place and moves the rest.
     """
     work = out_dir / WORK
-    for name in manifest["outputs"]:
+    for name in _output_names(manifest, out_dir / MANIFEST):
         src = work / name
         if src.exists():
             os.replace(src, out_dir / name)
