@@ -115,3 +115,24 @@ def test_float64_and_bfloat16_outputs(setup, tmp_path):
     assert np.load(tmp_path / "f64.npy").dtype == np.float64
     af.protect(torch.from_numpy(z).bfloat16(), dec, enc, out=tmp_path / "bf16.npy", **KW)
     assert np.load(tmp_path / "bf16.npy").dtype == np.float32  # numpy has no bfloat16
+
+
+def test_resume_refuses_an_edited_row_even_with_the_timestamp_restored(setup, monkeypatch):
+    import os
+
+    dec, enc, z, src, out = setup
+    _interrupt_after(monkeypatch, 3)
+    with pytest.raises(Interrupt):
+        af.protect(src, dec, enc, out=out, **KW)
+    monkeypatch.undo()
+    st = os.stat(src)
+    edited = np.load(src)
+    edited[17, 5] += 1e-3  # a done row that 64 evenly sampled rows would miss
+    np.save(src, edited)
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with pytest.raises(af.ResumeMismatchError, match="input"):
+        af.protect(src, dec, enc, out=out, **KW)
+    os.utime(src)  # a touch alone (no edit) of the original content resumes
+    np.save(src, z)
+    af.protect(src, dec, enc, out=out, **KW)
+    np.testing.assert_array_equal(np.load(out), af.protect(z, dec, enc, **KW))
