@@ -605,11 +605,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_device(args: argparse.Namespace) -> None:
+    """``--device cuda`` on a machine without CUDA: say so before anything runs."""
+    device = getattr(args, "device", None)
+    if device and str(device).startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: no CUDA device is available here (use --device cpu)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The CLI: every failure is one line on stderr and a non-zero status, never a traceback."""
     args = build_parser().parse_args(argv)
     try:
+        _check_device(args)
         return int(args.func(args))
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, RuntimeError, ImportError) as exc:
+    except KeyboardInterrupt:
+        print(
+            f"advface-fast {args.command}: interrupted; an output in progress keeps its checkpoint "
+            "(run the same command again to resume)",
+            file=sys.stderr,
+        )
+        return 130
+    except (ValueError, TypeError, OSError, RuntimeError, ImportError) as exc:  # OSError: read-only, ENOSPC, ...
         print(f"advface-fast {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -117,3 +117,34 @@ def test_a_run_manifest_cannot_reach_outside_its_folder(tmp_path, name):
     with pytest.raises(ResumeMismatchError, match="not a plain file name"):
         publish(out, manifest)
     assert victim.read_text() == "precious"
+
+
+def test_cli_failures_are_one_line_and_a_status(gallery, capsys, monkeypatch):
+    from advface_fast import cli
+
+    dec, _z, d = gallery
+    af.save_model(dec, d / "d.safetensors")
+    base = ["protect", str(d / "in.npy"), "--decoder", str(d / "d.safetensors"), "--no-progress"]
+    ro = d / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if os.geteuid() != 0:  # root writes anywhere; the OSError path is checked below either way
+            assert cli.main([*base[:2], str(ro / "p.npy"), *base[2:]]) == 2
+    finally:
+        ro.chmod(0o700)
+    if not torch.cuda.is_available():
+        assert cli.main([*base[:2], str(d / "p.npy"), *base[2:], "--device", "cuda"]) == 2
+        assert "no CUDA device" in capsys.readouterr().err
+
+    def raising(exc):
+        def f(args):
+            raise exc
+
+        return f
+
+    for exc, status in ((OSError(28, "No space left on device"), 2), (KeyboardInterrupt(), 130)):
+        monkeypatch.setattr(cli, "_protect", raising(exc))  # main() builds its parser afresh
+        assert cli.main([*base[:2], str(d / "p.npy"), *base[2:]]) == status
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err
