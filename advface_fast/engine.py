@@ -87,6 +87,8 @@ class ProtectParams:
             raise ValueError(f"start={self.start!r} is not one of {', '.join(map(repr, START_MODES))}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise TypeError(f"seed must be an int, got {self.seed!r}")
+        if not 0 <= self.seed < 2**64:  # the noise hash takes 64 bits: larger seeds would collide
+            raise ValueError(f"seed must be in [0, 2**64), got {self.seed}")
 
 
 @torch.no_grad()

@@ -130,6 +130,8 @@ class Protector:
             raise ValueError(f"precision={precision!r} is not one of {', '.join(map(repr, PRECISIONS))}")
         if not isinstance(decoder, nn.Module):
             raise TypeError(f"decoder must be an nn.Module, got {type(decoder).__name__}")
+        if next(decoder.parameters(), None) is None:
+            raise ValueError("the decoder has no parameters: a shadow decoder is a trained network")
         self._key = load_key(key) if key is not None else None
         if rotate and self._key is None:
             raise ValueError("rotate=True needs key= (the rotation is the key's secret)")
@@ -356,6 +358,8 @@ class Protector:
             raise ValueError(f"out must be a .npy path, got {path}")
         if not path.parent.is_dir():
             raise FileNotFoundError(f"the folder of out does not exist: {path.parent}")
+        if path.is_dir():
+            raise IsADirectoryError(f"out is a directory ({path}); give the path of an .npy file")
         for s in (src, imgs):
             if s is not None and s.path is not None and path.resolve() == s.path.resolve():
                 raise ValueError(f"out is the same file as the {s.name} input ({path}); write to another path")

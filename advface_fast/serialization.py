@@ -140,8 +140,15 @@ def load_model(path: str | os.PathLike[str], map_location: str | torch.device = 
     cls = _REGISTRY[meta[_KEY_CLASS]]
     try:
         model = cls(**json.loads(meta[_KEY_CONFIG]))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RuntimeError, OverflowError) as exc:  # bad sizes, Infinity, negatives
         raise ModelFormatError(f"{path}: cannot rebuild {cls.__name__} from its stored config ({exc})") from exc
+    expected = model.state_dict()
+    for name, t in tensors.items():
+        want = expected.get(name)
+        if want is not None and t.dtype != want.dtype:
+            raise ModelFormatError(f"{path}: {name} is stored as {t.dtype}, the model holds {want.dtype}")
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ModelFormatError(f"{path}: {name} holds NaN or Inf")
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:

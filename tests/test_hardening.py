@@ -148,3 +148,35 @@ def test_cli_failures_are_one_line_and_a_status(gallery, capsys, monkeypatch):
         assert cli.main([*base[:2], str(d / "p.npy"), *base[2:]]) == status
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_raw_python_errors_become_the_package_s_own(gallery):
+    import json
+
+    from safetensors.torch import save_file
+
+    from advface_fast.errors import ModelFormatError
+
+    dec, z, d = gallery
+    with pytest.raises(ValueError, match="no parameters"):
+        af.protect(z, torch.nn.Identity(), **KW)
+    for seed in (2**64, -1):
+        with pytest.raises(ValueError, match="seed must be in"):
+            af.protect(z, dec, **{**KW, "seed": seed})
+    (d / "outdir.npy").mkdir()
+    with pytest.raises(IsADirectoryError, match="directory"):
+        af.protect(str(d / "in.npy"), dec, out=d / "outdir.npy", **KW)
+    af.save_model(dec, d / "ok.safetensors")
+    good = {k: v.clone() for k, v in dec.state_dict().items()}
+    meta = {"advface_fast.format": "1", "advface_fast.class": "MLPDecoder"}
+    meta["advface_fast.config"] = json.dumps(dec.config())
+    cases = {
+        "half": ({k: v.half() for k, v in good.items()}, meta, "stored as torch.float16"),
+        "nan": ({**good, "layers.0.weight": good["layers.0.weight"] * float("nan")}, meta, "NaN or Inf"),
+        "inf-config": (good, {**meta, "advface_fast.config": json.dumps({**dec.config(), "in_dim": 1e400})}, "rebuild"),
+        "negative": (good, {**meta, "advface_fast.config": json.dumps({**dec.config(), "hidden": [-4]})}, "rebuild"),
+    }
+    for name, (tensors, md, msg) in cases.items():
+        save_file(tensors, str(d / f"{name}.safetensors"), metadata=md)
+        with pytest.raises(ModelFormatError, match=msg):
+            af.load_model(d / f"{name}.safetensors")
