@@ -83,6 +83,12 @@ def read_model_header(path: str | os.PathLike[str]) -> tuple[str, dict[str, Any]
     return meta[_KEY_CLASS], json.loads(meta[_KEY_CONFIG])
 
 
+def _stored_shapes(path: str | os.PathLike[str]) -> dict[str, tuple[int, ...]]:
+    """Tensor shapes of a safetensors file from its header (no tensor is read)."""
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+
+
 def read_model_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     """All metadata of a model file (format keys included), without loading its weights."""
     meta, _ = _open(path, load_tensors=False)
@@ -136,11 +142,31 @@ def load_model(path: str | os.PathLike[str], map_location: str | torch.device = 
     Raises :class:`ModelFormatError` when the file is not a safetensors file written by
     advface_fast, names an unknown class, or its tensors do not match the config.
     """
-    meta, tensors = _open(path, load_tensors=True)
+    meta, _ = _open(path, load_tensors=False)
     cls = _REGISTRY[meta[_KEY_CLASS]]
+    config = json.loads(meta[_KEY_CONFIG])
+    # the config is built on the meta device first (no memory): a small file whose config asks for a
+    # huge model is refused by comparing shapes before anything is allocated or read
     try:
-        model = cls(**json.loads(meta[_KEY_CONFIG]))
+        with torch.device("meta"):
+            skeleton = cls(**config)
     except (TypeError, ValueError, RuntimeError, OverflowError) as exc:  # bad sizes, Infinity, negatives
+        raise ModelFormatError(f"{path}: cannot rebuild {cls.__name__} from its stored config ({exc})") from exc
+    stored = _stored_shapes(path)
+    for name, t in skeleton.state_dict().items():
+        if name in stored and tuple(t.shape) != stored[name]:
+            raise ModelFormatError(
+                f"{path}: weights do not match the {cls.__name__} config (it asks for {name} of shape "
+                f"{tuple(t.shape)}, the file stores {stored[name]}); nothing was allocated"
+            )
+    missing = sorted(set(skeleton.state_dict()) - set(stored))
+    if missing:
+        raise ModelFormatError(f"{path}: weights do not match the {cls.__name__} config (missing {missing[:3]})")
+    del skeleton
+    _, tensors = _open(path, load_tensors=True)
+    try:
+        model = cls(**config)
+    except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
         raise ModelFormatError(f"{path}: cannot rebuild {cls.__name__} from its stored config ({exc})") from exc
     expected = model.state_dict()
     for name, t in tensors.items():

@@ -180,3 +180,25 @@ def test_raw_python_errors_become_the_package_s_own(gallery):
         save_file(tensors, str(d / f"{name}.safetensors"), metadata=md)
         with pytest.raises(ModelFormatError, match=msg):
             af.load_model(d / f"{name}.safetensors")
+
+
+def test_a_small_file_asking_for_a_huge_model_is_refused_before_allocating(tmp_path):
+    import json
+    import resource
+
+    from safetensors.torch import save_file
+
+    from advface_fast.errors import ModelFormatError
+
+    dec = af.MLPDecoder(8, [4], (1, 2, 2))
+    meta = {"advface_fast.format": "1", "advface_fast.class": "MLPDecoder"}
+    # 60,000 x 60,000 hidden weights would be 14 GB of float32: far above what this process may use
+    meta["advface_fast.config"] = json.dumps({**dec.config(), "hidden": [60_000, 60_000]})
+    save_file(
+        {k: v.contiguous() for k, v in dec.state_dict().items()}, str(tmp_path / "bomb.safetensors"), metadata=meta
+    )
+    assert (tmp_path / "bomb.safetensors").stat().st_size < 10_000
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ModelFormatError, match="nothing was allocated"):
+        af.load_model(tmp_path / "bomb.safetensors")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB: < 200 MB more
