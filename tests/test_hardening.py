@@ -202,3 +202,32 @@ def test_a_small_file_asking_for_a_huge_model_is_refused_before_allocating(tmp_p
     with pytest.raises(ModelFormatError, match="nothing was allocated"):
         af.load_model(tmp_path / "bomb.safetensors")
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB: < 200 MB more
+
+
+def test_a_bin_of_one_huge_image_referenced_many_times_is_refused_from_its_headers(tmp_path):
+    import io
+    import pickle
+    import resource
+
+    from PIL import Image
+
+    from advface_fast.data.readers import decode_image, read_insightface_bin
+    from advface_fast.errors import GalleryFormatError
+
+    buf = io.BytesIO()
+    Image.new("RGB", (6000, 6000)).save(buf, format="PNG")  # compresses to a few tens of KB
+    big = buf.getvalue()
+    assert len(big) < 300_000
+    path = tmp_path / "bomb.bin"
+    path.write_bytes(pickle.dumps(([big] * 30, [True] * 15), protocol=2))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(GalleryFormatError, match="above the bound"):
+        read_insightface_bin(path)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB
+    with pytest.raises(GalleryFormatError, match="decode to more than"):  # each allowed, the sum not
+        read_insightface_bin(path, max_pixels=40_000_000, max_total_bytes=10**9)
+    with pytest.raises(GalleryFormatError, match="max_pixels"):
+        decode_image(big)
+    small = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(small, format="PNG")
+    assert decode_image(small.getvalue()).shape == (8, 8, 3)

@@ -28,13 +28,24 @@ def _to_tensor(arrays: list[np.ndarray]) -> torch.Tensor:
     return (x / 127.5 - 1).contiguous()
 
 
-def decode_image(data: bytes, size: int | None = None) -> np.ndarray:
-    """JPEG/PNG bytes -> ``(H, W, 3)`` uint8 RGB (resized to ``size`` x ``size`` when given)."""
+MAX_PIXELS = 16_000_000  # per decoded image (a 4000 x 4000 photo); face crops are far smaller
+MAX_TOTAL_BYTES = 4 * 2**30  # decoded RGB bytes per call of a reader
+
+
+def decode_image(data: bytes, size: int | None = None, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """JPEG/PNG bytes -> ``(H, W, 3)`` uint8 RGB (resized to ``size`` x ``size`` when given).
+    Images declaring more than ``max_pixels`` pixels are refused before they are decoded."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        img = Image.open(io.BytesIO(data)).convert("RGB")
-    except (UnidentifiedImageError, OSError) as exc:
+        img = Image.open(io.BytesIO(data))  # lazy: reads the header only
+        if img.width * img.height > max_pixels:
+            raise GalleryFormatError(
+                f"an image declares {img.width}x{img.height} pixels, above the bound of {max_pixels:,} "
+                "(pass max_pixels= to raise it)"
+            )
+        img = img.convert("RGB")
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise GalleryFormatError(f"cannot decode an image ({exc})") from exc
     if size is not None and img.size != (size, size):
         img = img.resize((size, size), Image.BILINEAR)
@@ -103,11 +114,19 @@ class _RestrictedUnpickler(pickle.Unpickler):
         )
 
 
-def read_insightface_bin(path: str | os.PathLike[str], size: int | None = None) -> tuple[torch.Tensor, np.ndarray]:
+def read_insightface_bin(
+    path: str | os.PathLike[str],
+    size: int | None = None,
+    *,
+    max_pixels: int = MAX_PIXELS,
+    max_total_bytes: int = MAX_TOTAL_BYTES,
+) -> tuple[torch.Tensor, np.ndarray]:
     """An insightface verification file (LFW, CFP-FP, AgeDB-30 ``.bin``).
 
     Returns ``(images (2P, 3, S, S) in [-1, 1], issame (P,) bool)``: pair ``p`` is images ``2p``
-    and ``2p + 1``.
+    and ``2p + 1``. Each image may declare at most ``max_pixels`` pixels and all of them together
+    at most ``max_total_bytes`` decoded bytes (a small file can reference one huge image many
+    times); both are checked from the image headers before decoding.
     """
     path = Path(path)
     if not path.is_file():
@@ -127,10 +146,28 @@ def read_insightface_bin(path: str | os.PathLike[str], size: int | None = None) 
     issame_arr = np.asarray([bool(v) for v in issame], dtype=bool)
     if len(bins) != 2 * len(issame_arr):
         raise GalleryFormatError(f"{path}: {len(bins)} images for {len(issame_arr)} pairs (expected two per pair)")
+    from PIL import Image
+
+    total = 0
+    for i, b in enumerate(bins):  # headers only: the declared sizes, before any decoding
+        try:
+            with Image.open(io.BytesIO(bytes(b))) as img:
+                w, h = img.size
+        except Exception as exc:  # Pillow raises several types for garbage
+            raise GalleryFormatError(f"{path}: image {i}: cannot read its header ({exc})") from exc
+        if w * h > max_pixels:
+            raise GalleryFormatError(
+                f"{path}: image {i} declares {w}x{h} pixels, above the bound of {max_pixels:,} (max_pixels=)"
+            )
+        total += 3 * (w * h if size is None else max(w * h, size * size))
+        if total > max_total_bytes:
+            raise GalleryFormatError(
+                f"{path}: the images would decode to more than {max_total_bytes:,} bytes (max_total_bytes= to raise it)"
+            )
     arrays = []
     for i, b in enumerate(bins):
         try:
-            arrays.append(decode_image(bytes(b), size))
+            arrays.append(decode_image(bytes(b), size, max_pixels))
         except GalleryFormatError as exc:
             raise GalleryFormatError(f"{path}: image {i}: {exc}") from exc
     if len({a.shape for a in arrays}) > 1:
