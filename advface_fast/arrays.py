@@ -57,6 +57,8 @@ class RowSource:
             self.dtype = self._np_to_torch(data.dtype.newbyteorder("="))
             self.device = torch.device("cpu")
         elif isinstance(data, torch.Tensor):
+            if data.device.type == "meta":
+                raise ValueError(f"{name} is a tensor on the meta device: it has a shape but no data")
             self.kind = "torch"
             self._array = data.detach()
             shape = tuple(data.shape)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tokenize
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,23 @@ import numpy as np
 from .errors import GalleryFormatError
 
 FLOAT_KINDS = "f"
+
+
+def _read_header_3_0(f) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """The 3.0 header: as 2.0 (a 4-byte length) but UTF-8; parsed as a literal dict, never evaluated."""
+    import ast
+    import struct
+
+    (length,) = struct.unpack("<I", f.read(4))
+    if length > 1 << 20:
+        raise ValueError(f"a {length}-byte .npy header")
+    header = ast.literal_eval(f.read(length).decode("utf8"))
+    if not isinstance(header, dict) or set(header) != {"descr", "fortran_order", "shape"}:
+        raise ValueError("the header is not a {descr, fortran_order, shape} dict")
+    shape = header["shape"]
+    if not isinstance(shape, tuple) or not all(isinstance(v, int) and v >= 0 for v in shape):
+        raise ValueError(f"bad shape {shape!r}")
+    return shape, bool(header["fortran_order"]), np.lib.format.descr_to_dtype(header["descr"])
 
 
 def read_npy_header(path: Path) -> tuple[np.dtype, tuple[int, ...], bool, int]:
@@ -29,12 +47,26 @@ def read_npy_header(path: Path) -> tuple[np.dtype, tuple[int, ...], bool, int]:
                 shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
             elif version == (2, 0):
                 shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            elif version == (3, 0):  # 2.0 with a UTF-8 header (NumPy writes it for non-latin1 field names)
+                shape, fortran, dtype = _read_header_3_0(f)
             else:
-                raise GalleryFormatError(f"{path}: .npy format version {version} is not supported (1.0 and 2.0 are)")
+                raise GalleryFormatError(
+                    f"{path}: .npy format version {version} is not supported (1.0, 2.0 and 3.0 are)"
+                )
             offset = f.tell()
     except GalleryFormatError:
         raise
-    except (ValueError, OSError, SyntaxError, EOFError) as exc:
+    except (
+        ValueError,
+        OSError,
+        SyntaxError,
+        EOFError,
+        TypeError,
+        MemoryError,
+        UnicodeDecodeError,
+        tokenize.TokenError,
+    ) as exc:
+        # garbage headers reach numpy's literal parser: tokenizer, syntax and type errors
         raise GalleryFormatError(f"{path} is not a valid .npy file ({exc})") from exc
     return dtype, tuple(int(s) for s in shape), bool(fortran), offset
 

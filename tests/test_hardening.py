@@ -231,3 +231,29 @@ def test_a_bin_of_one_huge_image_referenced_many_times_is_refused_from_its_heade
     small = io.BytesIO()
     Image.new("RGB", (8, 8)).save(small, format="PNG")
     assert decode_image(small.getvalue()).shape == (8, 8, 3)
+
+
+def test_npy_format_3_and_garbage_headers(tmp_path):
+    import struct
+
+    from advface_fast.errors import GalleryFormatError
+    from advface_fast.npy_io import read_npy_header
+
+    z = np.random.default_rng(0).standard_normal((4, 6)).astype(np.float32)
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': (4, 6), }"
+    pad = 64 - (12 + len(header) + 1) % 64
+    text = (header + " " * pad + "\n").encode("utf8")
+    (tmp_path / "v3.npy").write_bytes(b"\x93NUMPY\x03\x00" + struct.pack("<I", len(text)) + text + z.tobytes())
+    assert read_npy_header(tmp_path / "v3.npy")[:2] == (np.dtype("<f4"), (4, 6))
+    for n, garbage in enumerate((b"{'descr': '<f4', 'shape': (4, \x00", b"\xff\xfe\xfa", b"(lambda: 1)()")):
+        body = garbage.ljust(118) + b"\n"
+        path = tmp_path / f"g{n}.npy"
+        path.write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(body)) + body)
+        with pytest.raises(GalleryFormatError, match=f"g{n}.npy"):
+            read_npy_header(path)
+
+
+def test_a_meta_tensor_is_refused_by_name(gallery):
+    dec, _z, _d = gallery
+    with pytest.raises(ValueError, match="meta device"):
+        af.protect(torch.empty(3, 12, device="meta"), dec, **KW)
