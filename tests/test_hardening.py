@@ -257,3 +257,13 @@ def test_a_meta_tensor_is_refused_by_name(gallery):
     dec, _z, _d = gallery
     with pytest.raises(ValueError, match="meta device"):
         af.protect(torch.empty(3, 12, device="meta"), dec, **KW)
+
+
+def test_an_unreadable_ids_sidecar_is_named(tmp_path):
+    from advface_fast.distributed.gallery import scan_gallery
+    from advface_fast.errors import GalleryFormatError
+
+    np.save(tmp_path / "part-0.npy", np.ones((3, 4), np.float32))
+    (tmp_path / "part-0.ids.npy").write_bytes(b"not an npy file")
+    with pytest.raises(GalleryFormatError, match=r"part-0\.ids\.npy"):
+        scan_gallery(tmp_path, "feature", "id")

@@ -120,7 +120,10 @@ def _npy_shards(files: list[Path]) -> list[Shard]:
             raise GalleryFormatError(f"{p} holds {reader.dtype}; shards must be float16/32/64")
         rows, dim = reader.shape
         if has_ids:
-            ids = np.load(_sidecar(p), mmap_mode="r")
+            try:
+                ids = np.load(_sidecar(p), mmap_mode="r", allow_pickle=False)
+            except (ValueError, OSError, EOFError) as exc:
+                raise GalleryFormatError(f"{_sidecar(p)} is not a readable .npy id file ({exc})") from exc
             if ids.shape != (rows,) or ids.dtype.kind not in "iu":
                 raise GalleryFormatError(
                     f"{_sidecar(p)} must hold {rows} integer ids (one per row of {p.name}), "
