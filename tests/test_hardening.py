@@ -267,3 +267,18 @@ def test_an_unreadable_ids_sidecar_is_named(tmp_path):
     (tmp_path / "part-0.ids.npy").write_bytes(b"not an npy file")
     with pytest.raises(GalleryFormatError, match=r"part-0\.ids\.npy"):
         scan_gallery(tmp_path, "feature", "id")
+
+
+def test_a_shard_edited_with_its_timestamp_restored_is_a_different_run(tmp_path):
+    from advface_fast.distributed.gallery import scan_gallery
+
+    z = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+    path = tmp_path / "part-0.npy"
+    np.save(path, z)
+    _, before = scan_gallery(tmp_path, "feature", "id")
+    st = os.stat(path)
+    z[3, 1] += 1e-3
+    np.save(path, z)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    _, after = scan_gallery(tmp_path, "feature", "id")
+    assert before[0].size == after[0].size and before[0].to_json() != after[0].to_json()

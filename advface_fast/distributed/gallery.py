@@ -36,7 +36,8 @@ _ID_MASK = (1 << 63) - 1
 class Shard:
     """One input file: ``name`` (relative to the gallery folder), ``rows``, feature ``dim``,
     ``dtype`` (numpy name of the stored features), ``ids`` (``"sidecar" | "position" | "column"``),
-    ``first_row`` (its offset in the whole gallery), ``size`` and ``mtime_ns`` (to notice edits)."""
+    ``first_row`` (its offset in the whole gallery), ``size`` and ``content`` (a hash of the file's
+    bytes, with its ids sidecar: a resume needs the same bytes, whatever the timestamps say)."""
 
     name: str
     rows: int
@@ -45,10 +46,22 @@ class Shard:
     ids: str
     first_row: int
     size: int
-    mtime_ns: int
+    content: str
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _content_hash(path: Path, sidecar: Path | None) -> str:
+    """BLAKE2b of a shard's bytes (and of its ids sidecar), streamed in 1 MiB blocks."""
+    h = hashlib.blake2b(digest_size=16)
+    for f in (path, sidecar):
+        if f is None:
+            continue
+        with open(f, "rb") as fh:
+            for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
 
 
 def seed_ids(ids: Any) -> np.ndarray:
@@ -139,7 +152,7 @@ def _npy_shards(files: list[Path]) -> list[Shard]:
                 "sidecar" if has_ids else "position",
                 first,
                 st.st_size,
-                st.st_mtime_ns,
+                _content_hash(p, _sidecar(p) if has_ids else None),
             )
         )
         first += rows
@@ -179,7 +192,9 @@ def _parquet_shards(files: list[Path], feature_column: str, id_column: str) -> l
         dim = ftype.list_size if pa.types.is_fixed_size_list(ftype) else -1
         st = p.stat()
         rows = pf.metadata.num_rows
-        shards.append(Shard(p.name, rows, dim, str(ftype.value_type), "column", first, st.st_size, st.st_mtime_ns))
+        shards.append(
+            Shard(p.name, rows, dim, str(ftype.value_type), "column", first, st.st_size, _content_hash(p, None))
+        )
         first += rows
     return shards
 
