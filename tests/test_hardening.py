@@ -72,8 +72,11 @@ def test_a_second_writer_to_the_same_output_is_refused(gallery):
     assert out.exists() and not out.with_name(out.name + ".lock").exists()
 
 
-@pytest.mark.parametrize("backend", ["torch", "mlp"])
+@pytest.mark.parametrize("backend", ["torch", "mlp", "triton"])  # every backend that runs on a CPU
 def test_a_nan_decoder_is_an_error_not_the_start_point(gallery, backend):
+    reason = af.available_backends(device="cpu")[backend]
+    if reason is not None:
+        pytest.skip(reason)
     _dec, z, d = gallery
     bad = af.MLPDecoder(12, [16], (3, 4, 4))
     with torch.no_grad():
