@@ -25,6 +25,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -87,16 +88,20 @@ def _read_rgb(path: Path, max_pixels: int) -> np.ndarray:
         return np.asarray(img.convert("RGB"), dtype=np.uint8)
 
 
-def _detect_one(args: tuple[str, float, float, str, int]) -> tuple[np.ndarray | None, int, tuple[int, int]]:
-    from ..sface import detect_faces
+def _detect_one(args: tuple[str, float, float, str, int]) -> tuple[np.ndarray | None, int, tuple[int, int], Any]:
+    """``(landmarks or None, status, image shape, aligned crop or None)`` of one file: the crop is
+    cut here, from the image already decoded; only fallbacks are warped later (they need the
+    mean landmarks of the whole call)."""
+    from ..sface import align_face, detect_faces
 
     path, thr, retry, pick, max_pixels = args
     img = _read_rgb(Path(path), max_pixels)
     for status, t in ((0, thr), (1, retry)):
         det = detect_faces(img, t)
         if len(det):
-            return _pick(det, img.shape[:2], pick)[4:14].reshape(5, 2).astype(np.float32), status, img.shape[:2]
-    return None, 2, img.shape[:2]
+            lm = _pick(det, img.shape[:2], pick)[4:14].reshape(5, 2).astype(np.float32)
+            return lm, status, img.shape[:2], align_face(img, lm)
+    return None, 2, img.shape[:2], None
 
 
 def align_files(
@@ -152,20 +157,20 @@ def align_files(
             found = list(tqdm(pool.map(_detect_one, jobs), total=len(jobs), desc=desc, disable=not progress))
     else:
         found = [_detect_one(j) for j in tqdm(jobs, desc=desc, disable=not progress)]
-    status = np.array([s for _, s, _ in found], dtype=np.int8)
-    rel = [lm / np.array([shape[1], shape[0]], np.float32) for lm, _, shape in found if lm is not None]
+    status = np.array([s for _, s, _, _ in found], dtype=np.int8)
+    rel = [lm / np.array([shape[1], shape[0]], np.float32) for lm, _, shape, _ in found if lm is not None]
     mean_rel = (
         np.mean(rel, axis=0)
         if rel
         else np.array([[0.38, 0.45], [0.62, 0.45], [0.5, 0.58], [0.41, 0.72], [0.59, 0.72]], np.float32)
     )
     landmarks = np.stack(
-        [lm if lm is not None else mean_rel * np.array([shape[1], shape[0]], np.float32) for lm, _, shape in found]
+        [lm if lm is not None else mean_rel * np.array([shape[1], shape[0]], np.float32) for lm, _, shape, _ in found]
     ).astype(np.float32)
     faces = np.stack(
         [
-            align_face(_read_rgb(f, max_pixels), lm)
-            for f, lm in tqdm(list(zip(files, landmarks, strict=True)), desc="warping", disable=not progress)
+            crop if crop is not None else align_face(_read_rgb(f, max_pixels), lm)  # fallbacks: a second read
+            for f, lm, (_, _, _, crop) in zip(files, landmarks, found, strict=True)
         ]
     )
     out = AlignedFaces(faces, status, landmarks)
