@@ -352,12 +352,10 @@ def _add_faces_data_args(p: argparse.ArgumentParser) -> None:
 
 def _threat(args: argparse.Namespace) -> int:
     import dataclasses
-    import json
-    from pathlib import Path
 
     from .eval.threat.suite import ThreatConfig, run_threat_suite
 
-    cfg = ThreatConfig(**json.loads(Path(args.config).read_text())) if args.config else ThreatConfig()
+    cfg = ThreatConfig.from_json(args.config)
     if args.quick:
         cfg = dataclasses.replace(
             cfg,
@@ -579,11 +577,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the threat-model suite: attackers who know the method against the defences (synthetic world)",
         description="Cross the defence configurations (public seed, secret key, private shadow, keyed rotation) "
         "with attackers that know the method (purifiers, identity-loss decoders, white-box optimisation, "
-        "Procrustes key recovery), judged by E and an independent encoder. About 15 minutes on 2 CPU cores.",
+        "Procrustes key recovery), judged by E and an independent encoder. About 40 minutes on 2 CPU cores.",
     )
     th.add_argument("--out-dir", default="advface_threat_out", help="report folder (default advface_threat_out)")
     th.add_argument("--config", default=None, help="JSON file overriding ThreatConfig settings")
-    th.add_argument("--quick", action="store_true", help="a smoke test (about a minute)")
+    th.add_argument("--quick", action="store_true", help="a smoke test (a few minutes on 2 CPU cores)")
     th.set_defaults(func=_threat)
 
     td = sub.add_parser(

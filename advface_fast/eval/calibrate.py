@@ -17,9 +17,8 @@ from typing import Any
 
 import torch
 
-from ..decoders import MLPDecoder
 from ..protector import protect
-from .faces import FacesEvalConfig, _attackers, _Data, _train, attack_scores, utility
+from .faces import FacesEvalConfig, attack_scores, prepare, utility
 
 
 def recommend_eps(points: Sequence[dict[str, float]], base_acc: float, max_loss: float = 0.5) -> dict[str, Any]:
@@ -56,18 +55,10 @@ def run_calibration(
 ) -> dict[str, Any]:
     """Sweep AdvFace (package default start) over ``eps_grid`` on ``cfg``'s protocol; write
     ``calibration.json`` to ``out_dir`` and return it with the recommendation."""
-    from ..faces.align import default_cache_dir
-
     t0 = time.time()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    data = _Data(cfg, cache, log, progress)
-    dim, shape = data.z_test.shape[1], (3, cfg.size, cfg.size)
-    shadow = _train(
-        "shadow-mlp", lambda: MLPDecoder(dim, cfg.shadow_hidden, shape), data, cfg, cfg.shadow_epochs, log, progress
-    )
-    attackers = _attackers(data, cfg, log, progress)
+    data, shadow, attackers = prepare(cfg, out, cache_dir, log, progress)
+    dim = data.z_test.shape[1]
     rows = torch.from_numpy(data.enrolled)
     base = utility(data, data.z_test)["acc"]
     points = []

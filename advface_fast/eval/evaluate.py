@@ -37,6 +37,7 @@ from ..train import fit_decoder
 from ..train.encoder import embed
 from .attackers import make_attacker
 from .baselines import gaussian_same_l2, laplace_dp, laplace_sensitivity, uniform_linf
+from .config import config_from_json
 
 
 @dataclass
@@ -65,13 +66,7 @@ class EvalConfig:
 
     @classmethod
     def from_json(cls, path: str | Path | None) -> EvalConfig:
-        if path is None:
-            return cls()
-        data = json.loads(Path(path).read_text())
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"{path}: unknown settings {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
-        return cls(**data)
+        return config_from_json(cls, path)
 
 
 class _World:

@@ -41,6 +41,7 @@ from ..serialization import KEY_ENCODER, load_model, save_model
 from ..train import fit_decoder
 from .attackers import make_attacker
 from .baselines import laplace_dp, laplace_sensitivity, uniform_linf
+from .config import config_from_json
 
 # the paper's LFW figures (Table 1 / Table 2 of AdvFace, CVPR 2023), for comparison only
 PAPER_LFW = {
@@ -85,13 +86,7 @@ class FacesEvalConfig:
 
     @classmethod
     def from_json(cls, path: str | Path | None) -> FacesEvalConfig:
-        if path is None:
-            return cls()
-        data = json.loads(Path(path).read_text())
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"{path}: unknown settings {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
-        return cls(**data)
+        return config_from_json(cls, path)
 
 
 def _key(*parts: Any) -> str:
@@ -352,6 +347,23 @@ def utility(data: _Data, templates: torch.Tensor) -> dict[str, float]:
     }
 
 
+def prepare(
+    cfg: FacesEvalConfig, out: Path, cache_dir: str | Path | None, log: Callable[[str], None], progress: bool
+) -> tuple[_Data, torch.nn.Module, dict[str, torch.nn.Module]]:
+    """What every real-faces run starts from (all cached): the data, the shadow decoder, the attackers."""
+    from ..faces.align import default_cache_dir
+
+    out.mkdir(parents=True, exist_ok=True)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    data = _Data(cfg, cache, log, progress)
+    dim, shape = data.z_test.shape[1], (3, cfg.size, cfg.size)
+    log(f"system threshold {data.threshold:.3f} (squared L2); E2 threshold {data.e2_threshold}")
+    shadow = _train(
+        "shadow-mlp", lambda: MLPDecoder(dim, cfg.shadow_hidden, shape), data, cfg, cfg.shadow_epochs, log, progress
+    )
+    return data, shadow, _attackers(data, cfg, log, progress)
+
+
 def run_faces_evaluation(
     cfg: FacesEvalConfig,
     out_dir: str | Path,
@@ -361,20 +373,10 @@ def run_faces_evaluation(
 ) -> dict[str, Any]:
     """Run the real-faces evaluation; write ``report.md``, ``results.json``, ``frontier.png`` and
     ``grid.png`` to ``out_dir`` and return the results."""
-    from ..faces.align import default_cache_dir
-
     t0 = time.time()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    data = _Data(cfg, cache, log, progress)
-    dim, shape = data.z_test.shape[1], (3, cfg.size, cfg.size)
-    log(f"system threshold {data.threshold:.3f} (squared L2); E2 threshold {data.e2_threshold}")
-
-    shadow = _train(
-        "shadow-mlp", lambda: MLPDecoder(dim, cfg.shadow_hidden, shape), data, cfg, cfg.shadow_epochs, log, progress
-    )
-    attackers = _attackers(data, cfg, log, progress)
+    data, shadow, attackers = prepare(cfg, out, cache_dir, log, progress)
+    dim = data.z_test.shape[1]
 
     z = data.z_test
     rows = torch.from_numpy(data.enrolled)

@@ -35,6 +35,7 @@ from ...serialization import load_model, save_model
 from ...train import fit_decoder
 from ...train.encoder import embed, train_encoder
 from ...train.identity import finetune_identity
+from ..config import config_from_json
 from ..faces import ssim_skimage
 from .base import Knowledge
 from .decoder_attack import DecoderAttack
@@ -63,6 +64,10 @@ class ThreatConfig:
     steps: int = 10
     seed: int = 0
     note: str = ""
+
+    @classmethod
+    def from_json(cls, path: str | Path | None) -> ThreatConfig:
+        return config_from_json(cls, path)
 
 
 class _World:
