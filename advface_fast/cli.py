@@ -218,7 +218,7 @@ def _train_shadow(args: argparse.Namespace) -> int:
                 "pass --align if these photos are not aligned already",
                 file=sys.stderr,
             )
-    fp = hasattr(encoder, "fingerprint")
+    fp = json.dumps(encoder.fingerprint()) if hasattr(encoder, "fingerprint") else None
     with torch.no_grad():
         dim = encoder(images[:2]).shape[1]
     shape = tuple(images.shape[1:])
@@ -237,8 +237,9 @@ def _train_shadow(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
         resume=not args.no_resume,
         progress=not args.no_progress,
+        run={"encoder": fp, "arch": args.arch, "image_shape": list(shape)},
     )
-    save_model(decoder, args.out, metadata={KEY_ENCODER: json.dumps(encoder.fingerprint())} if fp else None)
+    save_model(decoder, args.out, metadata={KEY_ENCODER: fp} if fp else None)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
@@ -267,13 +268,8 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _faces_config(args: argparse.Namespace):
-    """FacesEvalConfig from --config and the data options ``_add_faces_data_args`` declares."""
-    import dataclasses
-
-    from .eval.faces import FacesEvalConfig
-
-    cfg = FacesEvalConfig.from_json(args.config)
+def _faces_overrides(args: argparse.Namespace) -> dict:
+    """The FacesEvalConfig settings the data options of ``_add_faces_data_args`` set."""
     overrides = {
         k: v
         for k, v in {
@@ -291,7 +287,16 @@ def _faces_config(args: argparse.Namespace):
         overrides["pairs"] = None
     if args.train_images and args.train_identity is None:
         overrides["train_identity"] = None  # a folder with one sub-folder per identity
-    return dataclasses.replace(cfg, **overrides)
+    return overrides
+
+
+def _faces_config(args: argparse.Namespace):
+    """FacesEvalConfig from --config and the data options."""
+    import dataclasses
+
+    from .eval.faces import FacesEvalConfig
+
+    return dataclasses.replace(FacesEvalConfig.from_json(args.config), **_faces_overrides(args))
 
 
 def _eval_faces(args: argparse.Namespace) -> int:
@@ -375,17 +380,49 @@ def _threat(args: argparse.Namespace) -> int:
     return 0
 
 
+def _threat_faces(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from .eval.threat.faces_suite import FacesThreatConfig, run_faces_threat_suite
+
+    cfg = FacesThreatConfig.from_json(args.config)
+    cfg = dataclasses.replace(cfg, faces={**cfg.faces, **_faces_overrides(args)})
+    if args.quick:
+        cfg = dataclasses.replace(
+            cfg,
+            faces={
+                **cfg.faces,
+                "shadow_epochs": 2,
+                "attacker_epochs": 2,
+                "attacker_epochs_by_name": {},
+                "identity_steps": 5,
+                "privacy_per_fold": 5,
+                "judge_per_fold": 3,
+            },
+            own_shadow_epochs=2,
+            purifier_epochs=2,
+            optimisation_people=3,
+            optimisation_steps=3,
+            procrustes_pairs=[32],
+            oracle_queries=[128],
+            note="--quick run: a smoke test with undertrained models, not for conclusions",
+        )
+    run_faces_threat_suite(cfg, args.out_dir, cache_dir=args.cache_dir, progress=not args.no_progress)
+    return 0
+
+
 def _train_default(args: argparse.Namespace) -> int:
-    from .defaults import ASSETS, train_default
+    from .defaults import MODELS_ENV, train_default
 
     train_default(
-        args.out_dir or ASSETS,
+        args.out_dir,
         ids=args.ids,
         per_id=args.per_id,
         encoder_epochs=args.encoder_epochs,
         decoder_epochs=args.decoder_epochs,
         progress=not args.no_progress,
     )
+    print(f"wrote {args.out_dir}; use them with: export {MODELS_ENV}={args.out_dir}", file=sys.stderr)
     return 0
 
 
@@ -584,12 +621,33 @@ def build_parser() -> argparse.ArgumentParser:
     th.add_argument("--quick", action="store_true", help="a smoke test (a few minutes on 2 CPU cores)")
     th.set_defaults(func=_threat)
 
+    tf = sub.add_parser(
+        "threat-faces",
+        help="the threat-model suite on real faces (LFW with SFace, judged by dlib)",
+        description="The defences (public seed, secret key, keyed rotation, both) against attackers that know "
+        "the method on the real-faces protocol of eval-faces (whose cached data, shadow decoder and attackers "
+        "it reuses), the attacks on the rotation's key (known pairs, moment alignment, a score oracle) and "
+        "unlinkability across two keys. --config is a FacesThreatConfig JSON (its 'faces' object holds "
+        "FacesEvalConfig settings).",
+    )
+    _add_faces_data_args(tf)
+    tf.add_argument(
+        "--out-dir", default="advface_threat_faces_out", help="report folder (default advface_threat_faces_out)"
+    )
+    tf.add_argument("--quick", action="store_true", help="a smoke test with undertrained models")
+    tf.set_defaults(func=_threat_faces)
+
     td = sub.add_parser(
         "train-default",
         help="reproduce the shipped default models of the synthetic-face world",
         description="Train the default encoder, shadow decoder and attacker (~10 min on 2 CPU cores).",
     )
-    td.add_argument("--out-dir", default=None, help="where to write them (default: the package's assets)")
+    td.add_argument(
+        "--out-dir",
+        required=True,
+        help="folder to write them to (required; never the installed package); load_default() and the "
+        "commands that use the default models read them from there when $ADVFACE_MODELS points at it",
+    )
     td.add_argument("--ids", type=int, default=1000, help="training identities")
     td.add_argument("--per-id", type=int, default=16, help="images per identity")
     td.add_argument("--encoder-epochs", type=int, default=8)

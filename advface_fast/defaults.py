@@ -12,6 +12,7 @@ identities at 100000.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from .decoders import ConvDecoder, MLPDecoder
 from .serialization import load_model, save_model
 
 ASSETS = Path(__file__).resolve().parent / "assets"
+MODELS_ENV = "ADVFACE_MODELS"  # a folder of models from `advface-fast train-default --out-dir`
 WORLD = {"size": 32, "seed": 0, "dim": 128}
 IDS = {"train": 0, "encoder_val": 100_000, "attacker": 200_000, "heldout": 300_000}
 
@@ -40,10 +42,18 @@ class DefaultModels:
     info: dict[str, Any]
 
 
+def default_models_dir() -> Path:
+    """Where the default models are read from: ``$ADVFACE_MODELS`` when set (models the user
+    trained with ``advface-fast train-default --out-dir``), else the package's own assets."""
+    env = os.environ.get(MODELS_ENV)
+    return Path(env) if env else ASSETS
+
+
 def load_default(path: str | Path | None = None) -> DefaultModels:
-    """Load the default encoder, shadow decoder and attacker from ``path`` (default: the package's
-    assets). Raise FileNotFoundError naming the command that creates them when they are missing."""
-    root = Path(path) if path is not None else ASSETS
+    """Load the default encoder, shadow decoder and attacker from ``path`` (default:
+    :func:`default_models_dir`). Raise FileNotFoundError naming the command that creates them
+    when they are missing."""
+    root = Path(path) if path is not None else default_models_dir()
     files = {k: root / f"{k}.safetensors" for k in ("encoder", "shadow", "attacker")}
     missing = [str(p) for p in files.values() if not p.exists()]
     if missing:
@@ -56,7 +66,7 @@ def load_default(path: str | Path | None = None) -> DefaultModels:
 
 
 def train_default(
-    out_dir: str | Path = ASSETS,
+    out_dir: str | Path,
     *,
     ids: int = 1000,
     per_id: int = 16,
@@ -65,7 +75,9 @@ def train_default(
     progress: bool = True,
     log=print,
 ) -> dict[str, Any]:
-    """Train and save the default models; returns the numbers written to ``default.json``."""
+    """Train the default models and save them in ``out_dir`` (the package's own ``ASSETS`` only
+    when passed explicitly, as the maintainers do); returns the numbers written to
+    ``default.json``. Point ``$ADVFACE_MODELS`` at ``out_dir`` to use them."""
     from .encoders import TorchEncoder
     from .train import train_decoder, train_encoder
 

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .input_spec import InputSpec, file_sha256, sidecar_path, spec_for_file
+from .optional import import_optional
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -101,8 +102,8 @@ def _qualname(fn: object) -> str:
 
 
 def _repair_onnx_inputs(path: Path) -> bytes:
-    """Drop graph inputs that are initialisers or that no node reads (design §6: SFace ships so)."""
-    import onnx
+    """Drop graph inputs that are initialisers or that no node reads (SFace ships so)."""
+    onnx = import_optional("onnx", "repairing the ONNX model's graph inputs")
 
     model = onnx.load(str(path))
     graph = model.graph

@@ -38,10 +38,33 @@ def _read_header_3_0(f) -> tuple[tuple[int, ...], bool, np.dtype]:
     return shape, bool(header["fortran_order"]), np.lib.format.descr_to_dtype(header["descr"])
 
 
+_MAGIC = {
+    b"PAR1": "a Parquet file",
+    b"PK\x03\x04": "a zip archive (a .npz? pass one of its arrays, saved with numpy.save)",
+    b"\x89HDF": "an HDF5 file",
+    b"ARROW1": "an Arrow IPC file",
+}
+
+
+def _other_format(head: bytes) -> str | None:
+    """The name of a known non-.npy format that ``head`` (a file's first bytes) starts with."""
+    for magic, name in _MAGIC.items():
+        if head.startswith(magic):
+            return name
+    return None
+
+
 def read_npy_header(path: Path) -> tuple[np.dtype, tuple[int, ...], bool, int]:
     """``(dtype, shape, fortran_order, data offset)`` of an ``.npy`` file, or GalleryFormatError."""
     try:
         with open(path, "rb") as f:
+            other = _other_format(f.read(8))
+            if other is not None:
+                raise GalleryFormatError(
+                    f"{path} is {other}, not a .npy file: protect reads .npy galleries (numpy.save of a float "
+                    "(N, D) array); protect-distributed reads folders of Parquet or .npy shards"
+                )
+            f.seek(0)
             version = np.lib.format.read_magic(f)
             if version == (1, 0):
                 shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)

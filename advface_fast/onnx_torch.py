@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .optional import import_optional
+
 
 def _dequantize(q: np.ndarray, scale: np.ndarray, zero: np.ndarray | None, axis: int, block: int) -> np.ndarray:
     """``(q - zero) * scale`` with ``scale``/``zero`` per axis or per block along ``axis``."""
@@ -42,7 +44,7 @@ def _dequantize(q: np.ndarray, scale: np.ndarray, zero: np.ndarray | None, axis:
 
 
 def _attrs(node: Any) -> dict[str, Any]:
-    import onnx
+    onnx = import_optional("onnx", "the ONNX graph in torch")
 
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
@@ -52,8 +54,8 @@ class OnnxTorchModule(nn.Module):
     first output. The weights are buffers (frozen; the module exists for its input gradients)."""
 
     def __init__(self, model_bytes: bytes) -> None:
-        import onnx
-        from onnx import numpy_helper
+        onnx = import_optional("onnx", "the ONNX graph in torch")
+        numpy_helper = import_optional("onnx.numpy_helper")
 
         super().__init__()
         model = onnx.load_from_string(model_bytes)

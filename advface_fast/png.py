@@ -1,29 +1,20 @@
-"""Minimal PNG writer (RGB, 8-bit) so pictures need no imaging dependency."""
+"""Pictures: image grids written as PNG with Pillow."""
 
 from __future__ import annotations
 
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 
 def write_png(path: str | Path, rgb: np.ndarray) -> Path:
-    """Write ``rgb`` ``(H, W, 3)`` uint8 to ``path``; returns the path."""
+    """Write ``rgb`` ``(H, W, 3)`` uint8 to ``path`` as PNG; returns the path."""
     rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"expected (H, W, 3) uint8, got {rgb.shape}")
-    h, w, _ = rgb.shape
-    raw = b"".join(b"\x00" + rgb[i].tobytes() for i in range(h))
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-
-    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-    png += chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
     path = Path(path)
-    path.write_bytes(png)
+    Image.fromarray(rgb).save(path, format="PNG")
     return path
 
 

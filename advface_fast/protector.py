@@ -257,7 +257,8 @@ class Protector:
             "images": imgs.fingerprint() if imgs is not None else None,
             "row_ids": hashlib.blake2b(row_ids.tobytes(), digest_size=16).hexdigest() if row_ids is not None else None,
             "decoder": self._decoder_fp,
-            "encoder": _encoder_fingerprint(self.encoder),
+            # only the shadow start calls the encoder: another encoder (or none) changes nothing else
+            "encoder": _encoder_fingerprint(self.encoder) if p.start == "shadow" else None,
             "eps": p.eps,
             "alpha": p.alpha,
             "steps": p.steps,

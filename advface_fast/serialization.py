@@ -71,10 +71,26 @@ def save_model(model: nn.Module, path: str | os.PathLike[str], metadata: dict[st
     tmp = path.with_name(path.name + ".tmp")
     try:
         save_file(tensors, str(tmp), metadata=metadata)
+        os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def default_file_mode() -> int:
+    """``0o666`` under the process umask: the mode ``open()`` would give a new file. (safetensors
+    creates its files 0600; a model is shared like any other file, and a user who keeps a private
+    shadow decoder secret sets the umask or the folder's permissions.)"""
+    try:  # Linux >= 4.7 reports it without changing it
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere: read by setting and restoring it
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def read_model_header(path: str | os.PathLike[str]) -> tuple[str, dict[str, Any]]:

@@ -18,6 +18,7 @@ import torch
 
 from .encoders import OnnxEncoder, TorchEncoder
 from .input_spec import SFACE
+from .optional import import_optional
 
 # ArcFace's 5-point template for 112x112 crops: eyes, nose tip, mouth corners (image left first)
 ARCFACE_TEMPLATE = np.array(
@@ -61,7 +62,7 @@ def sface_torch_encoder() -> TorchEncoder:
 def detect_faces(image: np.ndarray, score_threshold: float = 0.6) -> np.ndarray:
     """YuNet detections of an RGB ``(H, W, 3)`` uint8 image: ``(n, 15)`` rows of box (x, y, w, h),
     five landmarks (x, y) and a score, best first (empty when no face is found)."""
-    import cv2
+    cv2 = import_optional("cv2", "YuNet face detection")
 
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
@@ -76,7 +77,7 @@ def detect_faces(image: np.ndarray, score_threshold: float = 0.6) -> np.ndarray:
 def align_face(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     """Warp an RGB image so its five ``landmarks`` ``(5, 2)`` land on the ArcFace template:
     a similarity transform (rotation, uniform scale, shift) to a 112x112 RGB uint8 crop."""
-    import cv2
+    cv2 = import_optional("cv2", "face alignment")
 
     m, _ = cv2.estimateAffinePartial2D(np.asarray(landmarks, np.float32).reshape(5, 2), ARCFACE_TEMPLATE)
     if m is None:

@@ -119,7 +119,7 @@ def test_help_and_module_entry_point():
     assert "auto    for an MLPDecoder: fp32 -> mlp, tf32 -> none, bf16 -> mlp" in res.stdout
 
 
-def test_train_shadow_command_and_resume(tmp_path):
+def test_train_shadow_command_and_resume(tmp_path, capsys):
     from helpers import LinearEncoder
 
     enc = LinearEncoder(3 * 16 * 16, 24, seed=3)
@@ -151,3 +151,10 @@ def test_train_shadow_command_and_resume(tmp_path):
     assert main(args) == 0
     assert main([*args[:-2], "--arch", "conv", "--base-channels", "4", "--no-resume", "--device", "cpu"]) == 0
     assert isinstance(af.load_model(tmp_path / "dec.safetensors"), af.ConvDecoder)
+    # the checkpoint now belongs to the conv run: another encoder may not resume it, as protect refuses
+    af.save_model(LinearEncoder(3 * 16 * 16, 24, seed=4), tmp_path / "enc2.safetensors")
+    before = (tmp_path / "ck.safetensors").read_bytes()
+    other = [*args[:2], str(tmp_path / "enc2.safetensors"), *args[3:-2], "--arch", "conv", "--base-channels", "4"]
+    assert main([*other, "--epochs", "3"]) == 2
+    assert "was trained with encoder" in capsys.readouterr().err
+    assert (tmp_path / "ck.safetensors").read_bytes() == before  # refused: nothing changed

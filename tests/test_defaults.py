@@ -60,3 +60,23 @@ def test_demo_runs_and_writes_the_picture(tmp_path):
     for start in ("random", "shadow"):
         assert res[start]["attack SSIM to the face"] < res["stored"]["attack SSIM to the face"]
         assert res[start]["attack accepted as the person (%)"] < res["stored"]["attack accepted as the person (%)"]
+
+
+def test_user_models_folder_from_the_environment(tmp_path, monkeypatch):
+    import shutil
+
+    from advface_fast.cli import main
+    from advface_fast.defaults import ASSETS, MODELS_ENV, default_models_dir
+
+    monkeypatch.setenv(MODELS_ENV, str(tmp_path / "empty"))
+    assert default_models_dir() == tmp_path / "empty"
+    with pytest.raises(FileNotFoundError, match="empty"):
+        load_default()  # the user's folder, not silently the package's
+    for name in ("encoder", "shadow", "attacker"):
+        shutil.copy(ASSETS / f"{name}.safetensors", tmp_path / f"{name}.safetensors")
+    monkeypatch.setenv(MODELS_ENV, str(tmp_path))
+    assert load_default().shadow.in_dim == 128
+    monkeypatch.delenv(MODELS_ENV)
+    assert default_models_dir() == ASSETS
+    with pytest.raises(SystemExit):  # train-default names no folder: refused, nothing written
+        main(["train-default"])

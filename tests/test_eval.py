@@ -51,7 +51,7 @@ def test_config_rejects_unknown_settings(tmp_path):
 
 
 @pytest.mark.skipif(not (ASSETS / "encoder.safetensors").exists(), reason="default models not trained")
-def test_small_end_to_end_run(tmp_path):
+def test_small_end_to_end_run(tmp_path, monkeypatch):
     cfg = EvalConfig(
         users=60,
         attacker_ids=20,
@@ -65,9 +65,15 @@ def test_small_end_to_end_run(tmp_path):
         sweep_steps=[2],
         sweep_alpha_ratio=[0.1],
     )
-    res = run_evaluation(cfg, tmp_path, log=lambda s: None)
+    lines: list[str] = []
+    monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)  # as if not installed
+    res = run_evaluation(cfg, tmp_path, log=lines.append)
     for f in ("report.md", "results.json", "grid.png"):
         assert (tmp_path / f).stat().st_size > 100
+    # the figure it could not draw is said to be skipped, with the extra that draws it
+    assert not (tmp_path / "frontier.png").exists()
+    assert "frontier.png skipped: matplotlib is not installed" in lines[-1] and "[eval]" in lines[-1]
+    assert "frontier.png skipped" in (tmp_path / "report.md").read_text()
     util, priv = res["utility"], res["privacy"]
     assert set(util) >= {"unprotected", "AdvFace start=random", "AdvFace start=shadow", "Laplace DP, epsilon 50"}
     assert "adaptive mlp_deep" in priv["AdvFace start=random"]

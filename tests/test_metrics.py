@@ -39,6 +39,19 @@ def test_ssim_properties_and_formula():
     assert math.isclose(float(ssim(a, b, win=11, sigma=1e6)), want, rel_tol=1e-3)
 
 
+def test_ssim_agrees_with_scikit_image():
+    pytest.importorskip("skimage", reason="scikit-image is the reference SSIM")
+    from advface_fast.metrics import ssim_skimage
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(6, 3, 32, 32, generator=g) * 2 - 1
+    pairs = [(x, (x + s * torch.randn(x.shape, generator=g)).clamp(-1, 1)) for s in (0.05, 0.3, 1.0)]
+    smooth = torch.nn.functional.avg_pool2d(x, 5, 1, 2)  # image-like structure, not only noise
+    pairs.append((smooth, (smooth + 0.1 * torch.randn(x.shape, generator=g)).clamp(-1, 1)))
+    for a, b in pairs:
+        np.testing.assert_allclose(ssim(a, b).numpy(), ssim_skimage(a, b), atol=1e-3)
+
+
 def test_verification_accuracy_known_cases():
     same = np.tile([True, False], 50)
     separable = np.where(same, 0.3, 1.5)

@@ -97,6 +97,23 @@ def test_resume_refuses_other_settings_and_can_restart(setup, monkeypatch):
     np.testing.assert_array_equal(res, af.protect(z, dec, enc, **{**KW, "eps": 0.06}))
 
 
+def test_resume_fingerprints_the_encoder_only_for_the_shadow_start(setup, monkeypatch):
+    dec, enc, z, src, out = setup
+    full = af.protect(z, dec, **KW)  # start="random" never calls an encoder
+    _interrupt_after(monkeypatch, 2)
+    with pytest.raises(Interrupt):
+        af.protect(src, dec, enc, out=out, **KW)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(af.protect(src, dec, out=out, **KW), full)  # resumed without --encoder
+    shadow = {**KW, "start": "shadow"}
+    _interrupt_after(monkeypatch, 2)
+    with pytest.raises(Interrupt):
+        af.protect(src, dec, enc, out=out.with_name("shadow.npy"), **shadow)
+    monkeypatch.undo()
+    with pytest.raises(af.ResumeMismatchError, match="encoder"):
+        af.protect(src, dec, make_pair(seed=98)[1], out=out.with_name("shadow.npy"), **shadow)
+
+
 def test_overwrite(setup):
     dec, enc, z, src, out = setup
     out.write_bytes(b"old")

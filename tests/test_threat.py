@@ -61,3 +61,54 @@ def test_decoder_attack_and_knowledge_text():
     assert a.reconstruct(torch.randn(3, 4)).shape == (3, 1, 2, 2)
     text = Knowledge(encoder="white-box", algorithm=True, settings="right", shadow="own").describe()
     assert "white-box" in text and "own shadow" in text and "no key" in text
+
+
+def test_moment_alignment_recovers_a_rotation_of_a_skewed_anisotropic_cloud_only():
+    from advface_fast.eval.threat.key_recovery import moment_alignment
+
+    g = torch.Generator().manual_seed(0)
+    d = 6
+    q = keyed_rotation(b"m" * 32, d)
+    scales = torch.tensor([3.0, 2.5, 2.0, 1.5, 1.0, 0.5], dtype=torch.float64)
+    own = torch.distributions.Gamma(2.0, 1.0).sample((20000, d)).double() * scales  # distinct spreads, skewed
+    gallery = (torch.distributions.Gamma(2.0, 1.0).sample((20000, d)).double() * scales) @ q.T  # other people
+    assert rotation_error(moment_alignment(own, gallery), q) < 0.1
+    iso = torch.randn(20000, d, generator=g, dtype=torch.float64)  # all eigenvalues equal: nothing to align
+    iso_gallery = torch.randn(20000, d, generator=g, dtype=torch.float64) @ q.T
+    assert rotation_error(moment_alignment(iso, iso_gallery), q) > 0.5
+
+
+def test_score_oracle_recovers_the_unrotated_template_from_d_queries():
+    from advface_fast.eval.threat.key_recovery import oracle_scores, score_oracle
+
+    d = 16
+    q = keyed_rotation(b"o" * 32, d)
+    stored = torch.nn.functional.normalize(torch.randn(5, d, dtype=torch.float64), dim=1)
+    probes = torch.randn(64, d, dtype=torch.float64)
+    exact = score_oracle(probes[:d], oracle_scores(probes[:d], stored, q, decimals=12))
+    assert COS(exact.double(), stored @ q, dim=1).min() > 0.9999  # Q^T s, row-wise s Q
+    rounded = score_oracle(probes, oracle_scores(probes, stored, q, decimals=2))
+    assert COS(rounded.double(), stored @ q, dim=1).min() > 0.95
+    few = score_oracle(probes[: d // 4], oracle_scores(probes[: d // 4], stored, q, decimals=12))
+    assert COS(few.double(), stored @ q, dim=1).max() < 0.9  # underdetermined: not recovered
+
+
+def test_linkability_of_rotated_templates_under_two_keys_is_near_zero():
+    from advface_fast.eval.unlinkability import cross_pairs, linkability
+    from advface_fast.keys import rotate
+
+    torch.manual_seed(3)
+    people = 1500
+    centre = torch.nn.functional.normalize(torch.randn(people, 32), dim=1)
+    z = torch.nn.functional.normalize(torch.cat([centre, centre]) + 0.3 * torch.randn(2 * people, 32) / 32**0.5, dim=1)
+    person = [f"p{i}" for i in range(people)] * 2
+    a, b, mated = cross_pairs(person, seed=0)
+    assert mated.sum() == people and (~mated).sum() > 3 * people
+    names = torch.tensor([int(n[1:]) for n in person])
+    assert bool((names[a][torch.from_numpy(mated)] == names[b][torch.from_numpy(mated)]).all())
+    assert bool((names[a][torch.from_numpy(~mated)] != names[b][torch.from_numpy(~mated)]).all())
+    same = linkability(z, z, a, b, mated)
+    two_keys = linkability(rotate(z, b"1" * 32), rotate(z, b"2" * 32), a, b, mated)
+    assert same["d_sys"] > 0.9 and two_keys["d_sys"] < 0.15
+    assert two_keys["d_sys"] < two_keys["d_sys_floor"] + 0.05  # no more than the estimator's own bias
+    assert abs(two_keys["mated_mean"] - two_keys["non_mated_mean"]) < 0.05

@@ -30,7 +30,7 @@ import torch
 from ..defaults import IDS, load_default
 from ..encoders import TorchEncoder
 from ..engine import DEFAULT_ALPHA, DEFAULT_EPS, DEFAULT_STEPS
-from ..metrics import genuine_impostor_pairs, pair_distances, psnr, ssim, tar_at_far, verification_accuracy
+from ..metrics import genuine_impostor_pairs, pair_distances, psnr, ssim_skimage, tar_at_far, verification_accuracy
 from ..protector import protect
 from ..serialization import load_model, read_model_header, save_model
 from ..train import fit_decoder
@@ -129,7 +129,7 @@ def attack(w: _World, attacker: torch.nn.Module, templates: torch.Tensor) -> tup
     res = {
         "identity_inference": 100 * float(inferred.mean()),
         "rank1": 100 * float((d.argmin(1) == torch.arange(len(d))).float().mean()),
-        "ssim": float(ssim(rec, w.x_enrol).mean()),
+        "ssim": float(ssim_skimage(rec, w.x_enrol).mean()),
         "psnr": float(psnr(rec, w.x_enrol).mean()),
     }
     return res, rec
@@ -282,6 +282,6 @@ def run_evaluation(cfg: EvalConfig, out_dir: str | Path, log: Callable[[str], No
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     from .report import write_report
 
-    write_report(results, w.x_enrol, recs, out)
-    log(f"wrote {out}/report.md, results.json, frontier.png, grid.png in {time.time() - t0:.0f} s")
+    written = write_report(results, w.x_enrol, recs, out)
+    log(f"wrote {out}: results.json, {', '.join(written)} in {time.time() - t0:.0f} s")
     return results

@@ -35,7 +35,7 @@ import torch
 
 from ..decoders import MLPDecoder
 from ..engine import DEFAULT_ALPHA, DEFAULT_EPS, DEFAULT_STEPS
-from ..metrics import pair_distances, psnr, tar_at_far, verification_accuracy
+from ..metrics import pair_distances, psnr, ssim_skimage, tar_at_far, verification_accuracy
 from ..protector import protect
 from ..serialization import KEY_ENCODER, load_model, save_model
 from ..train import fit_decoder
@@ -91,20 +91,6 @@ class FacesEvalConfig:
 
 def _key(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
-
-
-def ssim_skimage(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
-    """Per-image SSIM of ``(B, 3, H, W)`` images in [-1, 1] (scikit-image, Gaussian 11/1.5 window)."""
-    from skimage.metrics import structural_similarity
-
-    a_ = a.permute(0, 2, 3, 1).double().numpy()
-    b_ = b.permute(0, 2, 3, 1).double().numpy()
-    return np.array(
-        [
-            structural_similarity(x, y, channel_axis=2, data_range=2.0, gaussian_weights=True, sigma=1.5)
-            for x, y in zip(a_, b_, strict=True)
-        ]
-    )
 
 
 class _Data:
@@ -484,6 +470,6 @@ def run_faces_evaluation(
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     from .faces_report import write_faces_report
 
-    write_faces_report(results, data.x_test[data.protocol.first[data.priv]], recs, out)
-    log(f"wrote {out}/report.md, results.json, frontier.png, grid.png in {time.time() - t0:.0f} s")
+    written = write_faces_report(results, data.x_test[data.protocol.first[data.priv]], recs, out)
+    log(f"wrote {out}: results.json, {', '.join(written)} in {time.time() - t0:.0f} s")
     return results

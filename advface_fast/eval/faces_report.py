@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from ..png import image_grid, write_png
-from .report import _table
+from .report import FRONTIER_SKIPPED, _table
 
 LFW_CREDIT = (
     'LFW: G. B. Huang, M. Ramesh, T. Berg, E. Learned-Miller, "Labeled Faces in the Wild: A Database for '
@@ -75,7 +75,9 @@ def _frontier(results: dict[str, Any], path: Path) -> Path | None:
 
 def write_faces_report(
     results: dict[str, Any], originals: torch.Tensor, recs: dict[str, torch.Tensor], out: Path
-) -> None:
+) -> list[str]:
+    """Write ``report.md``, ``grid.png`` and (with matplotlib) ``frontier.png``; returns what was
+    written and a line for what was skipped."""
     cfg, util, priv, paper = results["config"], results["utility"], results["privacy"], results["paper_lfw"]
     methods = list(util)
     attackers = list(priv["Unprotected"])
@@ -191,10 +193,13 @@ def write_faces_report(
             for r in results["sweep"]
         ],
     )
+    written = ["report.md", "grid.png"]
     if _frontier(results, out / "frontier.png"):
         lines += ["", "![frontier](frontier.png)"]
+        written.append("frontier.png")
     else:
-        lines += ["", "(frontier.png skipped: matplotlib is not installed; `pip install 'advface_fast[eval]'`)"]
+        lines += ["", f"({FRONTIER_SKIPPED})"]
+        written.append(f"({FRONTIER_SKIPPED})")
     show = [m for m in methods if m in recs]
     grid_rows = [originals[:8].numpy()] + [recs[m][:8].numpy() for m in show]
     write_png(out / "grid.png", image_grid(grid_rows, scale=2))
@@ -212,3 +217,4 @@ def write_faces_report(
         "Data credit. " + LFW_CREDIT,
     ]
     (out / "report.md").write_text("\n".join(lines) + "\n")
+    return written

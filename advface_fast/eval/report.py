@@ -47,7 +47,14 @@ def frontier_png(sweep: list[dict[str, Any]], path: Path, baseline_acc: float, b
     return path
 
 
-def write_report(results: dict[str, Any], originals: torch.Tensor, recs: dict[str, torch.Tensor], out: Path) -> None:
+FRONTIER_SKIPPED = "frontier.png skipped: matplotlib is not installed (pip install 'advface_fast[eval]')"
+
+
+def write_report(
+    results: dict[str, Any], originals: torch.Tensor, recs: dict[str, torch.Tensor], out: Path
+) -> list[str]:
+    """Write ``report.md``, ``grid.png`` and (with matplotlib) ``frontier.png`` to ``out``; returns
+    what was written and a line for what was skipped."""
     cfg, util, priv = results["config"], results["utility"], results["privacy"]
     methods = list(util)
     attackers = cfg["attackers"]
@@ -141,8 +148,13 @@ def write_report(results: dict[str, Any], originals: torch.Tensor, recs: dict[st
         ]
     base = util["unprotected"]["vs_fresh"]["acc"]
     base_inf = sum(priv["unprotected"][a]["identity_inference"] for a in attackers) / len(attackers)
+    written = ["report.md", "grid.png"]
     if frontier_png(results["sweep"], out / "frontier.png", base, base_inf):
         lines += ["", "![frontier](frontier.png)"]
+        written.append("frontier.png")
+    else:
+        lines += ["", f"({FRONTIER_SKIPPED})"]
+        written.append(f"({FRONTIER_SKIPPED})")
     rows = [originals[:12].numpy()] + [recs[m][:12].numpy() for m in methods if m in recs]
     write_png(out / "grid.png", image_grid(rows, scale=2))
     lines += [
@@ -157,3 +169,4 @@ def write_report(results: dict[str, Any], originals: torch.Tensor, recs: dict[st
         + f" (CPU, backend auto). Total time of this run: {results['seconds']:.0f} s.",
     ]
     (out / "report.md").write_text("\n".join(lines) + "\n")
+    return written

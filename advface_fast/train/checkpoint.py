@@ -17,7 +17,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from ..errors import ModelFormatError
+from ..errors import ModelFormatError, ResumeMismatchError
+from ..serialization import default_file_mode
 
 
 def save_checkpoint(
@@ -42,12 +43,22 @@ def save_checkpoint(
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=meta)
+    os.chmod(tmp, default_file_mode())
     os.replace(tmp, path)
     return path
 
 
-def load_checkpoint(path: str | os.PathLike[str], model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """Restore ``model`` and ``optimizer`` from ``path``; returns the saved progress dict."""
+def load_checkpoint(
+    path: str | os.PathLike[str],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    expect_run: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Restore ``model`` and ``optimizer`` from ``path``; returns the saved progress dict.
+
+    ``expect_run``: the settings this run must share with the checkpoint's (for example the
+    encoder the features come from); a checkpoint that recorded other values is refused with
+    :class:`ResumeMismatchError` before anything is loaded."""
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             meta = f.metadata() or {}
@@ -56,6 +67,13 @@ def load_checkpoint(path: str | os.PathLike[str], model: nn.Module, optimizer: t
         raise ModelFormatError(f"{path} is not a readable checkpoint ({exc})") from exc
     if meta.get("advface_fast.checkpoint") != "1":
         raise ModelFormatError(f"{path} is not an advface_fast training checkpoint")
+    saved_run = json.loads(meta["progress"]).get("run") or {}
+    for k, want in (expect_run or {}).items():
+        if k in saved_run and saved_run[k] != want:
+            raise ResumeMismatchError(
+                f"{path} was trained with {k} = {saved_run[k]!r}, this run has {want!r}: resuming would mix "
+                "the two. Use another checkpoint path, or --no-resume (resume=False) to start over."
+            )
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     state: dict[int, dict[str, Any]] = {}
     for k, v in tensors.items():

@@ -30,12 +30,14 @@ def fit_decoder(
     progress: bool = True,
     log: Callable[[str], None] = print,
     stop_after: int | None = None,
+    run: dict[str, Any] | None = None,
 ) -> tuple[nn.Module, list[dict[str, Any]]]:
     """Fit ``decoder`` to map ``features`` ``(N, D)`` to ``images`` ``(N, C, H, W)`` with the L1
     loss of equation (1), Adam and a cosine schedule (bf16 autocast on GPUs). With ``val =
     (features, images)`` each epoch reports L1, PSNR and SSIM on it. Trains ``decoder`` in place
     and returns it (eval mode, CPU) with the history. Any architecture works: this trains shadow
-    decoders and attackers alike (an adaptive attacker passes protected features)."""
+    decoders and attackers alike (an adaptive attacker passes protected features). ``run``:
+    settings a resumed checkpoint must share (see :func:`~advface_fast.train.loop.run_epochs`)."""
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(seed)
     decoder.to(dev)
@@ -75,6 +77,7 @@ def fit_decoder(
         desc="decoder",
         log=log,
         stop_after=stop_after,
+        run=run,
     )
     return decoder.cpu().eval(), history
 

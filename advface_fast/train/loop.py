@@ -30,6 +30,7 @@ def run_epochs(
     desc: str = "train",
     log: Callable[[str], None] = print,
     stop_after: int | None = None,
+    run: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Run ``epochs`` epochs of ``step(batch indices, t) -> loss`` over ``n`` samples, where
     ``t`` in [0, 1) is the fraction of the whole run done (a stateless schedule: see
@@ -43,7 +44,7 @@ def run_epochs(
     history: list[dict[str, Any]] = []
     start = 0
     if checkpoint is not None and resume and Path(checkpoint).exists():
-        saved = load_checkpoint(checkpoint, model, optimizer)
+        saved = load_checkpoint(checkpoint, model, optimizer, expect_run=run)
         start, history = int(saved["epoch"]), list(saved["history"])
         log(f"{desc}: resumed from {checkpoint} after epoch {start}")
     end = epochs if stop_after is None else min(epochs, start + stop_after)
@@ -71,7 +72,7 @@ def run_epochs(
             )
         )
         if checkpoint is not None:
-            save_checkpoint(checkpoint, model, optimizer, {"epoch": epoch + 1, "history": history})
+            save_checkpoint(checkpoint, model, optimizer, {"epoch": epoch + 1, "history": history, "run": run or {}})
     model.eval()
     return history
 

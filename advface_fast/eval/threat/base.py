@@ -12,6 +12,8 @@ from typing import Protocol
 
 import torch
 
+DEFENDER_KEY = b"defender-secret-key-never-shipped"  # the suites' stand-in for a user's key file
+
 
 @dataclass(frozen=True)
 class Knowledge:

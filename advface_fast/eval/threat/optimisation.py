@@ -49,7 +49,7 @@ def optimise_images(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        trace.append(float(cos.mean()))
+        trace.append(float(cos.detach().mean()))
     return torch.tanh(w).detach(), trace
 
 

@@ -29,21 +29,18 @@ from ...defaults import IDS, load_default
 from ...encoders import TorchEncoder
 from ...errors import PublicRandomnessWarning
 from ...keys import keyed_rotation, rotate
-from ...metrics import genuine_impostor_pairs, pair_distances, verification_accuracy
+from ...metrics import genuine_impostor_pairs, pair_distances, ssim_skimage, verification_accuracy
 from ...protector import protect
 from ...serialization import load_model, save_model
 from ...train import fit_decoder
 from ...train.encoder import embed, train_encoder
 from ...train.identity import finetune_identity
 from ..config import config_from_json
-from ..faces import ssim_skimage
-from .base import Knowledge
+from .base import DEFENDER_KEY, Knowledge
 from .decoder_attack import DecoderAttack
 from .optimisation import OptimisationAttack
 from .procrustes import procrustes, rotation_error
 from .purifier import purifier_attack
-
-DEFENDER_KEY = b"defender-secret-key-never-shipped"  # the suite's stand-in for a user's key file
 
 
 @dataclass

