@@ -23,7 +23,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
@@ -190,15 +190,9 @@ def _extensions() -> list[Extension]:
 
 
 setup(
-    packages=[
-        "advface_fast",
-        "advface_fast.kernels",
-        "advface_fast.data",
-        "advface_fast.train",
-        "advface_fast.eval",
-        "advface_fast.distributed",
-        "advface_fast._csrc",
-    ],
+    # every sub-package of advface_fast/ (found, so a new one cannot be left out of the wheel), plus
+    # the two top-level folders that ship inside it
+    packages=[*find_packages(include=["advface_fast", "advface_fast.*"]), "advface_fast.kernels", "advface_fast._csrc"],
     # csrc/ ships inside the package as advface_fast/_csrc: the CUDA kernels' source for the
     # NVRTC fallback of the cuda backend (advface_fast/nvrtc_kernels.py) on installs without nvcc
     package_dir={"advface_fast": "advface_fast", "advface_fast.kernels": "kernels", "advface_fast._csrc": "csrc"},

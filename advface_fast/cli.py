@@ -459,8 +459,12 @@ def _add_protection_args(pr: argparse.ArgumentParser) -> None:
     pr.add_argument(
         "--no-renorm", action="store_true", help="keep the raw result instead of rescaling to the input norm"
     )
-    pr.add_argument("--batch-size", type=int, default=None)
-    pr.add_argument("--backend", choices=BACKEND_NAMES, default="auto")
+    pr.add_argument(
+        "--batch-size", type=int, default=None, help="rows per batch (default: chosen from the device's memory)"
+    )
+    pr.add_argument(
+        "--backend", choices=BACKEND_NAMES, default="auto", help="engine; advface-fast backends lists them"
+    )
     pr.add_argument("--precision", choices=PRECISIONS, default="fp32", help="GEMM precision inside the loop")
     pr.add_argument("--seed", type=int, default=0, help="public seed of the random start (default 0)")
     pr.add_argument(
@@ -475,7 +479,20 @@ def _add_protection_args(pr: argparse.ArgumentParser) -> None:
     )
     pr.add_argument("--overwrite", action="store_true", help="replace an existing (complete) output")
     pr.add_argument("--no-resume", action="store_true", help="discard a partial output instead of resuming it")
-    pr.add_argument("--no-progress", action="store_true")
+    pr.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the text states it already (flags and
+    options without a default say nothing)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        d = action.default
+        if d in (None, False, argparse.SUPPRESS) or "default" in text.lower() or not action.option_strings:
+            return text
+        shown = " ".join(map(str, d)) if isinstance(d, (list, tuple)) else d
+        return f"{text} (default: {str(shown).replace('%', '%%')})"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -556,15 +573,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="detect and align the photos of --images (a folder) to the ArcFace 112x112 template first (YuNet, cached)",
     )
-    ts.add_argument("--epochs", type=int, default=20)
-    ts.add_argument("--batch-size", type=int, default=256)
-    ts.add_argument("--lr", type=float, default=1e-3)
-    ts.add_argument("--val-fraction", type=float, default=0.05)
-    ts.add_argument("--device", default=None)
-    ts.add_argument("--seed", type=int, default=0)
+    ts.add_argument("--epochs", type=int, default=20, help="training epochs")
+    ts.add_argument("--batch-size", type=int, default=256, help="images per step")
+    ts.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (cosine schedule)")
+    ts.add_argument("--val-fraction", type=float, default=0.05, help="fraction of the images held out for validation")
+    ts.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: GPU if available)")
+    ts.add_argument("--seed", type=int, default=0, help="seed of initialisation and shuffling")
     ts.add_argument("--checkpoint", default=None, help="checkpoint file, saved every epoch")
     ts.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
-    ts.add_argument("--no-progress", action="store_true")
+    ts.add_argument("--no-progress", action="store_true", help="no progress bars")
     ts.set_defaults(func=_train_shadow)
 
     ev = sub.add_parser(
@@ -573,7 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the evaluation harness on the synthetic-face world with the default models.",
     )
     ev.add_argument("--config", default=None, help="JSON file overriding EvalConfig settings")
-    ev.add_argument("--out-dir", default="advface_eval_out")
+    ev.add_argument("--out-dir", default="advface_eval_out", help="report folder")
     ev.add_argument("--quick", action="store_true", help="a small run (a few minutes on CPU)")
     ev.set_defaults(func=_eval)
 
@@ -650,14 +667,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     td.add_argument("--ids", type=int, default=1000, help="training identities")
     td.add_argument("--per-id", type=int, default=16, help="images per identity")
-    td.add_argument("--encoder-epochs", type=int, default=8)
-    td.add_argument("--decoder-epochs", type=int, default=20)
-    td.add_argument("--no-progress", action="store_true")
+    td.add_argument("--encoder-epochs", type=int, default=8, help="epochs of the encoder")
+    td.add_argument("--decoder-epochs", type=int, default=20, help="epochs of the shadow decoder and the attacker")
+    td.add_argument("--no-progress", action="store_true", help="no progress bars")
     td.set_defaults(func=_train_default)
 
     d = sub.add_parser("demo", help="run the end-to-end demo on a toy world (about a minute on CPU)")
-    d.add_argument("--out-dir", default="advface_demo_out")
+    d.add_argument("--out-dir", default="advface_demo_out", help="folder of the demo's picture and numbers")
     d.set_defaults(func=_demo)
+    for cmd in sub.choices.values():
+        cmd.formatter_class = _DefaultsFormatter
     return p
 
 

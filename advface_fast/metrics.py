@@ -117,14 +117,24 @@ def verification_accuracy(
     return float(np.mean(accs)), float(np.std(accs)), np.array(best)
 
 
+def far_supported(impostors: int, far: float) -> bool:
+    """Whether ``impostors`` pairs can measure a false accept rate of ``far``: at least one false
+    accept must be allowed (below that, "TAR at FAR" is TAR at zero false accepts, which only
+    ``far = 0`` asks for)."""
+    return far == 0 or impostors * far >= 1
+
+
 def tar_at_far(dist: np.ndarray, issame: np.ndarray, far: float = 1e-3) -> float:
     """True accept rate at the threshold whose false accept rate on the impostor pairs is ``far``
-    (the largest threshold with FAR <= far)."""
+    (the largest threshold with FAR <= far). Refuses a ``far`` the impostor count cannot measure
+    (:func:`far_supported`)."""
     dist = np.asarray(dist, dtype=np.float64)
     issame = np.asarray(issame, dtype=bool)
     imp = np.sort(dist[~issame])
     if len(imp) == 0 or issame.sum() == 0:
         raise ValueError("tar_at_far needs both genuine and impostor pairs")
+    if not far_supported(len(imp), far):
+        raise ValueError(f"{len(imp)} impostor pairs cannot measure FAR {far:g} (need at least {int(np.ceil(1 / far))})")
     k = int(np.floor(far * len(imp)))  # at most k impostors may fall below the threshold
     thr = imp[k] if k < len(imp) else np.inf
     return float((dist[issame] < thr).mean())

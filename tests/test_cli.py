@@ -158,3 +158,22 @@ def test_train_shadow_command_and_resume(tmp_path, capsys):
     assert main([*other, "--epochs", "3"]) == 2
     assert "was trained with encoder" in capsys.readouterr().err
     assert (tmp_path / "ck.safetensors").read_bytes() == before  # refused: nothing changed
+
+
+def test_every_option_has_help_and_states_its_default():
+    import argparse
+
+    from advface_fast.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, cmd in sub.choices.items():
+        text = cmd.format_help()
+        for a in cmd._actions:
+            if isinstance(a, argparse._HelpAction):
+                continue
+            assert a.help, f"{name} {a.option_strings or a.dest}: no help text"
+            if a.option_strings and a.default not in (None, False):
+                shown = " ".join(map(str, a.default)) if isinstance(a.default, list) else str(a.default)
+                helptext = cmd._get_formatter()._get_help_string(a)
+                assert "default" in helptext.lower(), f"{name} {a.option_strings[0]}: default not stated"
+                assert shown in text or "default" in (a.help or "").lower(), f"{name} {a.option_strings[0]}"

@@ -142,6 +142,7 @@ def test_wrong_dimension_fails_before_anything_is_written(tmp_path, setup):
 
 
 # -- on Ray --------------------------------------------------------------------------------------
+@pytest.mark.filterwarnings("error::ray.util.annotations.RayDeprecationWarning")  # no deprecated Ray API
 def test_npy_shardings_equal_single_process(tmp_path, setup, local_ray):
     dec, x = setup
     ref = af.protect(x, dec, progress=False)  # row ids 0..N-1 = gallery positions
@@ -251,18 +252,23 @@ def test_worker_killed_mid_task_is_retried_and_output_is_identical(tmp_path, set
 
 
 class AlwaysDyingWorker(ProtectWorker):
-    """Dies on task 0 every time: a shard that kills its worker (out of memory, a crash)."""
+    """Dies while protecting task 0, every time: a shard that kills its worker (out of memory, a
+    crash), after the task's bookkeeping as a real crash would."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        protector, self.task = self.protector, None
+        self.protector = lambda features, **kw: os._exit(1) if self.task == 0 else protector(features, **kw)
 
     def run_task(self, task: int) -> int:
-        if task == 0:
-            os._exit(1)
+        self.task = task
         return super().run_task(task)
 
 
 def test_a_task_that_always_kills_its_worker_ends_the_run(tmp_path, setup, local_ray):
     dec, x = setup
     _write_npy_shards(tmp_path / "in", x, [150])
-    with pytest.raises(ray.exceptions.RayError):
+    with pytest.raises(RuntimeError, match=r"started 2 times and its worker died each time"):
         protect_distributed(
             tmp_path / "in",
             tmp_path / "out",

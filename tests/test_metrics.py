@@ -94,3 +94,20 @@ def test_genuine_impostor_pairs():
     assert np.all(i[same] == j[same]) and np.all(i[~same] != j[~same])
     assert sorted(i[same].tolist()) == sorted(i[~same].tolist()) == list(range(50))
     np.testing.assert_array_equal(genuine_impostor_pairs(50, seed=3)[1], j)
+
+
+def test_tar_at_far_against_an_independent_count_and_refuses_unsupported_fars():
+    from advface_fast.metrics import far_supported, tar_at_far
+
+    rng = np.random.default_rng(0)
+    same = np.concatenate([np.ones(300, bool), np.zeros(5000, bool)])
+    dist = np.where(same, rng.normal(0.8, 0.3, len(same)), rng.normal(1.9, 0.2, len(same)))
+    for far in (1e-1, 1e-2, 1e-3):
+        tar = tar_at_far(dist, same, far)
+        # the threshold the definition asks for: the largest one with at most far * impostors below it
+        imp = np.sort(dist[~same])
+        best = max(t for t in np.concatenate([imp, [np.inf]]) if (imp < t).sum() <= far * len(imp))
+        assert tar == pytest.approx((dist[same] < best).mean())
+    assert far_supported(1000, 1e-3) and not far_supported(999, 1e-3)
+    with pytest.raises(ValueError, match="cannot measure FAR 0.001"):
+        tar_at_far(dist[:800], same[:800], 1e-3)  # 500 impostors: TAR at zero false accepts

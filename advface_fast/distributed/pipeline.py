@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from ..engine import DEFAULT_START, DEFAULT_STEPS
 from . import gallery as g
-from .run_state import WORK, open_run, pending_tasks, publish
+from .run_state import WORK, clear_attempts, open_run, pending_tasks, publish
 from .worker import INPUT_ERROR_TYPES, ProtectWorker, WorkerConfig
 
 DEFAULT_ROWS_PER_TASK = 65_536
@@ -231,6 +231,7 @@ def protect_distributed(
     tasks = manifest["tasks"]
     _prepare(out_dir, in_dir, fmt, shards)
     pending = pending_tasks(out_dir, tasks)
+    clear_attempts(out_dir)
     total_rows = sum(s.rows for s in shards)
     t0 = time.perf_counter()
     n_workers, device = 0, "cpu"
@@ -306,6 +307,10 @@ def _run_tasks(
         gpus, n_workers = _resources(ray, gpus_per_worker, cpus_per_worker, workers)
         config.device = "cuda" if gpus > 0 else "cpu"
         config.threads = max(1, int(cpus_per_worker))
+        # Ray Data restarts a dead actor and retries its task without bound (and 2.60 deprecates
+        # passing max_restarts / max_task_retries): the workers count each task's starts on the
+        # shared file system and end the run when a task has killed its worker max_retries + 1 times
+        config.max_attempts = max_retries + 1
         n_workers = min(n_workers, len(pending))
         ds = ray.data.from_items([{"task": t} for t in pending], override_num_blocks=len(pending))
         ds = ds.map_batches(
@@ -316,10 +321,6 @@ def _run_tasks(
             compute=ray.data.ActorPoolStrategy(size=n_workers),
             num_cpus=cpus_per_worker,
             num_gpus=gpus,
-            # Ray Data's default is to restart a dead actor and retry its task forever; a shard that
-            # kills its worker every time (out of memory, a crash) must end the run instead
-            max_restarts=max_retries,
-            max_task_retries=max_retries,
         )
         done_before = total_rows - sum(tasks[t][2] - tasks[t][1] for t in pending)
         with tqdm(

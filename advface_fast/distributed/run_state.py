@@ -51,6 +51,28 @@ def mark_done(out_dir: Path, task: int) -> None:
     done_marker(out_dir, task).touch()
 
 
+def record_attempt(out_dir: Path, task: int) -> int:
+    """Count one more start of ``task`` in this run (a byte appended to its file on the shared
+    file system, so a restarted actor on any node sees it); returns the count including this one."""
+    path = out_dir / WORK / "attempts" / f"{task:08d}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
+        os.write(fd, b".")
+        os.fsync(fd)
+        return os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+
+
+def clear_attempts(out_dir: Path) -> None:
+    """Forget the previous run's attempt counts (a re-run gives every task its retries again)."""
+    folder = out_dir / WORK / "attempts"
+    if folder.is_dir():
+        for f in folder.iterdir():
+            f.unlink()
+
+
 def pending_tasks(out_dir: Path, tasks: list[list[int]]) -> list[int]:
     """Indices of the plan's tasks without a done marker."""
     return [i for i in range(len(tasks)) if not done_marker(out_dir, i).exists()]

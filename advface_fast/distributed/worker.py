@@ -18,12 +18,20 @@ import numpy as np
 
 from ..errors import GalleryFormatError
 from . import gallery as g
-from .run_state import WORK, done_marker, mark_done
+from .run_state import WORK, done_marker, mark_done, record_attempt
 
 # errors in the data or the settings, reported to the driver as they are (anything else is a bug
 # or a machine failure and propagates through Ray with its traceback)
 INPUT_ERRORS = (GalleryFormatError, ValueError, TypeError, FileNotFoundError)
 INPUT_ERROR_TYPES = {cls.__name__: cls for cls in INPUT_ERRORS}
+
+
+class TaskAbandonedError(RuntimeError):
+    """A task started more often than its retries allow: it kills its worker (out of memory, a
+    crash), and restarting the worker again would loop forever."""
+
+
+INPUT_ERROR_TYPES[TaskAbandonedError.__name__] = TaskAbandonedError
 
 
 @dataclass
@@ -42,6 +50,7 @@ class WorkerConfig:
     id_column: str = "id"
     device: str = "cpu"
     threads: int | None = None
+    max_attempts: int = 4  # starts of one task (1 + retries) before the run is ended
 
 
 def _resolve(model: Any) -> Any:
@@ -82,7 +91,7 @@ class ProtectWorker:
                 rows.append(self.run_task(t))
                 kinds.append("")
                 errors.append("")
-            except INPUT_ERRORS as exc:
+            except (*INPUT_ERRORS, TaskAbandonedError) as exc:
                 # returned, not raised: Ray's wrappers keep only a traceback string of a raised
                 # exception, and the driver must re-raise a bad shard as the error it is
                 rows.append(0)
@@ -101,6 +110,14 @@ class ProtectWorker:
         shard = self.shards[shard_idx]
         if done_marker(self.out_dir, task).exists():  # a retry of a task that finished
             return stop - start
+        # Ray restarts a dead actor and retries its task without bound; the bound is kept here
+        attempt = record_attempt(self.out_dir, task)
+        if attempt > self.config.max_attempts:
+            raise TaskAbandonedError(
+                f"task {task} ({shard.name}, rows {start}:{stop}) was started {attempt - 1} times and its worker "
+                f"died each time (out of memory? a crash?); the run ends after max_retries = "
+                f"{self.config.max_attempts - 1} retries. Fix the cause and run again to resume."
+            )
         target = self.out_dir / WORK / shard.name
         if stop == start:  # an empty shard: its (preallocated or copied) output is the input
             if self.config.fmt == "parquet":

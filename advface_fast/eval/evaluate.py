@@ -114,7 +114,8 @@ def utility(w: _World, gallery: torch.Tensor, probes: torch.Tensor) -> dict[str,
     return {
         "acc": 100 * acc,
         "acc_std": 100 * std,
-        "tar_at_far_1e-3": 100 * tar_at_far(dist, same, 1e-3),
+        "tar_at_far_1e-3": 100 * tar_at_far(dist, same, 1e-3),  # all n (n - 1) cross pairs as impostors
+        "impostor_pairs": n * n - n,
         "rank1": 100 * float((d.argmin(0) == torch.arange(n)).float().mean()),
     }
 

@@ -35,7 +35,7 @@ import torch
 
 from ..decoders import MLPDecoder
 from ..engine import DEFAULT_ALPHA, DEFAULT_EPS, DEFAULT_STEPS
-from ..metrics import pair_distances, psnr, ssim_skimage, tar_at_far, verification_accuracy
+from ..metrics import far_supported, pair_distances, psnr, ssim_skimage, tar_at_far, verification_accuracy
 from ..protector import protect
 from ..serialization import KEY_ENCODER, load_model, save_model
 from ..train import fit_decoder
@@ -325,7 +325,8 @@ def utility(data: _Data, templates: torch.Tensor) -> dict[str, float]:
     return {
         "acc": 100 * acc,
         "acc_std": 100 * std,
-        "tar_at_far_1e-3": 100 * tar_at_far(d, p.same, 1e-3),
+        # None where the impostor pairs cannot measure FAR 1e-3 (fewer than 1,000)
+        "tar_at_far_1e-3": 100 * tar_at_far(d, p.same, 1e-3) if far_supported(int((~p.same).sum()), 1e-3) else None,
         "impostor_pairs": int((~p.same).sum()),
         "mean_cosine_to_clean": float(
             torch.nn.functional.cosine_similarity(templates[data.enrolled], data.z_test[data.enrolled]).mean()

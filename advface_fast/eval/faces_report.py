@@ -101,8 +101,13 @@ def write_faces_report(
         "",
         "## What protection costs: verification (protected template vs fresh probe)",
         "",
-        f"TAR at FAR 1e-3 stands on {util['Unprotected']['impostor_pairs']} impostor pairs (at most "
-        f"{int(util['Unprotected']['impostor_pairs'] * 1e-3)} false accepts), so it is coarse.",
+        (
+            f"TAR at FAR 1e-3 stands on {util['Unprotected']['impostor_pairs']} impostor pairs (at most "
+            f"{int(util['Unprotected']['impostor_pairs'] * 1e-3)} false accepts), so it is coarse."
+            if util["Unprotected"]["tar_at_far_1e-3"] is not None
+            else f"TAR at FAR 1e-3 is not reported: {util['Unprotected']['impostor_pairs']} impostor pairs cannot "
+            "measure it (it needs at least 1,000)."
+        ),
         "",
     ]
     lines += _table(
@@ -112,7 +117,7 @@ def write_faces_report(
                 m,
                 f"{util[m]['acc']:.2f} ± {util[m]['acc_std']:.2f}",
                 _paper(m, "accuracy", paper),
-                f"{util[m]['tar_at_far_1e-3']:.1f}",
+                "n/a" if util[m]["tar_at_far_1e-3"] is None else f"{util[m]['tar_at_far_1e-3']:.1f}",
                 f"{util[m]['mean_cosine_to_clean']:.3f}",
             ]
             for m in methods

@@ -71,6 +71,10 @@ def write_report(
         "",
         "## What protection costs: recognition",
         "",
+        "Accuracy: 10-fold verification on one genuine and one impostor pair per person. TAR@FAR=1e-3: every "
+        f"stored template against every probe ({util[methods[0]]['vs_fresh'].get('impostor_pairs', 'n (n - 1)')} "
+        "impostor pairs). Rank-1: each probe's nearest stored template.",
+        "",
     ]
     lines += _table(
         [

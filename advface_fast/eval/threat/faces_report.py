@@ -10,6 +10,13 @@ from ..faces_report import LFW_CREDIT
 from ..report import _table
 
 
+def _name(fingerprint: dict[str, Any] | str) -> str:
+    if not isinstance(fingerprint, dict):
+        return str(fingerprint)
+    w = str(fingerprint.get("weights", ""))
+    return f"{fingerprint.get('name')} ({w[:19]}{'...' if len(w) > 19 else ''})"
+
+
 def _cell(r: dict[str, Any] | None) -> str:
     if r is None:
         return "-"
@@ -26,7 +33,8 @@ def write_faces_threat_report(results: dict[str, Any], out: Path, command: str |
         "# Threat model on real faces: LFW, SFace, attackers who know the method",
         "",
         *([f"**{cfg['note']}**", ""] if cfg.get("note") else []),
-        f"System encoder E: `{results['encoder']}`; independent judge E2: `{results['judge']}` (no defender or "
+        f"System encoder E: `{_name(results['encoder'])}`; independent judge E2: `{_name(results['judge'])}` "
+        "(no defender or "
         f"attacker uses it; clean LFW accuracy {results['clean_accuracy_E2']:.2f}%). Stored templates: the first "
         f"image of each of LFW's {results['n_pairs']} pairs; probes: the second. The defender's shadow decoder "
         f"(MLPDecoder {fc['shadow_hidden']}) and every attacker train on the CelebA subset. AdvFace eps "
@@ -80,15 +88,18 @@ def write_faces_threat_report(results: dict[str, Any], out: Path, command: str |
         "",
         "Mated comparisons: two photos of one person, one from each system; non-mated: two people. D_sys "
         "(Gomez-Barrero et al. 2018, computed by `audmetric.linkability`): 0 = the scores cannot link "
-        "records, 1 = they always can.",
+        "records, 1 = they always can. Estimator floor: the same estimate for two groups of non-mated "
+        "scores (nothing to link), the histogram estimator's own bias at these counts; comparisons: mated / "
+        "non-mated.",
         "",
     ]
     lines += _table(
-        ["systems", "D_sys", "mean mated cosine", "mean non-mated cosine", "mated / non-mated comparisons"],
+        ["systems", "D_sys", "estimator floor", "mean mated cosine", "mean non-mated cosine", "comparisons"],
         [
             [
                 n,
                 f"{v['d_sys']:.3f}",
+                f"{v['d_sys_floor']:.3f}",
                 f"{v['mated_mean']:.3f}",
                 f"{v['non_mated_mean']:.3f}",
                 f"{v['mated']} / {v['non_mated']}",
