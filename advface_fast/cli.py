@@ -116,6 +116,7 @@ def _protect_distributed(args: argparse.Namespace) -> int:
     print(
         f"wrote {result.rows} rows in {result.shards} shards to {result.out_dir} "
         f"({result.tasks_run} of {result.tasks} tasks run, {result.workers} workers on {result.device}, "
+        f"{result.nodes} node{'s' if result.nodes != 1 else ''}, "
         f"{result.rows_per_second:,.0f} rows/s)",
         file=sys.stderr,
     )
@@ -462,9 +463,7 @@ def _add_protection_args(pr: argparse.ArgumentParser) -> None:
     pr.add_argument(
         "--batch-size", type=int, default=None, help="rows per batch (default: chosen from the device's memory)"
     )
-    pr.add_argument(
-        "--backend", choices=BACKEND_NAMES, default="auto", help="engine; advface-fast backends lists them"
-    )
+    pr.add_argument("--backend", choices=BACKEND_NAMES, default="auto", help="engine; advface-fast backends lists them")
     pr.add_argument("--precision", choices=PRECISIONS, default="fp32", help="GEMM precision inside the loop")
     pr.add_argument("--seed", type=int, default=0, help="public seed of the random start (default 0)")
     pr.add_argument(

@@ -134,7 +134,8 @@ def tar_at_far(dist: np.ndarray, issame: np.ndarray, far: float = 1e-3) -> float
     if len(imp) == 0 or issame.sum() == 0:
         raise ValueError("tar_at_far needs both genuine and impostor pairs")
     if not far_supported(len(imp), far):
-        raise ValueError(f"{len(imp)} impostor pairs cannot measure FAR {far:g} (need at least {int(np.ceil(1 / far))})")
+        need = int(np.ceil(1 / far))
+        raise ValueError(f"{len(imp)} impostor pairs cannot measure FAR {far:g} (need at least {need})")
     k = int(np.floor(far * len(imp)))  # at most k impostors may fall below the threshold
     thr = imp[k] if k < len(imp) else np.inf
     return float((dist[issame] < thr).mean())

@@ -109,5 +109,5 @@ def test_tar_at_far_against_an_independent_count_and_refuses_unsupported_fars():
         best = max(t for t in np.concatenate([imp, [np.inf]]) if (imp < t).sum() <= far * len(imp))
         assert tar == pytest.approx((dist[same] < best).mean())
     assert far_supported(1000, 1e-3) and not far_supported(999, 1e-3)
-    with pytest.raises(ValueError, match="cannot measure FAR 0.001"):
+    with pytest.raises(ValueError, match=r"cannot measure FAR 0\.001"):
         tar_at_far(dist[:800], same[:800], 1e-3)  # 500 impostors: TAR at zero false accepts

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from ..engine import DEFAULT_START, DEFAULT_STEPS
 from . import gallery as g
-from .run_state import WORK, clear_attempts, open_run, pending_tasks, publish
+from .run_state import WORK, clear_attempts, open_run, pending_tasks, publish, task_nodes
 from .worker import INPUT_ERROR_TYPES, ProtectWorker, WorkerConfig
 
 DEFAULT_ROWS_PER_TASK = 65_536
@@ -44,6 +44,7 @@ class DistributedResult:
     workers: int
     device: str
     seconds: float
+    nodes: int = 0  # distinct Ray nodes that ran the tasks (of this run and any it resumed)
 
     @property
     def rows_per_second(self) -> float:
@@ -265,6 +266,7 @@ def protect_distributed(
         raise RuntimeError(
             f"{len(left)} of {len(tasks)} tasks did not finish (first: {tasks[left[0]]}); re-run to resume"
         )
+    nodes = task_nodes(out_dir)
     publish(out_dir, manifest)
     return DistributedResult(
         out_dir,
@@ -276,6 +278,7 @@ def protect_distributed(
         n_workers,
         device,
         time.perf_counter() - t0,
+        len(nodes),
     )
 
 

@@ -47,8 +47,19 @@ def done_marker(out_dir: Path, task: int) -> Path:
     return out_dir / WORK / "done" / f"{task:08d}"
 
 
-def mark_done(out_dir: Path, task: int) -> None:
-    done_marker(out_dir, task).touch()
+def mark_done(out_dir: Path, task: int, node: str = "") -> None:
+    """Mark ``task`` done; the marker holds the id of the Ray node that ran it."""
+    tmp = done_marker(out_dir, task).with_suffix(".tmp")
+    tmp.write_text(node)
+    os.replace(tmp, done_marker(out_dir, task))
+
+
+def task_nodes(out_dir: Path) -> list[str]:
+    """The distinct nodes that ran this run's done tasks (from their markers)."""
+    folder = out_dir / WORK / "done"
+    if not folder.is_dir():
+        return []
+    return sorted({f.read_text() for f in folder.iterdir() if f.suffix != ".tmp"} - {""})
 
 
 def record_attempt(out_dir: Path, task: int) -> int:
@@ -166,6 +177,6 @@ def publish(out_dir: Path, manifest: dict[str, Any]) -> None:
             os.replace(src, out_dir / name)
         elif not (out_dir / name).exists():
             raise FileNotFoundError(f"output {name} is neither in {work} nor in {out_dir}")
-    manifest = {**manifest, "status": "complete"}
+    manifest = {**manifest, "status": "complete", "nodes": task_nodes(out_dir) or manifest.get("nodes", [])}
     _write_json(out_dir / MANIFEST, manifest)
     shutil.rmtree(work, ignore_errors=True)

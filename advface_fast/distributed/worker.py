@@ -63,6 +63,16 @@ def _resolve(model: Any) -> Any:
     return model
 
 
+def _node_id() -> str:
+    """The Ray node this actor runs on ("" outside Ray)."""
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+    except ImportError:
+        return ""
+
+
 class ProtectWorker:
     """``map_batches`` callable: ``{"task": (k,) int64}`` -> ``{"task", "rows"}`` of the tasks done."""
 
@@ -82,6 +92,7 @@ class ProtectWorker:
         if isinstance(decoder, str):
             decoder = load_model(decoder)
         self.protector = Protector(decoder, encoder, device=config.device, progress=False, **config.protect_kwargs)
+        self.node = _node_id()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         tasks = [int(t) for t in batch["task"]]
@@ -131,5 +142,5 @@ class ProtectWorker:
             ids = g.seed_ids(table.column(self.config.id_column).to_numpy(zero_copy_only=False))
             protected = self.protector(features, row_ids=ids)
             g.write_parquet_atomic(target, g.replace_feature_column(table, self.config.feature_column, protected))
-        mark_done(self.out_dir, task)
+        mark_done(self.out_dir, task, self.node)
         return stop - start
