@@ -518,7 +518,12 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("input", help="folder of .npy shards (+ optional <stem>.ids.npy) or Parquet shards")
     pd.add_argument("output", help="new or empty folder for the protected shards (or an interrupted run's)")
     _add_protection_args(pd)
-    pd.add_argument("--address", default=None, help="Ray cluster address ('auto', 'ray://head:10001'); default: local")
+    pd.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster address (HEAD_IP:6379, 'auto', 'ray://head:10001'); default: $RAY_ADDRESS, "
+        "else a new local instance",
+    )
     pd.add_argument("--workers", type=int, default=None, help="actors (default: one per GPU, else per CPU)")
     pd.add_argument("--cpus-per-worker", type=float, default=1, help="CPUs (torch threads) per actor (default 1)")
     pd.add_argument("--gpus-per-worker", type=float, default=None, help="default: 1 if the cluster has GPUs, else 0")

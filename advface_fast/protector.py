@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from .arrays import MemorySink, RowSource
 from .backends import Backend, resolve_backend
+from .decoders import ConvDecoder, MLPDecoder
 from .encoders import OnnxEncoder, TorchEncoder, as_encoder
 from .engine import DEFAULT_START, DEFAULT_STEPS, ProtectParams, protect_batch, resolve_eps_alpha
 from .errors import PublicRandomnessWarning
@@ -220,6 +221,8 @@ class Protector:
     def _probe(self, decoder: nn.Module, dim: int, device: torch.device, shadow: bool) -> tuple[int, ...]:
         """The decoder's output shape per row for features of ``dim``; with ``shadow``, also checks
         that the encoder maps those images back to ``dim`` features."""
+        if not shadow and type(decoder) in (MLPDecoder, ConvDecoder) and decoder.in_dim == dim:
+            return tuple(decoder.out_shape)  # the package's own decoders state their shapes: no forward
         dtype = next(decoder.parameters()).dtype
         probe = torch.randn(2, dim, device=device, dtype=dtype)
         try:

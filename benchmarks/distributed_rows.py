@@ -69,7 +69,7 @@ def main() -> int:
             ref = out if ref is None else ref
             results[f"protect, 1 process, {threads} thread(s)"] = {"seconds": s, "rows_per_second": args.rows / s}
             print(f"protect {threads} thread(s): {args.rows / s:,.0f} rows/s", file=sys.stderr)
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
         for workers in (1, 2):
             dst = work / f"out{workers}"
             res = protect_distributed(

@@ -39,7 +39,7 @@ ray.cloudpickle.register_pickle_by_value(sys.modules["helpers"])
 @pytest.fixture(scope="module")
 def local_ray():
     """One local Ray instance with 2 CPUs for the module (starting one costs ~5 s)."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield
     ray.shutdown()
 

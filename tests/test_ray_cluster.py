@@ -91,6 +91,10 @@ def cluster():
     finally:
         for g in groups:
             _kill(g)
+        # Ray names the last cluster it started here; a later ray.init() must not look for this one
+        current = Path("/tmp/ray/ray_current_cluster")
+        if current.is_file() and current.read_text().strip().endswith(f":{gcs}"):
+            current.unlink()
 
 
 def _gallery(root: Path, rows: int, shards: int, seed: int) -> np.ndarray:

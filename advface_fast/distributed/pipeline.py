@@ -300,7 +300,10 @@ def _run_tasks(
     ray = _import_ray()
     started = not ray.is_initialized()
     if started:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        # no address: $RAY_ADDRESS (a Ray job's cluster), else a new local instance, never the
+        # cluster a stale /tmp/ray/ray_current_cluster names (Ray's own default would try it)
+        where = address or os.environ.get("RAY_ADDRESS") or "local"
+        ray.init(address=where, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # ours counts rows; Ray's would count blocks
