@@ -191,13 +191,18 @@ def _extensions() -> list[Extension]:
 
 setup(
     # every sub-package of advface_fast/ (found, so a new one cannot be left out of the wheel), plus
-    # the two top-level folders that ship inside it
-    packages=[*find_packages(include=["advface_fast", "advface_fast.*"]), "advface_fast.kernels", "advface_fast._csrc"],
+    # the two top-level folders that ship inside it, and the default models' data folder
+    packages=[
+        *find_packages(include=["advface_fast", "advface_fast.*"]),
+        "advface_fast.kernels",
+        "advface_fast._csrc",
+        "advface_fast.assets",
+    ],
     # csrc/ ships inside the package as advface_fast/_csrc: the CUDA kernels' source for the
     # NVRTC fallback of the cuda backend (advface_fast/nvrtc_kernels.py) on installs without nvcc
     package_dir={"advface_fast": "advface_fast", "advface_fast.kernels": "kernels", "advface_fast._csrc": "csrc"},
     package_data={
-        "advface_fast": ["assets/*.safetensors", "assets/*.json"],
+        "advface_fast.assets": ["*.safetensors", "*.json"],
         "advface_fast._csrc": ["cuda_kernels.cuh", "epilogues.h"],
     },
     ext_modules=_extensions(),
