@@ -1,6 +1,6 @@
 """Metrics: image quality (PSNR, SSIM) and face verification (10-fold accuracy, TAR at FAR).
 
-Verification follows the insightface protocol (design §6): L2-normalised embeddings, squared L2
+Verification follows the insightface protocol: L2-normalised embeddings, squared L2
 distance, thresholds 0 to 4 in steps of 0.01, 10 folds without shuffling, the best threshold on
 nine folds scored on the tenth; mean and standard deviation over the folds.
 """

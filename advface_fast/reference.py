@@ -2,7 +2,7 @@
 
 Each function here is the oracle the fused Triton and CUDA kernels are tested against, and each
 fast kernel has the same signature as its ``*_ref`` twin. Plain, readable, faithful to the
-equations of ``shared/design.md`` §1:
+equations of the README's "The method, exactly":
 
     g_t     = d/dz || S(z) - x~ ||_1  at z = z_t          (per row; = J_S(z_t)^T sign(S(z_t) - x~))
     z_{t+1} = clamp(z_t + alpha * sign(g_t), c - eps, c + eps)

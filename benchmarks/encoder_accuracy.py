@@ -4,7 +4,7 @@
 
 Pairs: for each held-out identity (300000+), one genuine pair (images 2 and 3 of that person) and
 one impostor pair (image 2 of it, image 3 of another); embeddings summed with their mirror image
-and L2-normalised (design §6). Also prints the raw-pixel baseline on the same pairs.
+and L2-normalised. Also prints the raw-pixel baseline on the same pairs.
 """
 
 from __future__ import annotations

@@ -71,7 +71,7 @@ def embed(
     flip: bool = True,
     device: torch.device | str = "cpu",
 ) -> torch.Tensor:
-    """L2-normalised embeddings; with ``flip``, of the image plus its mirror (design §6 protocol)."""
+    """L2-normalised embeddings; with ``flip``, of the image plus its mirror (the insightface protocol)."""
     out = []
     for a in range(0, len(images), batch):
         x = images[a : a + batch].to(device)
