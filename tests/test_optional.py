@@ -34,3 +34,11 @@ def test_unknown_modules_and_present_ones():
     assert import_optional("json").dumps([1]) == "[1]"
     with pytest.raises(ModuleNotFoundError, match="nosuchthing_xyz"):
         import_optional("nosuchthing_xyz")
+
+
+def test_a_missing_optional_dependency_of_an_optional_module_names_its_extra(tmp_path, monkeypatch):
+    (tmp_path / "needs_pyarrow_xyz.py").write_text("import pyarrow\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    with pytest.raises(ModuleNotFoundError, match=r"'pyarrow' is not installed.*advface_fast\[ray\]"):
+        import_optional("needs_pyarrow_xyz")

@@ -22,9 +22,10 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from ..engine import DEFAULT_START, DEFAULT_STEPS
+from ..optional import import_optional
 from . import gallery as g
-from .run_state import WORK, clear_attempts, open_run, pending_tasks, publish, task_nodes
-from .worker import INPUT_ERROR_TYPES, ProtectWorker, WorkerConfig
+from .run_state import WORK, clear_attempts, open_run, pending_tasks, publish
+from .worker import REPORTED_ERROR_TYPES, ProtectWorker, WorkerConfig
 
 DEFAULT_ROWS_PER_TASK = 65_536
 _PREPARED = "prepared"
@@ -52,14 +53,8 @@ class DistributedResult:
 
 
 def _import_ray() -> Any:
-    try:
-        import ray
-        import ray.data
-    except ImportError as exc:
-        raise ImportError(
-            "protect_distributed needs Ray Data: pip install 'advface_fast[ray]' (ray[data] and pyarrow)"
-        ) from exc
-    return ray
+    import_optional("ray.data", "protect_distributed (Ray Data)")
+    return import_optional("ray")
 
 
 def _plan(fmt: str, shards: list[g.Shard], rows_per_task: int) -> list[list[int]]:
@@ -266,8 +261,7 @@ def protect_distributed(
         raise RuntimeError(
             f"{len(left)} of {len(tasks)} tasks did not finish (first: {tasks[left[0]]}); re-run to resume"
         )
-    nodes = task_nodes(out_dir)
-    publish(out_dir, manifest)
+    nodes = publish(out_dir, manifest)
     return DistributedResult(
         out_dir,
         fmt,
@@ -344,7 +338,7 @@ def _run_tasks(
                 for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
                     for kind, message in zip(batch["error_kind"], batch["error"], strict=True):
                         if kind:
-                            raise INPUT_ERROR_TYPES.get(kind, RuntimeError)(message)
+                            raise REPORTED_ERROR_TYPES.get(kind, RuntimeError)(message)
                     bar.update(int(batch["rows"].sum()))
             finally:
                 data_logger.setLevel(level)

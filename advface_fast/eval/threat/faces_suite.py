@@ -131,7 +131,10 @@ def _run(cfg: FacesThreatConfig, out: Path, cache_dir, log, progress) -> dict[st
         return s
 
     rot = lambda v, k=DEFENDER_KEY: rotate(v, k)  # noqa: E731
-    keyed = stored_with(lambda v: advface(v, shadow, DEFENDER_KEY, rows))
+    # every test photo under the defender's key (row id = photo index; a row's result depends only
+    # on the row, its id and the settings): the stored gallery here, system A of unlinkability below
+    adv_k1 = advface(z, shadow, DEFENDER_KEY, torch.arange(len(z)))
+    keyed = stored_with(lambda v: adv_k1[rows])
     defences: dict[str, tuple[torch.Tensor, torch.Tensor]] = {  # name: (stored, probes the matcher uses)
         "unprotected": (z, z),
         "AdvFace default (public seed)": (stored_with(lambda v: advface(v, shadow, None, rows)), z),
@@ -231,9 +234,7 @@ def _run(cfg: FacesThreatConfig, out: Path, cache_dir, log, progress) -> dict[st
 
     # ---- unlinkability: the same photos enrolled in two systems with two keys
     a, b, mated = cross_pairs(p.person, fc.seed)
-    every = torch.arange(len(z))
-    adv_k1 = advface(z, shadow, DEFENDER_KEY, every)
-    adv_k2 = advface(z, shadow, OTHER_KEY, every)
+    adv_k2 = advface(z, shadow, OTHER_KEY, torch.arange(len(z)))
     systems = {
         "unprotected (both systems store E(x))": (z, z),
         "AdvFace, two keys": (adv_k1, adv_k2),
