@@ -20,6 +20,10 @@ EXTRAS = {
     "face_recognition_models": "judge",
     "cupy": "cupy",
     "triton": "triton",
+    "faiss": "faiss",
+    "psycopg": "postgres",
+    "starlette": "serve",
+    "fastapi": "serve",
 }
 
 

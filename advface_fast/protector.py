@@ -252,27 +252,37 @@ class Protector:
     def _run_id(
         self, src: RowSource, imgs: RowSource | None, backend: str, dtype: torch.dtype, row_ids: np.ndarray | None
     ) -> dict[str, Any]:
-        if self._decoder_fp is None:
-            self._decoder_fp = _module_fingerprint(self.decoder)
-        p = self.params
         return {
             "input": src.fingerprint(),
             "images": imgs.fingerprint() if imgs is not None else None,
             "row_ids": hashlib.blake2b(row_ids.tobytes(), digest_size=16).hexdigest() if row_ids is not None else None,
+            **self.settings(int(src.shape[1])),
+            "backend": backend,
+            "compute_dtype": str(dtype),
+        }
+
+    def settings(self, dim: int) -> dict[str, Any]:
+        """What decides a protected row besides its input and row id, for ``dim``-dimensional
+        features: the decoder's weights, the encoder (shadow start only), eps/alpha/steps/start,
+        renorm, seed, the key's id (never the key), rotation and precision. JSON-serialisable;
+        stores that protect in place (a database table) keep it to refuse mixing settings."""
+        if self._decoder_fp is None:
+            self._decoder_fp = _module_fingerprint(self.decoder)
+        p = self.params
+        e, a = resolve_eps_alpha(*self._eps_alpha, dim)
+        return {
             "decoder": self._decoder_fp,
             # only the shadow start calls the encoder: another encoder (or none) changes nothing else
             "encoder": _encoder_fingerprint(self.encoder) if p.start == "shadow" else None,
-            "eps": p.eps,
-            "alpha": p.alpha,
+            "eps": e,
+            "alpha": a,
             "steps": p.steps,
             "start": p.start,
             "renorm": p.renorm,
             "seed": p.seed,
             "key": key_id(self._key) if self._key is not None else None,
             "rotate": self.rotate,
-            "backend": backend,
             "precision": self.precision,
-            "compute_dtype": str(dtype),
         }
 
     # -- main entry --------------------------------------------------------------------------

@@ -1,0 +1,217 @@
+"""The PostgreSQL path against a real server started here (initdb/pg_ctl on a Unix socket):
+in-place protection equal to ``protect``, a kill mid-run then resume (nothing twice, nothing
+skipped), refusal of other settings, concurrent updates, bad rows."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import assert_same_protection, make_pair, unit_rows
+from pg_server import PgServer, pg_bin_dir
+
+import advface_fast as af
+
+psycopg = pytest.importorskip("psycopg")
+pytestmark = pytest.mark.skipif(pg_bin_dir() is None, reason="PostgreSQL server binaries not installed")
+
+from advface_fast.deploy.postgres_table import (  # noqa: E402
+    ConcurrentUpdateError,
+    SettingsMismatchError,
+    protect_table,
+    table_state,
+)
+
+KEY = b"k" * 32
+DIM = 24
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = PgServer().start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def dsn(server, request):
+    """A fresh database per test."""
+    name = "t_" + request.node.name.replace("[", "_").replace("]", "").replace("-", "_").lower()[:50]
+    with psycopg.connect(server.dsn, autocommit=True) as c:
+        c.execute(f"DROP DATABASE IF EXISTS {name}")
+        c.execute(f"CREATE DATABASE {name}")
+    return server.dsn.replace("dbname=postgres", f"dbname={name}")
+
+
+def _fill(dsn: str, feats: np.ndarray, ids: np.ndarray, kind: str = "real[]", table: str = "faces") -> None:
+    with psycopg.connect(dsn) as c:
+        c.execute(f"CREATE TABLE {table} (id bigint PRIMARY KEY, name text, embedding {kind})")
+        with c.cursor() as cur, cur.copy(f"COPY {table} (id, name, embedding) FROM STDIN") as cp:
+            for i, v in zip(ids.tolist(), feats, strict=True):
+                cp.write_row((i, f"p{i}", v.astype("<f4").tobytes() if kind == "bytea" else v.tolist()))
+
+
+def _read(dsn: str, kind: str = "real[]", table: str = "faces") -> tuple[np.ndarray, np.ndarray]:
+    with psycopg.connect(dsn) as c:
+        rows = c.execute(f"SELECT id, embedding FROM {table} ORDER BY id").fetchall()
+    ids = np.array([r[0] for r in rows])
+    if kind == "bytea":
+        return ids, np.stack([np.frombuffer(r[1], dtype="<f4") for r in rows])
+    return ids, np.array([r[1] for r in rows], dtype=np.float32)
+
+
+def _protector(**kw):
+    dec, _ = make_pair(dim=DIM)
+    return af.Protector(dec, key=KEY, progress=False, **kw), dec
+
+
+@pytest.mark.parametrize("kind", ["real[]", "bytea"])
+def test_in_place_equals_protect(dsn, kind):
+    feats = unit_rows(70, DIM, seed=3)
+    ids = np.arange(5, 5 + 3 * 70, 3, dtype=np.int64)  # gaps: the table's ids key the noise
+    _fill(dsn, feats, ids, kind)
+    prot, dec = _protector()
+    res = protect_table(dsn, "faces", prot, batch_rows=16, progress=False)
+    assert (res.protected, res.null_rows, res.last_id, res.resumed) == (70, 0, int(ids[-1]), False)
+    got_ids, got = _read(dsn, kind)
+    np.testing.assert_array_equal(got_ids, ids)
+    want = af.protect(feats, dec, key=KEY, row_ids=ids, progress=False)
+    assert_same_protection(got, want)
+    assert not np.allclose(got, feats)
+    st = table_state(dsn, "faces")
+    assert st["rows_done"] == 70 and st["finished_at"] is not None and st["settings"]["key"] == af.keys.key_id(KEY)
+
+
+def test_other_settings_refused_and_appended_rows_protected(dsn):
+    feats = unit_rows(40, DIM, seed=4)
+    _fill(dsn, feats[:30], np.arange(30, dtype=np.int64))
+    prot, dec = _protector()
+    protect_table(dsn, "faces", prot, batch_rows=8, progress=False)
+    _, before = _read(dsn)
+    other, _ = _protector(eps=0.05)
+    with pytest.raises(SettingsMismatchError, match="eps"):
+        protect_table(dsn, "faces", other, progress=False)
+    np.testing.assert_array_equal(_read(dsn)[1], before)  # nothing written
+    # new enrolments appended after the run: the rerun protects them only
+    with psycopg.connect(dsn) as c:
+        for i in range(30, 40):
+            c.execute("INSERT INTO faces (id, embedding) VALUES (%s, %s)", (i, feats[i].tolist()))
+    res = protect_table(dsn, "faces", prot, batch_rows=8, progress=False)
+    assert (res.protected, res.resumed) == (10, True)
+    _, after = _read(dsn)
+    np.testing.assert_array_equal(after[:30], before)
+    assert_same_protection(after, af.protect(feats, dec, key=KEY, row_ids=np.arange(40), progress=False))
+
+
+def test_nulls_kept_and_bad_rows_named(dsn):
+    feats = unit_rows(12, DIM, seed=5)
+    _fill(dsn, feats, np.arange(12, dtype=np.int64))
+    with psycopg.connect(dsn) as c:
+        c.execute("UPDATE faces SET embedding = NULL WHERE id IN (2, 7)")
+    prot, _ = _protector()
+    res = protect_table(dsn, "faces", prot, batch_rows=5, progress=False)
+    assert (res.protected, res.null_rows) == (10, 2)
+    with psycopg.connect(dsn) as c:
+        assert c.execute("SELECT count(*) FROM faces WHERE embedding IS NULL").fetchone()[0] == 2
+        c.execute("CREATE TABLE bad (id bigint PRIMARY KEY, embedding real[])")
+        c.execute("INSERT INTO bad VALUES (1, %s), (2, %s)", (feats[0].tolist(), feats[1, :5].tolist()))
+        c.execute("CREATE TABLE nan (id bigint PRIMARY KEY, embedding real[])")
+        c.execute(
+            "INSERT INTO nan VALUES (1, %s), (2, '{NaN}'::real[] || %s::real[])",
+            (feats[0].tolist(), feats[1, 1:].tolist()),
+        )
+        c.execute("CREATE TABLE txt (id text PRIMARY KEY, embedding real[])")
+        c.execute("CREATE TABLE wrongtype (id bigint PRIMARY KEY, embedding text)")
+        c.execute("INSERT INTO wrongtype VALUES (1, 'x')")
+    with pytest.raises(ValueError, match="id=2: embedding has 5 values"):
+        protect_table(dsn, "bad", prot, progress=False)
+    with pytest.raises(ValueError, match="id=2: the embedding has NaN"):
+        protect_table(dsn, "nan", prot, progress=False)
+    with psycopg.connect(dsn) as c:  # the failing batch wrote nothing
+        assert c.execute("SELECT embedding FROM nan WHERE id = 1").fetchone()[0] == pytest.approx(feats[0].tolist())
+    with pytest.raises(ValueError, match="integer id"):
+        protect_table(dsn, "txt", prot, progress=False)
+    with pytest.raises(ValueError, match="is text; supported"):
+        protect_table(dsn, "wrongtype", prot, progress=False)
+    with pytest.raises(ValueError, match="no table"):
+        protect_table(dsn, "missing", prot, progress=False)
+    with pytest.raises(ValueError, match="no column"):
+        protect_table(dsn, "faces", prot, column="emb", progress=False)
+
+
+def test_concurrent_update_rolls_back_the_batch(dsn, monkeypatch):
+    feats = unit_rows(30, DIM, seed=6)
+    _fill(dsn, feats, np.arange(30, dtype=np.int64))
+    prot, dec = _protector()
+    calls = {"n": 0}
+    real_call = af.Protector.__call__
+
+    def racing_call(self, features, **kw):  # the application re-enrols row 15 mid-run
+        calls["n"] += 1
+        if calls["n"] == 2:
+            with psycopg.connect(dsn) as c:
+                c.execute("UPDATE faces SET embedding = %s WHERE id = 15", (feats[0].tolist(),))
+        return real_call(self, features, **kw)
+
+    monkeypatch.setattr(af.Protector, "__call__", racing_call)
+    with pytest.raises(ConcurrentUpdateError, match="rolled back"):
+        protect_table(dsn, "faces", prot, batch_rows=10, progress=False)
+    monkeypatch.undo()
+    _, mid = _read(dsn)
+    np.testing.assert_array_equal(mid[10:20], np.concatenate([feats[10:15], feats[:1], feats[16:20]]))
+    assert table_state(dsn, "faces")["last_id"] == 9
+    protect_table(dsn, "faces", prot, batch_rows=10, progress=False)  # resume protects the new value
+    fresh = feats.copy()
+    fresh[15] = feats[0]
+    assert_same_protection(_read(dsn)[1], af.protect(fresh, dec, key=KEY, row_ids=np.arange(30), progress=False))
+
+
+_KILL_SCRIPT = """
+import sys, numpy as np, advface_fast as af
+from advface_fast.deploy.postgres_table import protect_table
+dec = af.load_model(sys.argv[2])
+prot = af.Protector(dec, key=b"k" * 32, progress=False)
+protect_table(sys.argv[1], "faces", prot, batch_rows=8, progress=False)
+"""
+
+
+def test_kill_mid_run_then_resume(dsn, tmp_path: Path):
+    n = 4000
+    feats = unit_rows(n, DIM, seed=7)
+    _fill(dsn, feats, np.arange(n, dtype=np.int64))
+    dec, _ = make_pair(dim=DIM, hidden=(256, 256))
+    af.save_model(dec, tmp_path / "dec.safetensors")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _KILL_SCRIPT, dsn, str(tmp_path / "dec.safetensors")],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    try:
+        deadline = time.monotonic() + 120
+        done = 0
+        while time.monotonic() < deadline and proc.poll() is None:
+            st = table_state(dsn, "faces")
+            done = st["rows_done"] if st else 0
+            if done >= 200:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    st = table_state(dsn, "faces")
+    assert 200 <= st["rows_done"] < n and st["finished_at"] is None
+    assert st["rows_done"] == st["last_id"] + 1  # the mark moved with every committed batch
+    prot = af.Protector(af.load_model(tmp_path / "dec.safetensors"), key=KEY, progress=False)
+    res = protect_table(dsn, "faces", prot, batch_rows=500, progress=False)
+    assert res.resumed and res.protected == n - st["rows_done"]
+    assert table_state(dsn, "faces")["rows_done"] == n
+    want = af.protect(feats, prot.decoder, key=KEY, row_ids=np.arange(n), progress=False)
+    assert_same_protection(_read(dsn)[1], want)  # nothing protected twice, nothing skipped
