@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,12 @@ class RowSource:
             return torch.from_numpy(self._reader.read(start, stop))
         if self.kind == "numpy":
             rows = np.ascontiguousarray(self._array[start:stop])
-            return torch.from_numpy(rows.astype(rows.dtype.newbyteorder("="), copy=False))
+            rows = rows.astype(rows.dtype.newbyteorder("="), copy=False)
+            if not rows.flags.writeable:  # a read-only array or memmap: the rows are only read
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                    return torch.from_numpy(rows)
+            return torch.from_numpy(rows)
         return self._array[start:stop]
 
     def check_finite(self) -> None:

@@ -1,0 +1,110 @@
+"""Protect a gallery into a FAISS index: the stored vectors are the protected templates.
+
+Cosine similarity is the matcher of unit-norm face templates, so the index holds L2-normalised
+protected rows in an inner-product index (``faiss.METRIC_INNER_PRODUCT``): a search score is the
+cosine of the probe (normalise it too; rotate it first when the gallery was protected with
+``rotate=True``) to each protected template. The index is built from a factory string
+(``"Flat"``: exact; ``"HNSW32"``: approximate graph; ``"IVF1024,Flat"``: trained on the first
+chunk of protected rows) wrapped in an id map, so search returns the gallery's own ids.
+
+The features are read and protected ``chunk_rows`` at a time (a ``.npy`` path is memory-mapped),
+so the memory is the index's plus one chunk.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..optional import import_optional
+from ..protector import Protector
+
+
+def _faiss():
+    return import_optional("faiss", "FAISS indexes")
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n = np.linalg.norm(x, axis=1, keepdims=True)
+    if (n == 0).any():
+        raise ValueError("a zero template cannot be normalised for cosine search")
+    return x / n
+
+
+def protect_into_faiss(
+    features: Any,
+    protector: Protector,
+    *,
+    ids: Any = None,
+    factory: str = "Flat",
+    index: Any = None,
+    chunk_rows: int = 65_536,
+    progress: bool = True,
+) -> Any:
+    """Protect ``features`` and add them to a FAISS inner-product index under their ids.
+
+    Args:
+        features: ``(N, D)`` float array or ``.npy`` path (memory-mapped).
+        protector: the :class:`~advface_fast.Protector`; ``ids`` key its random start
+            (``row_ids``), so the index holds exactly ``protect(features, row_ids=ids)``
+            normalised.
+        ids: ``(N,)`` non-negative int64 gallery ids (default ``0..N-1``).
+        factory: FAISS index factory string for a new index (default exact ``"Flat"``).
+        index: add to this existing index (an ``IndexIDMap``/``IndexIDMap2`` over inner product)
+            instead of building one.
+        chunk_rows: rows read, protected and added at a time.
+        progress: a progress bar.
+
+    Returns:
+        the index (``faiss.IndexIDMap2`` when built here): ``index.search(unit_probes, k)``
+        returns cosine scores and gallery ids.
+    """
+    faiss = _faiss()
+    feats = np.load(features, mmap_mode="r") if isinstance(features, (str, os.PathLike)) else features
+    if getattr(feats, "ndim", None) != 2:
+        raise ValueError(f"features must be (N, D), got shape {getattr(feats, 'shape', None)}")
+    n, d = feats.shape
+    ids = np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids)
+    if ids.shape != (n,) or ids.dtype.kind not in "iu":
+        raise ValueError(f"ids must be {n} integers, got shape {ids.shape} dtype {ids.dtype}")
+    if len(np.unique(ids)) != n:
+        raise ValueError("ids must be unique: a search result names one gallery entry")
+    ids = ids.astype(np.int64)
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+    if index is None:
+        inner = faiss.index_factory(int(d), factory, faiss.METRIC_INNER_PRODUCT)
+        index = faiss.IndexIDMap2(inner)
+    elif index.d != d:
+        raise ValueError(f"the index holds {index.d}-d vectors, the features are {d}-d")
+    with tqdm(total=n, unit="row", desc="protect+index", disable=not progress, dynamic_ncols=True) as bar:
+        for a in range(0, n, chunk_rows):
+            b = min(a + chunk_rows, n)
+            safe = _unit(protector(np.asarray(feats[a:b]), row_ids=ids[a:b]))
+            if not index.is_trained:  # IVF / PQ: trained on the first protected chunk
+                index.train(safe)
+            index.add_with_ids(safe, ids[a:b])
+            bar.update(b - a)
+    return index
+
+
+def search(index: Any, probes: Any, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine scores and ids ``(P, k)`` of the ``k`` best gallery entries for each probe ``(P, D)``
+    (normalised here). Rotate probes first (:func:`advface_fast.keys.rotate`) for a rotated gallery."""
+    return index.search(_unit(np.asarray(probes)), k)
+
+
+def save_index(index: Any, path: str | os.PathLike[str]) -> None:
+    """Write ``index`` with ``faiss.write_index`` (FAISS's own format, no pickle)."""
+    _faiss().write_index(index, os.fspath(path))
+
+
+def load_index(path: str | os.PathLike[str]) -> Any:
+    """Read an index written by :func:`save_index`."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no index file {path}")
+    return _faiss().read_index(os.fspath(path))
