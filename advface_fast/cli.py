@@ -7,38 +7,14 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .backends import BACKEND_NAMES, PRECISIONS
-from .engine import DEFAULT_EPS, DEFAULT_START, DEFAULT_STEPS, START_MODES
-
-
-def _protection_kwargs(args: argparse.Namespace) -> dict:
-    """The keyword arguments of the options ``_add_protection_args`` declares (both protect commands)."""
-    return {
-        "eps": args.eps,
-        "alpha": args.alpha,
-        "steps": args.steps,
-        "start": args.start,
-        "renorm": not args.no_renorm,
-        "batch_size": args.batch_size,
-        "backend": args.backend,
-        "precision": args.precision,
-        "seed": args.seed,
-        "key": args.key_file,
-        "rotate": args.rotate,
-        "overwrite": args.overwrite,
-        "resume": not args.no_resume,
-        "progress": not args.no_progress,
-    }
+from .backends import PRECISIONS
+from .cli_protection import add_protection_args, load_models, protection_kwargs
 
 
 def _protect(args: argparse.Namespace) -> int:
-    from .encoders import as_encoder
     from .protector import protect
-    from .serialization import load_model
 
-    decoder = load_model(args.decoder)
-    encoder = as_encoder(args.encoder) if args.encoder else None
-    _check_trained_for(args.decoder, encoder)
+    decoder, encoder = load_models(args)
     protect(
         args.input,
         decoder,
@@ -46,27 +22,10 @@ def _protect(args: argparse.Namespace) -> int:
         images=args.images,
         device=args.device,
         out=args.output,
-        **_protection_kwargs(args),
+        **protection_kwargs(args),
     )
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
-
-
-def _check_trained_for(decoder_path: str, encoder: object) -> None:
-    """Refuse an encoder other than the one the decoder file says it was trained for."""
-    from .serialization import trained_for_encoder
-
-    want = trained_for_encoder(decoder_path)
-    got = getattr(encoder, "fingerprint", None)
-    if want is None or got is None:
-        return
-    got = got()
-    if (want.get("weights"), want.get("input")) != (got.get("weights"), got.get("input")):
-        raise ValueError(
-            f"{decoder_path} was trained for encoder {want.get('name')!r} (weights {want.get('weights')}, input "
-            f"{want.get('input')}), not for the given {got.get('name')!r} (weights {got.get('weights')}, input "
-            f"{got.get('input')}): its shadow images would not match this encoder's features"
-        )
 
 
 def _keygen(args: argparse.Namespace) -> int:
@@ -111,7 +70,7 @@ def _protect_distributed(args: argparse.Namespace) -> int:
         id_column=args.id_column,
         max_retries=args.max_retries,
         address=args.address,
-        **_protection_kwargs(args),
+        **protection_kwargs(args),
     )
     print(
         f"wrote {result.rows} rows in {result.shards} shards to {result.out_dir} "
@@ -434,53 +393,6 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_protection_args(pr: argparse.ArgumentParser) -> None:
-    """The options ``protect`` and ``protect-distributed`` share."""
-    pr.add_argument("--decoder", required=True, help="shadow decoder (.safetensors written by advface_fast)")
-    pr.add_argument(
-        "--encoder",
-        help="face encoder ('sface', .safetensors, or .onnx with a known or sidecar input contract); needed for "
-        "--start shadow; refused if the decoder file records another",
-    )
-    pr.add_argument(
-        "--eps",
-        type=float,
-        default=None,
-        help=f"L-inf radius, in the features' units (default {DEFAULT_EPS} x sqrt(128 / D): {DEFAULT_EPS} for 128-d, "
-        f"{DEFAULT_EPS / 2:g} for 512-d unit templates; `advface-fast calibrate` measures it on your data)",
-    )
-    pr.add_argument("--alpha", type=float, default=None, help="sign-step size (default eps / 5)")
-    pr.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"number of steps (default {DEFAULT_STEPS})")
-    pr.add_argument(
-        "--start",
-        choices=START_MODES,
-        default=DEFAULT_START,
-        help=f"start point (default {DEFAULT_START}; 'shadow' is the paper's)",
-    )
-    pr.add_argument(
-        "--no-renorm", action="store_true", help="keep the raw result instead of rescaling to the input norm"
-    )
-    pr.add_argument(
-        "--batch-size", type=int, default=None, help="rows per batch (default: chosen from the device's memory)"
-    )
-    pr.add_argument("--backend", choices=BACKEND_NAMES, default="auto", help="engine; advface-fast backends lists them")
-    pr.add_argument("--precision", choices=PRECISIONS, default="fp32", help="GEMM precision inside the loop")
-    pr.add_argument("--seed", type=int, default=0, help="public seed of the random start (default 0)")
-    pr.add_argument(
-        "--key-file",
-        default=None,
-        help="the defender's secret key (advface-fast keygen): keys the random start; default none (warns)",
-    )
-    pr.add_argument(
-        "--rotate",
-        action="store_true",
-        help="store Q z for the key's secret rotation Q (probes: advface-fast rotate with the same key)",
-    )
-    pr.add_argument("--overwrite", action="store_true", help="replace an existing (complete) output")
-    pr.add_argument("--no-resume", action="store_true", help="discard a partial output instead of resuming it")
-    pr.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
 class _DefaultsFormatter(argparse.HelpFormatter):
     """Every option's help ends with its default, unless the text states it already (flags and
     options without a default say nothing)."""
@@ -505,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pr.add_argument("input", help="gallery of features, (N, D) float .npy")
     pr.add_argument("output", help="where to write the protected gallery (.npy)")
-    _add_protection_args(pr)
+    add_protection_args(pr)
     pr.add_argument("--images", help="online mode: original images (N, C, H, W) .npy as the L1 target")
     pr.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: GPU if available)")
     pr.set_defaults(func=_protect)
@@ -517,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pd.add_argument("input", help="folder of .npy shards (+ optional <stem>.ids.npy) or Parquet shards")
     pd.add_argument("output", help="new or empty folder for the protected shards (or an interrupted run's)")
-    _add_protection_args(pd)
+    add_protection_args(pd)
     pd.add_argument(
         "--address",
         default=None,
@@ -679,6 +591,9 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="run the end-to-end demo on a toy world (about a minute on CPU)")
     d.add_argument("--out-dir", default="advface_demo_out", help="folder of the demo's picture and numbers")
     d.set_defaults(func=_demo)
+    from .deploy.commands import add_deploy_commands
+
+    add_deploy_commands(sub)
     for cmd in sub.choices.values():
         cmd.formatter_class = _DefaultsFormatter
     return p

@@ -215,3 +215,20 @@ def test_kill_mid_run_then_resume(dsn, tmp_path: Path):
     assert table_state(dsn, "faces")["rows_done"] == n
     want = af.protect(feats, prot.decoder, key=KEY, row_ids=np.arange(n), progress=False)
     assert_same_protection(_read(dsn)[1], want)  # nothing protected twice, nothing skipped
+
+
+def test_cli_protect_table(dsn, tmp_path, capsys):
+    from advface_fast.cli import main
+
+    feats = unit_rows(20, DIM, seed=8)
+    _fill(dsn, feats, np.arange(20, dtype=np.int64), "bytea")
+    dec, _ = make_pair(dim=DIM)
+    af.save_model(dec, tmp_path / "dec.safetensors")
+    (tmp_path / "key").write_bytes(KEY)
+    argv = ["protect-table", dsn, "public.faces", "--decoder", str(tmp_path / "dec.safetensors")]
+    argv += ["--key-file", str(tmp_path / "key"), "--batch-rows", "7", "--no-progress"]
+    assert main(argv) == 0
+    assert "20 rows protected now" in capsys.readouterr().err
+    assert_same_protection(_read(dsn, "bytea")[1], af.protect(feats, dec, key=KEY, row_ids=np.arange(20)))
+    assert main([*argv, "--steps", "3"]) == 2
+    assert "other settings (steps differ)" in capsys.readouterr().err

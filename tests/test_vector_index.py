@@ -52,3 +52,21 @@ def test_probe_finds_its_person_and_bad_input(tmp_path):
         protect_into_faiss(unit_rows(3, 16), af.Protector(make_pair(dim=16)[0], key=KEY), index=index)
     with pytest.raises(FileNotFoundError):
         load_index(tmp_path / "none.faiss")
+
+
+def test_cli_index(tmp_path, capsys):
+    from advface_fast.cli import main
+
+    dec, _ = make_pair(dim=24)
+    feats = unit_rows(40, 24, seed=4)
+    np.save(tmp_path / "g.npy", feats)
+    np.save(tmp_path / "ids.npy", np.arange(7, 47, dtype=np.int64))
+    af.save_model(dec, tmp_path / "dec.safetensors")
+    (tmp_path / "key").write_bytes(KEY)
+    argv = ["index", str(tmp_path / "g.npy"), str(tmp_path / "g.faiss"), "--decoder", str(tmp_path / "dec.safetensors")]
+    argv += ["--key-file", str(tmp_path / "key"), "--ids", str(tmp_path / "ids.npy"), "--no-progress"]
+    assert main(argv) == 0
+    index = load_index(tmp_path / "g.faiss")
+    want = _unit(af.protect(feats, dec, key=KEY, row_ids=np.arange(7, 47), progress=False))
+    np.testing.assert_allclose(index.reconstruct(9), want[2], atol=1e-6)
+    assert main(argv) == 2 and "exists" in capsys.readouterr().err

@@ -1,0 +1,154 @@
+"""The enrolment service's wire format: parse and check a request body, encode a response.
+
+Two bodies carry templates (float32 rows of the decoder's dimension ``D``):
+
+- ``application/json``: ``{"templates": [[f, ...], ...] | [f, ...], "ids": [int, ...]}``
+  (``ids`` optional; one flat list is one template);
+- ``application/x-npy``: a ``.npy`` file of float32 ``(N, D)`` or ``(D,)`` (read with
+  ``allow_pickle=False``), ids in the header ``X-Template-Ids: 17,18,19``.
+
+The response has the request's format: JSON ``{"templates": [[...]], "ids": [...]}`` or an
+``.npy`` body with ``X-Template-Ids``. Every problem with a request raises :class:`RequestError`
+with the HTTP status to answer (400 bad content, 413 too large, 415 unsupported type) and a
+message naming the problem; nothing in here touches the protection.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import secrets
+from dataclasses import dataclass
+
+import numpy as np
+
+NPY_TYPE = "application/x-npy"
+JSON_TYPE = "application/json"
+IDS_HEADER = "x-template-ids"
+MAX_ID = (1 << 63) - 1
+
+
+class RequestError(Exception):
+    """A request the service refuses: ``status`` (4xx) and a message for the client."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Templates:
+    """A parsed request: ``rows`` float32 ``(N, D)``, ``ids`` int64 ``(N,)``, whether the ids were
+    drawn here (``drawn_ids``), and the response format (``npy``)."""
+
+    rows: np.ndarray
+    ids: np.ndarray
+    drawn_ids: bool
+    npy: bool
+
+
+def _ids(values: object, n: int) -> np.ndarray:
+    if not isinstance(values, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise RequestError(400, "ids must be a list of integers")
+    if len(values) != n:
+        raise RequestError(400, f"{len(values)} ids for {n} templates")
+    if any(v < 0 or v > MAX_ID for v in values):
+        raise RequestError(400, f"ids must be in 0..{MAX_ID} (they key the protection's random start)")
+    return np.asarray(values, dtype=np.int64)
+
+
+def _header_ids(text: str | None, n: int) -> list[int] | None:
+    if text is None or not text.strip():
+        return None
+    try:
+        return [int(t) for t in text.split(",")]
+    except ValueError:
+        raise RequestError(400, f"{IDS_HEADER} must be comma-separated integers") from None
+
+
+def _rows_from_json(body: bytes) -> tuple[np.ndarray, object]:
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestError(400, f"the body is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict) or "templates" not in doc:
+        raise RequestError(400, 'the JSON body must be an object with "templates" (and optional "ids")')
+    extra = set(doc) - {"templates", "ids"}
+    if extra:
+        raise RequestError(400, f"unknown fields {sorted(extra)}; expected templates, ids")
+    t = doc["templates"]
+    if isinstance(t, list) and t and all(_is_number(v) for v in t):
+        t = [t]
+    if not isinstance(t, list) or not t or not all(isinstance(r, list) for r in t):
+        raise RequestError(400, "templates must be a non-empty list of rows of numbers")
+    if not all(_is_number(v) for r in t for v in r):
+        raise RequestError(400, "templates must hold numbers only (no strings, booleans or nulls)")
+    if len({len(r) for r in t}) != 1:
+        raise RequestError(400, "templates rows have different lengths")
+    return np.asarray(t, dtype=np.float64), doc.get("ids")
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _rows_from_npy(body: bytes) -> np.ndarray:
+    try:
+        arr = np.load(io.BytesIO(body), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise RequestError(400, f"the body is not a readable .npy file: {exc}") from None
+    if not isinstance(arr, np.ndarray):
+        raise RequestError(400, "the body must be one .npy array, not an .npz archive")
+    if arr.dtype != np.dtype("<f4") and arr.dtype != np.dtype("=f4"):
+        raise RequestError(400, f"templates must be float32, got dtype {arr.dtype}")
+    if arr.ndim == 1:
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[0] == 0:
+        raise RequestError(400, f"templates must be (N, D) or (D,), got shape {arr.shape}")
+    return arr
+
+
+def parse_request(body: bytes, content_type: str | None, ids_header: str | None, dim: int, max_rows: int) -> Templates:
+    """Check and parse one request body (see the module doc). ``dim``: the decoder's dimension."""
+    ctype = (content_type or "").split(";")[0].strip().lower()
+    if ctype == JSON_TYPE:
+        rows, ids = _rows_from_json(body)
+        npy = False
+    elif ctype in (NPY_TYPE, "application/octet-stream"):
+        rows, ids = _rows_from_npy(body), _header_ids(ids_header, 0)
+        npy = True
+    else:
+        raise RequestError(415, f"Content-Type must be {JSON_TYPE} or {NPY_TYPE}, got {content_type or 'none'!r}")
+    n, d = rows.shape
+    if n > max_rows:
+        raise RequestError(413, f"{n} templates in one request; the limit is {max_rows}")
+    if d != dim:
+        raise RequestError(400, f"templates have dimension {d}; this service protects {dim}-d templates")
+    if not np.isfinite(rows).all():
+        bad = int(np.flatnonzero(~np.isfinite(rows).all(axis=1))[0])
+        raise RequestError(400, f"template {bad} holds NaN or infinite values")
+    if np.abs(rows).max() > np.finfo(np.float32).max:
+        raise RequestError(400, "a value is out of float32 range")
+    if ids is None:
+        drawn = np.array([secrets.randbits(63) for _ in range(n)], dtype=np.int64)
+        return Templates(rows.astype(np.float32), drawn, True, npy)
+    return Templates(rows.astype(np.float32), _ids(ids, n), False, npy)
+
+
+def encode_response(rows: np.ndarray, ids: np.ndarray, npy: bool) -> tuple[bytes, str, dict[str, str]]:
+    """The response body, its content type and extra headers for protected ``rows``."""
+    id_text = ",".join(map(str, ids.tolist()))
+    if npy:
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(rows, dtype="<f4"), allow_pickle=False)
+        return buf.getvalue(), NPY_TYPE, {IDS_HEADER: id_text}
+    doc = {"templates": [[_finite(v) for v in r] for r in rows.tolist()], "ids": ids.tolist()}
+    return json.dumps(doc, separators=(",", ":")).encode(), JSON_TYPE, {}
+
+
+def _finite(v: float) -> float:
+    if not math.isfinite(v):  # protect() never returns these; a response must not carry them
+        raise ValueError("a protected value is not finite")
+    return v
