@@ -3,9 +3,9 @@
 A Ray Serve deployment (Ray is already the package's distributed engine, and Serve's
 ``@serve.batch`` gives dynamic batching): each replica loads the models once, and the requests
 that reach it within ``batch_wait_s`` (up to ``max_batch_requests``) are protected by one
-:class:`~advface_fast.Protector` call, in a worker thread, so the event loop keeps accepting
-requests while a batch computes. Replicas scale across a Ray cluster like the batch pipeline
-(``num_replicas``).
+:class:`~advface_fast.Protector` call, in the replica's event loop: requests that arrive while
+a batch computes queue up and form the next one. Replicas scale across a Ray cluster like the
+batch pipeline (``num_replicas``).
 
 HTTP API (wire format: :mod:`.http_codec`):
 
@@ -28,10 +28,10 @@ batched and changes no counter but the refusals'.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -51,12 +51,13 @@ class ServiceConfig:
     max_rows: int = 4096
     max_body_bytes: int = 8 << 20
     num_replicas: int = 1
+    max_queued_requests: int = 256  # per replica; beyond it Serve's proxy holds and retries requests
     cpus_per_replica: float = 1.0
     torch_threads: int | None = None  # default: cpus_per_replica
     protect_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("max_batch_requests", "max_rows", "max_body_bytes", "num_replicas"):
+        for name in ("max_batch_requests", "max_rows", "max_body_bytes", "num_replicas", "max_queued_requests"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
@@ -89,7 +90,7 @@ class Enroller:
         self.dim = dim
         self.config = config
         self._api_key = api_key_digest
-        self.stats = {"requests": 0, "rows": 0, "batches": 0, "max_batch_requests": 0, "refused": 0}
+        self.stats = {"requests": 0, "rows": 0, "batches": 0, "max_batch_requests": 0, "refused": 0, "compute_s": 0.0}
         # a first call compiles nothing but resolves the backend and probes shapes: do it now
         self.protector(np.zeros((1, dim), dtype=np.float32) + 1.0 / dim**0.5, row_ids=np.zeros(1, dtype=np.int64))
 
@@ -107,7 +108,12 @@ class Enroller:
     async def _protect_batch_impl(self, items: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
         rows = np.concatenate([r for r, _ in items])
         ids = np.concatenate([i for _, i in items])
-        safe = await asyncio.to_thread(self._compute, rows, ids)
+        t0 = time.perf_counter()
+        # computed in the event loop, not a worker thread: the requests that arrive meanwhile wait
+        # in Ray's queue and form the next batch, where a thread would contend with the loop for
+        # the GIL, admit them one by one and keep batches small (benchmarks/serve_load.py)
+        safe = self._compute(rows, ids)
+        self.stats["compute_s"] += time.perf_counter() - t0
         self.stats["batches"] += 1
         self.stats["max_batch_requests"] = max(self.stats["max_batch_requests"], len(items))
         out, a = [], 0
@@ -198,7 +204,7 @@ def build_app(decoder: Any, encoder: Any, key: bytes, api_key: str, config: Serv
         name="AdvFaceEnroller",
         num_replicas=config.num_replicas,
         ray_actor_options={"num_cpus": config.cpus_per_replica},
-        max_ongoing_requests=max(2 * config.max_batch_requests, 8),
+        max_ongoing_requests=max(config.max_queued_requests, config.max_batch_requests),
     )
     return deployment.bind(decoder, encoder, key, _digest(api_key), config)
 
@@ -224,6 +230,8 @@ def start_service(
     app = build_app(decoder, encoder, key, api_key, config)
     if not ray.is_initialized():
         ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False)
-    serve.start(http_options={"host": host, "port": int(port)})
-    serve.run(app, name="advface", route_prefix="/")
+    # per-request access logs cost the proxy and the replica CPU on every template: warnings only
+    quiet = {"enable_access_log": False, "log_level": "WARNING"}
+    serve.start(http_options={"host": host, "port": int(port)}, logging_config=quiet)
+    serve.run(app, name="advface", route_prefix="/", logging_config=quiet)
     return f"http://{host}:{int(port)}"

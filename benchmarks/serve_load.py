@@ -1,0 +1,192 @@
+"""Load test of the enrolment service on loopback: templates/s and p50/p99 latency at 1, 8 and 64
+concurrent clients, dynamic batching against one protect call per request, side by side in one run.
+
+The server is ``advface-fast serve`` (the shipped 128-d shadow decoder, default settings, one
+replica) started as its own process twice: with batching (``--max-batch 64 --batch-wait-ms 5``)
+and without (``--max-batch 1 --batch-wait-ms 0``: every request is one ``Protector`` call, what a
+user writing a handler around ``protect`` gets, with the models held). The clients run in
+another process (``--client``): each thread holds one keep-alive connection and sends one
+template per request (``.npy`` body, an id per request), bounded by ``--requests`` per level
+and ``--seconds``. The client process shares the machine's cores with the server: on a 2-core
+machine its threads cost the server CPU, so read the numbers as ratios of one run.
+
+    python benchmarks/serve_load.py --json benchmarks/results/serve_load_cpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+LEVELS = (1, 8, 64)
+PORT = 8765
+
+
+def _client(url: str, api_key: str, concurrency: int, requests: int, seconds: float) -> dict:
+    from advface_fast.deploy.client import EnrolmentClient
+
+    rng = np.random.default_rng(concurrency)
+    z = rng.standard_normal((256, 128)).astype(np.float32)
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    lat: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    counter = iter(range(requests))
+    deadline = time.perf_counter() + seconds
+
+    def worker() -> None:
+        c = EnrolmentClient(url, api_key)
+        while time.perf_counter() < deadline:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                break
+            t = time.perf_counter()
+            try:
+                c.protect(z[i % 256], np.array([i]))
+            except Exception:
+                with lock:
+                    errors[0] += 1
+                continue
+            with lock:
+                lat.append(time.perf_counter() - t)
+        c.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    ms = np.array(lat) * 1e3
+    return {
+        "concurrency": concurrency,
+        "requests": len(lat),
+        "errors": errors[0],
+        "seconds": wall,
+        "templates_per_s": len(lat) / wall,
+        "p50_ms": float(np.percentile(ms, 50)) if len(ms) else None,
+        "p99_ms": float(np.percentile(ms, 99)) if len(ms) else None,
+    }
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
+    import urllib.request
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError("the service did not come up")
+
+
+def _run_server(tmp: Path, max_batch: int, wait_ms: float, args: argparse.Namespace) -> list[dict]:
+    import advface_fast
+
+    shadow = Path(advface_fast.__file__).parent / "assets" / "shadow.safetensors"
+    cmd = [sys.executable, "-m", "advface_fast", "serve", "--decoder", str(shadow), "--key-file", str(tmp / "key")]
+    cmd += ["--api-key-file", str(tmp / "api"), "--port", str(PORT), "--max-batch", str(max_batch)]
+    cmd += ["--batch-wait-ms", str(wait_ms), "--cpus-per-replica", "1"]
+    server = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{PORT}"
+    try:
+        _wait_healthy(url, server)
+        out = []
+        for level in LEVELS:
+            ccmd = [sys.executable, __file__, "--client", url, "--concurrency", str(level)]
+            ccmd += ["--requests", str(args.requests), "--seconds", str(args.seconds)]
+            res = json.loads(subprocess.run(ccmd, capture_output=True, text=True, check=True).stdout)
+            res["max_batch"], res["batch_wait_ms"] = max_batch, wait_ms
+            print(
+                f"max_batch={max_batch:3d} clients={level:3d}: {res['templates_per_s']:7.1f} templates/s, "
+                f"p50 {res['p50_ms']:.1f} ms, p99 {res['p99_ms']:.1f} ms ({res['requests']} requests, "
+                f"{res['errors']} errors)",
+                flush=True,
+            )
+            out.append(res)
+        from advface_fast.deploy.client import EnrolmentClient
+
+        stats = EnrolmentClient(url, (tmp / "api").read_text().strip()).stats()
+        for r in out:
+            r["server_stats_after_all_levels"] = {k: stats[k] for k in ("requests", "batches", "max_batch_requests")}
+        return out
+    finally:
+        os.killpg(server.pid, signal.SIGINT)
+        try:
+            server.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--requests", type=int, default=600, help="requests per concurrency level at most")
+    p.add_argument("--seconds", type=float, default=30.0, help="seconds per concurrency level at most")
+    p.add_argument("--json", default=None, help="write the raw numbers here")
+    p.add_argument("--client", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--concurrency", type=int, default=1, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.client:
+        api = Path(os.environ["ADVFACE_LOAD_API_KEY_FILE"]).read_text().strip()
+        print(json.dumps(_client(args.client, api, args.concurrency, args.requests, args.seconds)))
+        return 0
+    import ray
+    import torch
+
+    import advface_fast
+
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        (tmp / "key").write_text(secrets.token_hex(32))
+        (tmp / "api").write_text(secrets.token_hex(24))
+        os.environ["ADVFACE_LOAD_API_KEY_FILE"] = str(tmp / "api")
+        batched = _run_server(tmp, 64, 5.0, args)
+        single = _run_server(tmp, 1, 0.0, args)
+    rows = []
+    for b, s in zip(batched, single, strict=True):
+        rows.append({"concurrency": b["concurrency"], "speedup": b["templates_per_s"] / s["templates_per_s"]})
+    res = {
+        "command": "python " + " ".join(sys.argv),
+        "machine": f"{_cpu_model()}, {os.cpu_count()} cores",
+        "versions": {"advface_fast": advface_fast.__version__, "torch": torch.__version__, "ray": ray.__version__},
+        "batched": batched,
+        "one_call_per_request": single,
+        "ratio_batched_over_single": rows,
+    }
+    for r in rows:
+        print(f"clients={r['concurrency']:3d}: batched / one call per request = {r['speedup']:.2f}x")
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
