@@ -228,6 +228,19 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_input(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from .eval.duetface_method import DuetFaceMethod  # noqa: F401  (registers the method)
+    from .eval.input_methods import InputEvalConfig, evaluate_input_method
+
+    cfg = InputEvalConfig.from_json(args.config)
+    if args.method:
+        cfg = dataclasses.replace(cfg, method=args.method)
+    evaluate_input_method(cfg, args.out_dir, args.cache_dir)
+    return 0
+
+
 def _faces_overrides(args: argparse.Namespace) -> dict:
     """The FacesEvalConfig settings the data options of ``_add_faces_data_args`` set."""
     overrides = {
@@ -523,6 +536,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ef.add_argument("--quick", action="store_true", help="a smoke test: 3 epochs, one attacker, 20 pairs per fold")
     ef.set_defaults(func=_eval_faces)
+
+    ei = sub.add_parser(
+        "eval-input",
+        help="evaluate an input-side baseline (DuetFace) in the synthetic world, beside AdvFace's rows",
+        description="Trains the method (cached), then verification, template attackers and attackers of what "
+        "its server receives, judged as in `advface-fast eval`.",
+    )
+    ei.add_argument("--method", default=None, help="input method (default DuetFace, or the config's)")
+    ei.add_argument("--config", default=None, help="JSON overrides of advface_fast.eval.input_methods.InputEvalConfig")
+    ei.add_argument("--out-dir", default="advface_eval_input_out", help="report folder")
+    ei.add_argument(
+        "--cache-dir", default=os.environ.get("ADVFACE_CACHE", "advface_cache"), help="trained models ($ADVFACE_CACHE)"
+    )
+    ei.set_defaults(func=_eval_input)
 
     ca = sub.add_parser(
         "calibrate",

@@ -41,7 +41,7 @@ ENROLLED_ID0, NONMATED_ID0, DISTRACTOR_ID0 = 300_000, 500_000, 2_000_000
 KEY = b"identification-benchmark-key-000"  # a fixed key: the benchmark is reproducible, not a secret
 
 
-def _features(models, ids: np.ndarray, variation: int, path: Path, chunk: int = 8192) -> np.ndarray:
+def _features(models, ids: np.ndarray, variation: int, path: Path, chunk: int = 2048) -> np.ndarray:
     """Encoder features ``(len(ids), 128)`` of one image per identity, cached at ``path``."""
     if path.exists():
         return np.load(path, mmap_mode="r")

@@ -109,26 +109,30 @@ def _run_server(tmp: Path, max_batch: int, wait_ms: float, args: argparse.Namesp
     cmd += ["--batch-wait-ms", str(wait_ms), "--cpus-per-replica", "1"]
     server = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{PORT}"
+    from advface_fast.deploy.client import EnrolmentClient
+
     try:
         _wait_healthy(url, server)
+        stats = EnrolmentClient(url, (tmp / "api").read_text().strip())
         out = []
         for level in LEVELS:
+            before = stats.stats()
             ccmd = [sys.executable, __file__, "--client", url, "--concurrency", str(level)]
             ccmd += ["--requests", str(args.requests), "--seconds", str(args.seconds)]
             res = json.loads(subprocess.run(ccmd, capture_output=True, text=True, check=True).stdout)
             res["max_batch"], res["batch_wait_ms"] = max_batch, wait_ms
+            after = stats.stats()
+            res["server_batches"] = after["batches"] - before["batches"]
+            res["server_requests"] = after["requests"] - before["requests"]
+            res["requests_per_batch"] = res["server_requests"] / max(res["server_batches"], 1)
+            res["server_compute_s"] = after["compute_s"] - before["compute_s"]
             print(
                 f"max_batch={max_batch:3d} clients={level:3d}: {res['templates_per_s']:7.1f} templates/s, "
                 f"p50 {res['p50_ms']:.1f} ms, p99 {res['p99_ms']:.1f} ms ({res['requests']} requests, "
-                f"{res['errors']} errors)",
+                f"{res['errors']} errors; {res['requests_per_batch']:.1f} requests per protect call)",
                 flush=True,
             )
             out.append(res)
-        from advface_fast.deploy.client import EnrolmentClient
-
-        stats = EnrolmentClient(url, (tmp / "api").read_text().strip()).stats()
-        for r in out:
-            r["server_stats_after_all_levels"] = {k: stats[k] for k in ("requests", "batches", "max_batch_requests")}
         return out
     finally:
         os.killpg(server.pid, signal.SIGINT)

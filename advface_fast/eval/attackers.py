@@ -79,6 +79,38 @@ class ResUpDecoder(nn.Module):
         return output_activation(self.to_image(self.body(h)), self.out_act)
 
 
+@register_model
+class ChannelInverter(nn.Module):
+    """Frequency channels ``(B, C_in, h, w)`` -> image ``(B, C, H, W)``: 3x3 convolutions and
+    residual blocks at ``h x w``, then (upsample x2, conv3x3, residual block) until ``H x W``.
+    The attacker of what a split-input method's server receives (DuetFace's high frequencies)."""
+
+    def __init__(self, in_channels: int, in_side: int, out_shape: Sequence[int] = (3, 32, 32), width: int = 64) -> None:
+        super().__init__()
+        self.in_channels, self.in_side, self.width = int(in_channels), int(in_side), int(width)
+        self.out_shape = _check_out_shape(out_shape)
+        side, c = self.in_side, self.width
+        layers: list[nn.Module] = [nn.Conv2d(self.in_channels, c, 3, padding=1), nn.ReLU(inplace=True), _ResBlock(c)]
+        while side < self.out_shape[1]:
+            layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, c // 2, 3, padding=1)]
+            layers += [nn.ReLU(inplace=True), _ResBlock(c // 2)]
+            side, c = side * 2, c // 2
+        if side != self.out_shape[1] or self.out_shape[1] != self.out_shape[2]:
+            raise ValueError(f"cannot upsample {self.in_side} by powers of 2 to {self.out_shape[1:]}")
+        self.body = nn.Sequential(*layers, nn.Conv2d(c, self.out_shape[0], 3, padding=1))
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "in_channels": self.in_channels,
+            "in_side": self.in_side,
+            "out_shape": list(self.out_shape),
+            "width": self.width,
+        }
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.body(x))
+
+
 ATTACKERS = ("shipped_conv", "mlp_wide", "mlp_deep", "resup", "conv")
 
 
