@@ -36,8 +36,10 @@ from ..serialization import load_model, read_model_header, save_model
 from ..train import fit_decoder
 from ..train.encoder import embed
 from .attackers import make_attacker
-from .baselines import gaussian_same_l2, laplace_dp, laplace_sensitivity, uniform_linf
+from .baselines import laplace_dp, laplace_sensitivity, uniform_linf
 from .config import config_from_json
+from .methods import TemplateMethod
+from .template_methods import AdvFace, GaussianSameL2, LaplaceDP, UniformNoise, Unprotected
 
 
 @dataclass
@@ -180,24 +182,29 @@ def run_evaluation(cfg: EvalConfig, out_dir: str | Path, log: Callable[[str], No
     w = _World(cfg)
     log(f"world ready: {cfg.users} enrolled people, {len(w.x_att)} attacker images, threshold {w.threshold:.3f}")
 
-    # ---- the methods at the main setting
-    methods: dict[str, tuple[torch.Tensor, torch.Tensor]] = {"unprotected": (w.z_enrol, w.z_probe)}
+    # ---- the methods at the main setting: each a TemplateMethod (template_methods.py)
+    def advface(start: str, precision: str = "fp32", label: str | None = None) -> AdvFace:
+        return AdvFace(
+            lambda z, off: w.protect(z, cfg.eps, start, cfg, row_offset=off, precision=precision),
+            label or f"AdvFace start={start}",
+        )
+
+    rows: list[TemplateMethod] = [Unprotected(), *(advface(s) for s in cfg.starts)]
+    rows += [advface(cfg.starts[0], p, f"AdvFace start={cfg.starts[0]}, {p}") for p in cfg.precisions]
+    rows += [UniformNoise(cfg.eps, cfg.seed), GaussianSameL2(rows[1], cfg.seed)]
+    rows += [LaplaceDP(e, cfg.seed) for e in cfg.laplace_epsilons]
+    methods: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     timing = {}
-    for start in cfg.starts:
+    for m in rows:
         t = time.time()
-        g = w.protect(w.z_enrol, cfg.eps, start, cfg)
-        timing[f"advface-{start}"] = len(g) / (time.time() - t)
-        methods[f"AdvFace start={start}"] = (g, w.protect(w.z_probe, cfg.eps, start, cfg, row_offset=10**7))
-    ref = methods[f"AdvFace start={cfg.starts[0]}"]
+        g = m.apply(w.z_enrol, 0)
+        if isinstance(m, AdvFace):
+            timing[m.label.replace("AdvFace start=", "advface-").replace(", ", "-")] = len(g) / (time.time() - t)
+        methods[m.label] = (g, m.apply(w.z_probe, 1))
+    ref = methods[rows[1].label]
     precision_effect = {}
     for prec in cfg.precisions:
-        t = time.time()
-        g = w.protect(w.z_enrol, cfg.eps, cfg.starts[0], cfg, precision=prec)
-        timing[f"advface-{cfg.starts[0]}-{prec}"] = len(g) / (time.time() - t)
-        methods[f"AdvFace start={cfg.starts[0]}, {prec}"] = (
-            g,
-            w.protect(w.z_probe, cfg.eps, cfg.starts[0], cfg, row_offset=10**7, precision=prec),
-        )
+        g = methods[f"AdvFace start={cfg.starts[0]}, {prec}"][0]
         # a different sign somewhere moves an element by ~alpha: count elements off by > alpha / 4
         off = (g - ref[0]).abs() > cfg.eps * cfg.alpha_ratio / 4
         precision_effect[prec] = {
@@ -205,19 +212,6 @@ def run_evaluation(cfg: EvalConfig, out_dir: str | Path, log: Callable[[str], No
             "rows_differing_from_fp32": float(off.any(dim=1).float().mean()),
             "mean_cosine_to_fp32": float(torch.nn.functional.cosine_similarity(g, ref[0], dim=1).mean()),
         }
-    methods[f"uniform noise, L-inf {cfg.eps}"] = (
-        uniform_linf(w.z_enrol, cfg.eps, cfg.seed),
-        uniform_linf(w.z_probe, cfg.eps, cfg.seed + 1),
-    )
-    methods["Gaussian noise, AdvFace's L2"] = (
-        gaussian_same_l2(w.z_enrol, ref[0], cfg.seed),
-        gaussian_same_l2(w.z_probe, ref[1], cfg.seed + 1),
-    )
-    for e in cfg.laplace_epsilons:
-        methods[f"Laplace DP, epsilon {e:g}"] = (
-            laplace_dp(w.z_enrol, e, cfg.seed),
-            laplace_dp(w.z_probe, e, cfg.seed + 1),
-        )
 
     util = {}
     for name, (gal, prb) in methods.items():
@@ -236,7 +230,7 @@ def run_evaluation(cfg: EvalConfig, out_dir: str | Path, log: Callable[[str], No
                 recs[name] = rec
     # ... and adaptive (trained on AdvFace-protected templates of the attacker's own faces)
     for start in cfg.starts:
-        z_prot = w.protect(w.z_att, cfg.eps, start, cfg, row_offset=2 * 10**7)
+        z_prot = advface(start).apply(w.z_att, 2)
         model = _trained_attacker(
             cfg.adaptive_attacker, z_prot, w.x_att, cfg, cache, f"adaptive-{start}-eps{cfg.eps:g}", log
         )

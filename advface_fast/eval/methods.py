@@ -3,8 +3,8 @@
 Two kinds:
 
 - :class:`TemplateMethod`: the system's encoder is unchanged and the method transforms the
-  stored templates (AdvFace, noise, differential privacy). ``apply(z, row_ids)`` -> stored
-  templates; probes stay clean encoder features.
+  stored templates (AdvFace, noise, differential privacy; :mod:`.template_methods`).
+  ``apply(z, stream)`` -> stored templates; probes stay clean encoder features.
 - :class:`InputMethod`: the method brings its own recognition model over a transformed input
   (DuetFace, PartialFace, MinusFace, ...): it is trained on the world's training faces
   (``fit``), stores ``encode(images)`` as templates and matches probes encoded the same way;
@@ -39,9 +39,16 @@ class TemplateMethod(ABC):
     name: ClassVar[str]
     kind: ClassVar[str] = "template"
 
+    @property
+    def label(self) -> str:
+        """The row's name in reports (the method and its setting)."""
+        return self.name
+
     @abstractmethod
-    def apply(self, z: torch.Tensor, row_ids: torch.Tensor) -> torch.Tensor:
-        """Stored templates ``(N, D)`` for clean templates ``z`` ``(N, D)`` with ids ``row_ids``."""
+    def apply(self, z: torch.Tensor, stream: int = 0) -> torch.Tensor:
+        """Stored templates ``(N, D)`` for clean templates ``z`` ``(N, D)``. ``stream`` separates
+        independent randomness: 0 for the enrolled gallery, 1 for probes protected the same way,
+        2 for the adaptive attacker's own faces."""
 
 
 class InputMethod(ABC):
