@@ -91,7 +91,14 @@ def service():
     from advface_fast.deploy.service import ServiceConfig, start_service
 
     dec, _ = make_pair(dim=DIM)
-    cfg = ServiceConfig(max_batch_requests=16, batch_wait_s=0.05, max_rows=64, max_body_bytes=64 << 10)
+    cfg = ServiceConfig(
+        max_batch_requests=16,
+        batch_wait_s=0.05,
+        max_rows=64,
+        max_body_bytes=64 << 10,
+        num_replicas=2,  # results must not depend on the replica: both load the same models and key
+        cpus_per_replica=0.5,
+    )
     ray.init(address="local", num_cpus=2, include_dashboard=False)
     try:
         url = start_service(dec, None, KEY, API_KEY, cfg, port=_free_port())
@@ -99,6 +106,21 @@ def service():
     finally:
         serve.shutdown()
         ray.shutdown()
+
+
+def _all_stats(client) -> dict[str, dict]:
+    """/stats of every replica (a request reaches one of them: ask until both answered)."""
+    seen: dict[str, dict] = {}
+    for _ in range(60):
+        st = client.stats()
+        seen[st["replica"]] = st
+        if len(seen) == 2:
+            return seen
+    raise AssertionError(f"only replicas {sorted(seen)} answered")
+
+
+def _total(stats: dict[str, dict], key: str) -> int:
+    return sum(s[key] for s in stats.values())
 
 
 def test_service_equals_protect_and_batches(service):
@@ -125,8 +147,9 @@ def test_service_equals_protect_and_batches(service):
     want = af.protect(feats, dec, key=KEY, row_ids=ids, progress=False)
     assert_same_protection(np.stack([results[j] for j in range(48)]), want)
     client = EnrolmentClient(url, API_KEY)
-    st = client.stats()
-    assert st["requests"] >= 48 and st["max_batch_requests"] > 1 and st["batches"] < st["requests"]
+    st = _all_stats(client)
+    assert _total(st, "requests") >= 48 and _total(st, "batches") < _total(st, "requests")
+    assert max(s["max_batch_requests"] for s in st.values()) > 1
     # a many-row JSON request without ids: ids drawn and returned, and they reproduce the result
     status, _, body = client.request(
         "POST", "/protect", json.dumps({"templates": feats[:5].tolist()}).encode(), {"Content-Type": "application/json"}
@@ -143,7 +166,7 @@ def test_service_refuses(service):
 
     url, _ = service
     good = _npy(unit_rows(1, DIM))
-    before = EnrolmentClient(url, API_KEY).stats()
+    before = _all_stats(EnrolmentClient(url, API_KEY))
     for key in ("", "wrong-key", API_KEY + "x"):
         status, _, body = EnrolmentClient(url, key).request(
             "POST", "/protect", good, {"Content-Type": "application/x-npy"}
@@ -163,13 +186,10 @@ def test_service_refuses(service):
         assert got == status and match in json.loads(text)["error"], (path, got, text)
     status, _, body = EnrolmentClient(url, "").request("GET", "/healthz")
     assert status == 200 and json.loads(body) == {"status": "ok", "dim": DIM}
-    after = c.stats()
-    assert (after["requests"], after["rows"], after["batches"]) == (
-        before["requests"],
-        before["rows"],
-        before["batches"],
-    )
-    assert after["refused"] == before["refused"] + 3 + 4  # 401 x3, 400, 413 x2, 415
+    after = _all_stats(c)
+    for k in ("requests", "rows", "batches"):  # refused requests protect nothing
+        assert _total(after, k) == _total(before, k), k
+    assert _total(after, "refused") == _total(before, "refused") + 3 + 4  # 401 x3, 400, 413 x2, 415
 
 
 def test_serve_cli_refuses_without_a_real_api_key(tmp_path, capsys):

@@ -17,8 +17,8 @@ HTTP API (wire format: :mod:`.http_codec`):
   without ``row_ids`` would give every single-template call the noise of row 0); keep the ids
   to reproduce a result.
 - ``GET /healthz``: 200 ``{"status": "ok", "dim": D}`` once the replica has loaded its models.
-- ``GET /stats`` (API key): requests, rows and batches this replica served, and the largest
-  batch (requests per protect call): batching observed.
+- ``GET /stats`` (API key): requests, rows and batches the replica that answers served, the
+  largest batch (requests per protect call) and the replica's id (host:pid).
 
 Refusals: 401 (missing or wrong key; compared in constant time on SHA-256 digests), 400 (bad
 JSON, wrong dtype, wrong dimension, NaN, bad ids), 413 (more than ``max_body_bytes`` or
@@ -31,6 +31,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
+import socket
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -91,6 +93,7 @@ class Enroller:
         self.config = config
         self._api_key = api_key_digest
         self.stats = {"requests": 0, "rows": 0, "batches": 0, "max_batch_requests": 0, "refused": 0, "compute_s": 0.0}
+        self.replica = f"{socket.gethostname()}:{os.getpid()}"
         # a first call compiles nothing but resolves the backend and probes shapes: do it now
         self.protector(np.zeros((1, dim), dtype=np.float32) + 1.0 / dim**0.5, row_ids=np.zeros(1, dtype=np.int64))
 
@@ -138,7 +141,7 @@ class Enroller:
         if path == "/stats":
             if method != "GET":
                 return _error(405, "use GET /stats")
-            return _json(200, {**self.stats, "config": {k: v for k, v in asdict(self.config).items()}})
+            return _json(200, {**self.stats, "replica": self.replica, "config": asdict(self.config)})
         if method != "POST":
             return _error(405, "use POST /protect")
         try:

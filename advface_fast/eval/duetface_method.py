@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +35,13 @@ class DuetFaceMethod(InputMethod):
         cfg = DuetFace(image_size=images.shape[-1], **self.model_kwargs).config()
         tag = "-".join(f"{k}{v}" for k, v in cfg.items()) + f"-n{len(images)}-e{self.epochs}-s{self.seed}"
         path = cache / f"duetface-{tag}.safetensors"
+        sidecar = path.with_name(path.name + ".history.json")
         if path.exists():
             log(f"DuetFace: reusing {path}")
             self.model = load_model(path).eval()
-            return {}
+            saved = json.loads(sidecar.read_text()) if sidecar.exists() else {}
+            return {"reused": path.name, **saved}
+        t0 = time.time()
         model, hist = train_duetface(
             images,
             labels,
@@ -49,8 +54,10 @@ class DuetFaceMethod(InputMethod):
             log=log,
         )
         save_model(model, path)
+        record = {"train_seconds": time.time() - t0, **hist}
+        sidecar.write_text(json.dumps(record, indent=1) + "\n")
         self.model = model
-        return hist
+        return record
 
     def _need(self) -> DuetFace:
         if self.model is None:

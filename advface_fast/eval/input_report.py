@@ -18,12 +18,20 @@ PAPER = {"DuetFace": (98.02, 95.07), "AdvFace (offline)": (98.05, 3.37)}
 def write_input_report(results: dict[str, Any], enrolled: torch.Tensor, recs: dict[str, torch.Tensor], out: Path):
     cfg, util, priv = results["config"], results["utility"], results["privacy"]
     name = cfg["method"]
+    hist = results.get("history") or {}
+    if "train_seconds" in hist:
+        where = "in an earlier run that filled the cache" if hist.get("reused") else "in this run"
+        trained = f"; {name} trained in {hist['train_seconds']:.0f} s {where}"
+        for stage in ("client", "server"):
+            if hist.get(stage) and "val_acc" in hist[stage][-1]:
+                trained += f", {stage} model {100 * hist[stage][-1]['val_acc']:.2f}% on validation pairs"
+    else:
+        trained = ""
     lines = [
         f"# {name} in the synthetic world, beside AdvFace",
         "",
         f"Command: `advface-fast eval-input --method {name} --out-dir <this folder> --cache-dir <cache>` "
-        f"({results['seconds']:.0f} s on this machine, {results['fit_seconds']:.0f} s of it training {name}"
-        " or loading it from the cache). Settings: `results.json` (`config`).",
+        f"({results['seconds']:.0f} s on this machine{trained}). Settings: `results.json` (`config`).",
         "",
         f"{cfg['users']} enrolled held-out people (template: variation 0, fresh probe: variation 1), the "
         "pairs and the attacker's faces of `advface-fast eval` "
@@ -63,17 +71,28 @@ def write_input_report(results: dict[str, Any], enrolled: torch.Tensor, recs: di
     comp = results.get("compared")
     if comp:
         lines += ["", f"## Beside the template rows (from `{comp['source']}`, same people, pairs and judge E)", ""]
+        lines += [
+            "Non-adaptive: the strongest attacker trained on clean templates of its own faces; knows the method: "
+            "AdvFace's adaptive attacker (trained on AdvFace-protected templates of its own faces), and for "
+            f"{name} the template attackers (trained on {name}'s templates of the attacker's faces: there is "
+            f"no clean mapping apart from the method's) and the inverter of the channels the server receives.",
+            "",
+        ]
         crow = []
         for method, r in comp["rows"].items():
             inf = r["identity_inference"]
-            crow.append([method, f"{r['acc']:.2f}", f"{max(inf.values()):.1f}", f"{sum(inf.values()) / len(inf):.1f}"])
-        tmax = max(v["identity_inference"] for k, v in priv.items() if k.startswith("template"))
-        tmean = [v["identity_inference"] for k, v in priv.items() if k.startswith("template")]
-        crow.append([f"{name} (templates)", f"{util['acc']:.2f}", f"{tmax:.1f}", f"{sum(tmean) / len(tmean):.1f}"])
+            plain = [v for a, v in inf.items() if not a.startswith("adaptive")]
+            adaptive = [v for a, v in inf.items() if a.startswith("adaptive")]
+            crow.append(
+                [method, f"{r['acc']:.2f}", f"{max(plain):.1f}", f"{max(adaptive):.1f}" if adaptive else "-", "-"]
+            )
+        tmpl = [v["identity_inference"] for k, v in priv.items() if k.startswith("template")]
         views = [v["identity_inference"] for k, v in priv.items() if k.startswith("server view")]
-        if views:
-            crow.append([f"{name} (server's channels)", f"{util['acc']:.2f}", f"{max(views):.1f}", "-"])
-        lines += _table(["method", "accuracy", "ID inference %, strongest attacker", "mean over attackers"], crow)
+        crow.append([name, f"{util['acc']:.2f}", "-", f"{max(tmpl):.1f}", f"{max(views):.1f}" if views else "-"])
+        lines += _table(
+            ["method", "accuracy", "ID inference %, non-adaptive", "knows the method (templates)", "server's channels"],
+            crow,
+        )
         lines += [
             "",
             "The paper's LFW figures for comparison (accuracy / identity inference): "
