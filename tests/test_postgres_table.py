@@ -97,6 +97,8 @@ def test_other_settings_refused_and_appended_rows_protected(dsn):
     other, _ = _protector(eps=0.05)
     with pytest.raises(SettingsMismatchError, match="eps"):
         protect_table(dsn, "faces", other, progress=False)
+    with pytest.raises(SettingsMismatchError, match=r"public\.faces\.embedding"):  # the same table by another name
+        protect_table(dsn, "public.faces", other, progress=False)
     np.testing.assert_array_equal(_read(dsn)[1], before)  # nothing written
     # new enrolments appended after the run: the rerun protects them only
     with psycopg.connect(dsn) as c:

@@ -92,6 +92,16 @@ def _column_type(conn: Any, table: str, column: str) -> str:
     return str(row[0])
 
 
+def _qualified(conn: Any, table: str) -> str:
+    """``schema.table`` of the table ``table`` names (as the search path resolves it)."""
+    row = conn.execute(
+        "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.oid = to_regclass(%s)",
+        (table,),
+    ).fetchone()
+    return str(row[0])
+
+
 def _ensure_state_table(conn: Any) -> None:
     conn.execute(
         f"CREATE TABLE IF NOT EXISTS {STATE_TABLE} ("
@@ -175,7 +185,7 @@ def protect_table(
         id_kind = _column_type(wconn, table, id_column)
         if id_kind not in ("bigint", "integer", "smallint"):
             raise ValueError(f"id column {id_column!r} of {table} is {id_kind}; an integer id keys the protection")
-        target = f"{table}.{column}"
+        target = f"{_qualified(wconn, table)}.{column}"  # "faces" and "public.faces" are one table
         _ensure_state_table(wconn)
         wconn.commit()
 
@@ -298,9 +308,11 @@ def table_state(dsn: str, table: str, column: str = "embedding") -> dict[str, An
     with psycopg.connect(dsn) as conn:
         if conn.execute("SELECT to_regclass(%s) IS NULL", (STATE_TABLE,)).fetchone()[0]:
             return None
+        if conn.execute("SELECT to_regclass(%s) IS NULL", (table,)).fetchone()[0]:
+            raise ValueError(f"no table {table!r}")
         row = conn.execute(
             f"SELECT settings, last_id, rows_done, null_rows, finished_at FROM {STATE_TABLE} WHERE target = %s",
-            (f"{table}.{column}",),
+            (f"{_qualified(conn, table)}.{column}",),
         ).fetchone()
     if row is None:
         return None
