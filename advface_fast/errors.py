@@ -30,3 +30,8 @@ class NonFiniteError(AdvFaceError, ValueError):
 
 class PublicRandomnessWarning(UserWarning):
     """The protection's randomness comes from a public seed (no secret key was given)."""
+
+
+class SharedNoiseWarning(UserWarning):
+    """One template protected without ``row_ids``: it gets row 0's random start, the same noise as
+    every other call of that kind (pass the enrolment id as ``row_ids``)."""

@@ -22,7 +22,7 @@ from .backends import Backend, resolve_backend
 from .decoders import ConvDecoder, MLPDecoder
 from .encoders import OnnxEncoder, TorchEncoder, as_encoder
 from .engine import DEFAULT_START, DEFAULT_STEPS, ProtectParams, protect_batch, resolve_eps_alpha
-from .errors import PublicRandomnessWarning
+from .errors import PublicRandomnessWarning, SharedNoiseWarning
 from .keys import key_id, keyed_row_ids
 from .staging import HostStaging
 from .streaming import NpyFileSink
@@ -323,6 +323,13 @@ class Protector:
         try:
             imgs = RowSource(images, "images", ndim=4) if images is not None else None
             ids = self._row_ids(row_ids, len(src))
+            if ids is None and len(src) == 1 and self.params.start == "random":
+                warnings.warn(
+                    "one template without row_ids gets the random start of row 0, the same for every such call; "
+                    "pass row_ids=[its enrolment id] (the enrolment service, advface-fast serve, draws one)",
+                    SharedNoiseWarning,
+                    stacklevel=2,
+                )
             if self._key is not None:  # the noise counters become keyed hashes of the row ids
                 ids = keyed_row_ids(self._key, ids if ids is not None else np.arange(len(src), dtype=np.int64))
             out_path = self._check_out(out, src, imgs, overwrite)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import advface_fast as af
-from advface_fast.errors import PublicRandomnessWarning
+from advface_fast.errors import PublicRandomnessWarning, SharedNoiseWarning
 from advface_fast.keys import generate_key, key_id, keyed_rotation, keyed_row_ids, load_key, rotate
 
 K1, K2 = b"k" * 32, b"q" * 32
@@ -56,6 +56,23 @@ def test_no_key_warns_for_the_random_start(setup):
         warnings.simplefilter("error", PublicRandomnessWarning)
         af.protect(z, dec, key=K1, progress=False, backend="torch")
         af.protect(z, dec, start="original", progress=False, backend="torch")
+
+
+def test_one_template_without_row_ids_warns(setup):
+    dec, z = setup
+    with pytest.warns(SharedNoiseWarning, match="row_ids"):
+        a = af.protect(z[:1], dec, key=K1, progress=False, backend="torch")
+    with pytest.warns(SharedNoiseWarning):
+        b = af.protect(z[1:2], dec, key=K1, progress=False, backend="torch")
+    # the warning is true: both calls started from the same noise (row 0's) ...
+    c = af.protect(z[1:2], dec, key=K1, row_ids=[0], progress=False, backend="torch")
+    torch.testing.assert_close(b, c)
+    with warnings.catch_warnings():  # ... and an id, a gallery or a deterministic start is silent
+        warnings.simplefilter("error", SharedNoiseWarning)
+        d = af.protect(z[1:2], dec, key=K1, row_ids=[7], progress=False, backend="torch")
+        af.protect(z[:2], dec, key=K1, progress=False, backend="torch")
+        af.protect(z[:1], dec, start="original", progress=False, backend="torch")
+    assert not torch.allclose(d, c) and not torch.allclose(a, z[:1])
 
 
 def test_rotation_keeps_verification_and_unlinks_keys(setup):
