@@ -17,9 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..metrics import pair_distances, verification_accuracy
-from ..train.encoder import MarginHead, embed, verification_pairs
-from ..train.loop import cosine_lr, run_epochs
+from ..train.encoder import fit_margin, verification_pairs
 from .model import DuetFace
 
 
@@ -59,39 +57,23 @@ def train_duetface(
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if ckpt is not None:
         ckpt.mkdir(parents=True, exist_ok=True)
-    if val is not None:
-        vi, vj, vsame = verification_pairs(val[1], 3000, seed=seed + 1)
+    pairs = (val[0], *verification_pairs(val[1], 3000, seed=seed + 1)) if val is not None else None
 
     def stage(name: str, trainable: nn.Module, encoder: nn.Module) -> list[dict[str, Any]]:
-        head = MarginHead(model.dim, len(classes), "cosface")
-        both = nn.ModuleDict({"model": trainable, "head": head})
-        opt = torch.optim.AdamW(both.parameters(), lr=lr, weight_decay=5e-4)
-
-        def step(idx: torch.Tensor, t: float) -> float:
-            cosine_lr(opt, lr, t)
-            x = images[idx]
-            flip = torch.rand(len(x), generator=torch.Generator().manual_seed(int(idx[0]))) < 0.5
-            x = torch.where(flip[:, None, None, None], x.flip(3), x)
-            loss = head(encoder(x).float(), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            return float(loss.detach())
-
-        def validate() -> dict[str, float]:
-            emb = embed(encoder, val[0])
-            acc, std, _ = verification_accuracy(pair_distances(emb[vi], emb[vj]), vsame)
-            return {"val_acc": acc, "val_std": std}
-
-        return run_epochs(
-            both,
-            opt,
-            len(images),
-            step,
+        return fit_margin(
+            trainable,
+            encoder,
+            images,
+            y,
+            len(classes),
+            model.dim,
+            key="model",
+            val_pairs=pairs,
             epochs=epochs,
             batch_size=batch_size,
+            lr=lr,
+            device=torch.device("cpu"),
             seed=seed + (0 if name == "client" else 1),
-            validate=validate if val is not None else None,
             checkpoint=ckpt / f"duetface-{name}.ckpt" if ckpt is not None else None,
             progress=progress,
             desc=f"duetface {name}",

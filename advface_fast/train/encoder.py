@@ -82,6 +82,74 @@ def embed(
     return torch.cat(out)
 
 
+def fit_margin(
+    trainable: nn.Module,
+    encoder: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    y: torch.Tensor,
+    n_classes: int,
+    dim: int,
+    *,
+    key: str = "encoder",
+    val_pairs: tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray] | None = None,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    loss: str = "cosface",
+    device: torch.device,
+    seed: int,
+    checkpoint: str | os.PathLike[str] | None = None,
+    resume: bool = True,
+    progress: bool = True,
+    desc: str = "encoder",
+    log: Callable[[str], None] = print,
+    run: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Train ``trainable`` (the parameters that learn; ``encoder(images) -> (B, dim)`` uses them)
+    with a margin head over ``n_classes`` class indices ``y``: AdamW, the cosine schedule, random
+    horizontal flips, bf16 autocast on GPUs. ``val_pairs = (images, i, j, same)`` reports 10-fold
+    verification accuracy each epoch. The checkpoint holds ``{key: trainable, "head": head}``.
+    Returns the history (:func:`~advface_fast.train.loop.run_epochs`)."""
+    head = MarginHead(dim, n_classes, loss).to(device)
+    both = nn.ModuleDict({key: trainable, "head": head})
+    opt = torch.optim.AdamW(both.parameters(), lr=lr, weight_decay=5e-4)
+
+    def step(idx: torch.Tensor, t: float) -> float:
+        cosine_lr(opt, lr, t)
+        x = images[idx].to(device)
+        flip = torch.rand(len(x), generator=torch.Generator().manual_seed(int(idx[0]))) < 0.5
+        x = torch.where(flip.to(device)[:, None, None, None], x.flip(3), x)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            loss_val = head(encoder(x).float(), y[idx].to(device))
+        opt.zero_grad(set_to_none=True)
+        loss_val.backward()
+        opt.step()
+        return float(loss_val.detach())
+
+    def validate() -> dict[str, float]:
+        vx, vi, vj, vsame = val_pairs
+        emb = embed(encoder, vx, device=device)
+        acc, std, _ = verification_accuracy(pair_distances(emb[vi], emb[vj]), vsame)
+        return {"val_acc": acc, "val_std": std}
+
+    return run_epochs(
+        both,
+        opt,
+        len(images),
+        step,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        validate=validate if val_pairs is not None else None,
+        checkpoint=checkpoint,
+        resume=resume,
+        progress=progress,
+        desc=desc,
+        log=log,
+        run=run,
+    )
+
+
 def train_encoder(
     images: torch.Tensor,
     labels: torch.Tensor,
@@ -108,38 +176,22 @@ def train_encoder(
     torch.manual_seed(seed)
     classes, y = torch.unique(labels, return_inverse=True)
     model = FaceEncoder(images.shape[-1], dim, width).to(dev)
-    head = MarginHead(dim, len(classes), loss).to(dev)
-    both = nn.ModuleDict({"encoder": model, "head": head})
-    opt = torch.optim.AdamW(both.parameters(), lr=lr, weight_decay=5e-4)
-    if val is not None:
-        vi, vj, vsame = verification_pairs(val[1], 3000, seed=seed + 1)
-
-    def step(idx: torch.Tensor, t: float) -> float:
-        cosine_lr(opt, lr, t)
-        x = images[idx].to(dev)
-        flip = torch.rand(len(x), generator=torch.Generator().manual_seed(int(idx[0]))) < 0.5
-        x = torch.where(flip.to(dev)[:, None, None, None], x.flip(3), x)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-            loss_val = head(model(x).float(), y[idx].to(dev))
-        opt.zero_grad(set_to_none=True)
-        loss_val.backward()
-        opt.step()
-        return float(loss_val.detach())
-
-    def validate() -> dict[str, float]:
-        emb = embed(model, val[0], device=dev)
-        acc, std, _ = verification_accuracy(pair_distances(emb[vi], emb[vj]), vsame)
-        return {"val_acc": acc, "val_std": std}
-
-    history = run_epochs(
-        both,
-        opt,
-        len(images),
-        step,
+    pairs = (val[0], *verification_pairs(val[1], 3000, seed=seed + 1)) if val is not None else None
+    history = fit_margin(
+        model,
+        model,
+        images,
+        y,
+        len(classes),
+        dim,
+        key="encoder",
+        val_pairs=pairs,
         epochs=epochs,
         batch_size=batch_size,
+        lr=lr,
+        loss=loss,
+        device=dev,
         seed=seed,
-        validate=validate if val is not None else None,
         checkpoint=checkpoint,
         resume=resume,
         progress=progress,
