@@ -126,16 +126,21 @@ def attack(w: _World, attacker: torch.nn.Module, templates: torch.Tensor) -> tup
     """Reconstruct faces from ``templates`` and score them against the enrolled faces and probes."""
     with torch.no_grad():
         rec = torch.cat([attacker(templates[a : a + 512]) for a in range(0, len(templates), 512)])
+    return score_reconstructions(w, rec), rec
+
+
+def score_reconstructions(w: _World, rec: torch.Tensor) -> dict[str, float]:
+    """Reconstructions ``rec`` of the enrolled faces, judged by E against the fresh probes at the
+    system threshold (identity inference, rank-1) and compared with the faces (SSIM, PSNR)."""
     e = embed(w.enc, rec, flip=False)
     inferred = pair_distances(e, w.z_probe) < w.threshold
     d = torch.cdist(e, w.z_probe)
-    res = {
+    return {
         "identity_inference": 100 * float(inferred.mean()),
         "rank1": 100 * float((d.argmin(1) == torch.arange(len(d))).float().mean()),
         "ssim": float(ssim_skimage(rec, w.x_enrol).mean()),
         "psnr": float(psnr(rec, w.x_enrol).mean()),
     }
-    return res, rec
 
 
 def _trained_attacker(
@@ -150,25 +155,43 @@ def _trained_attacker(
     if name == "shipped_conv":
         return load_default().attacker
     path = cache / f"{tag}-{name}-{cfg.attacker_ids}x{cfg.attacker_per_id}-e{cfg.attacker_epochs}.safetensors"
+    return cached_decoder(
+        path,
+        lambda: make_attacker(name, features.shape[1], tuple(images.shape[1:])),
+        features,
+        images,
+        epochs=cfg.attacker_epochs,
+        seed=cfg.seed + 7,
+        label=f"attacker {tag}/{name}",
+        log=log,
+    )
+
+
+def cached_decoder(
+    path: Path,
+    make: Callable[[], torch.nn.Module],
+    features: torch.Tensor,
+    images: torch.Tensor,
+    *,
+    epochs: int,
+    seed: int,
+    label: str,
+    log: Callable[[str], None],
+) -> torch.nn.Module:
+    """The decoder saved at ``path``, else ``make()`` fitted from ``features`` to ``images``
+    (:func:`~advface_fast.train.fit_decoder`) and saved there; a file that is not a model is
+    retrained over."""
     if path.exists():
         try:
             read_model_header(path)
-            log(f"attacker {tag}/{name}: reusing {path}")
+            log(f"{label}: reusing {path}")
             return load_model(path)
         except ValueError:
             pass
     t = time.time()
-    model, hist = fit_decoder(
-        features,
-        images,
-        make_attacker(name, features.shape[1], tuple(images.shape[1:])),
-        epochs=cfg.attacker_epochs,
-        seed=cfg.seed + 7,
-        progress=False,
-        log=lambda s: None,
-    )
+    model, hist = fit_decoder(features, images, make(), epochs=epochs, seed=seed, progress=False, log=lambda s: None)
     save_model(model, path)
-    log(f"attacker {tag}/{name}: trained in {time.time() - t:.0f} s, final L1 {hist[-1]['loss']:.3f}")
+    log(f"{label}: trained in {time.time() - t:.0f} s, final L1 {hist[-1]['loss']:.3f}")
     return model
 
 

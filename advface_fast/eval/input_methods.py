@@ -30,13 +30,10 @@ import numpy as np
 import torch
 
 from ..defaults import IDS
-from ..metrics import pair_distances, psnr, ssim_skimage, verification_accuracy
-from ..serialization import load_model, read_model_header, save_model
-from ..train import fit_decoder
-from ..train.encoder import embed
+from ..metrics import pair_distances, verification_accuracy
 from .attackers import ChannelInverter, make_attacker
 from .config import config_from_json
-from .evaluate import EvalConfig, _World, utility
+from .evaluate import EvalConfig, _World, cached_decoder, score_reconstructions, utility
 from .methods import METHODS, InputMethod
 
 
@@ -63,38 +60,17 @@ class InputEvalConfig:
         return config_from_json(cls, path)
 
 
-def _cached_fit(
-    path: Path, make: Callable[[], torch.nn.Module], x: torch.Tensor, y: torch.Tensor, epochs: int, seed: int, log
-) -> torch.nn.Module:
-    if path.exists():
-        try:
-            read_model_header(path)
-            log(f"reusing {path.name}")
-            return load_model(path).eval()
-        except ValueError:
-            pass
-    t = time.time()
-    model, hist = fit_decoder(x, y, make(), epochs=epochs, seed=seed, progress=False, log=lambda s: None)
-    save_model(model, path)
-    log(f"trained {path.name} in {time.time() - t:.0f} s, final L1 {hist[-1]['loss']:.3f}")
-    return model
-
-
 @torch.no_grad()
 def _reconstruct(model: torch.nn.Module, inputs: torch.Tensor) -> torch.Tensor:
     return torch.cat([model(inputs[a : a + 256]) for a in range(0, len(inputs), 256)]).clamp(-1, 1)
 
 
 def _judged(w: _World, method: InputMethod, rec: torch.Tensor, t_probe: torch.Tensor, thr: float) -> dict[str, float]:
-    e = embed(w.enc, rec, flip=False)
+    """:func:`~.evaluate.score_reconstructions` (judge E), and the method's own model as a second judge."""
     own = method.encode(rec)
-    d = torch.cdist(e, w.z_probe)
     return {
-        "identity_inference": 100 * float((pair_distances(e, w.z_probe) < w.threshold).mean()),
+        **score_reconstructions(w, rec),
         "identity_inference_own_model": 100 * float((pair_distances(own, t_probe) < thr).mean()),
-        "rank1": 100 * float((d.argmin(1) == torch.arange(len(d))).float().mean()),
-        "ssim": float(ssim_skimage(rec, w.x_enrol).mean()),
-        "psnr": float(psnr(rec, w.x_enrol).mean()),
     }
 
 
@@ -132,14 +108,15 @@ def evaluate_input_method(
     t_att = method.encode(w.x_att)
     tag = f"{cfg.method}-{cfg.attacker_ids}x{cfg.attacker_per_id}"
     for name in cfg.attackers:
-        model = _cached_fit(
+        model = cached_decoder(
             cache / f"{tag}-template-{name}-e{cfg.attacker_epochs}.safetensors",
             lambda name=name, d=t_att.shape[1]: make_attacker(name, d, tuple(w.x_att.shape[1:])),
             t_att,
             w.x_att,
-            cfg.attacker_epochs,
-            cfg.seed + 7,
-            log,
+            epochs=cfg.attacker_epochs,
+            seed=cfg.seed + 7,
+            label=f"{cfg.method} template attacker {name}",
+            log=log,
         )
         recs[f"template: {name}"] = _reconstruct(model, t_enrol)
         privacy[f"template attacker {name}"] = _judged(w, method, recs[f"template: {name}"], t_probe, threshold)
@@ -147,14 +124,15 @@ def evaluate_input_method(
     view_enrol = method.server_view(w.x_enrol)
     if view_enrol is not None:
         v_att = method.server_view(w.x_att)
-        inverter = _cached_fit(
+        inverter = cached_decoder(
             cache / f"{tag}-view-inverter-e{cfg.view_attacker_epochs}.safetensors",
             lambda: ChannelInverter(v_att.shape[1], v_att.shape[2], tuple(w.x_att.shape[1:])),
             v_att,
             w.x_att,
-            cfg.view_attacker_epochs,
-            cfg.seed + 8,
-            log,
+            epochs=cfg.view_attacker_epochs,
+            seed=cfg.seed + 8,
+            label=f"{cfg.method} server-view inverter",
+            log=log,
         )
         del v_att
         recs["server view: inverter"] = _reconstruct(inverter, view_enrol)
