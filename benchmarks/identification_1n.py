@@ -26,13 +26,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from machine import cpu_model
 from tqdm.auto import tqdm
 
 import advface_fast as af
@@ -98,14 +98,6 @@ def _evaluate(faiss, kind: str, gallery: np.ndarray, gids: np.ndarray, mated, ma
     return res
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--enrolled", type=int, default=1000, help="people enrolled and searched (mated)")
@@ -156,7 +148,7 @@ def main() -> int:
                 rows.append(r)
     res = {
         "command": "python " + " ".join(sys.argv),
-        "machine": f"{_cpu_model()}, {os.cpu_count()} cores",
+        "machine": f"{cpu_model()}, {os.cpu_count()} cores",
         "versions": {"advface_fast": af.__version__, "torch": torch.__version__, "faiss": faiss.__version__},
         "settings": {"enrolled": args.enrolled, "nonmated": args.nonmated, "protection": "defaults, keyed"},
         "encode_s": encode_s,

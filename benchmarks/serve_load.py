@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import secrets
 import signal
 import subprocess
@@ -29,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_model
 
 LEVELS = (1, 8, 64)
 PORT = 8765
@@ -142,14 +142,6 @@ def _run_server(tmp: Path, max_batch: int, wait_ms: float, args: argparse.Namesp
             os.killpg(server.pid, signal.SIGKILL)
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--requests", type=int, default=600, help="requests per concurrency level at most")
@@ -179,7 +171,7 @@ def main() -> int:
         rows.append({"concurrency": b["concurrency"], "speedup": b["templates_per_s"] / s["templates_per_s"]})
     res = {
         "command": "python " + " ".join(sys.argv),
-        "machine": f"{_cpu_model()}, {os.cpu_count()} cores",
+        "machine": f"{cpu_model()}, {os.cpu_count()} cores",
         "versions": {"advface_fast": advface_fast.__version__, "torch": torch.__version__, "ray": ray.__version__},
         "batched": batched,
         "one_call_per_request": single,
