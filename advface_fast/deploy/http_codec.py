@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import secrets
 from dataclasses import dataclass
 
@@ -59,7 +58,7 @@ def _ids(values: object, n: int) -> np.ndarray:
     return np.asarray(values, dtype=np.int64)
 
 
-def _header_ids(text: str | None, n: int) -> list[int] | None:
+def _header_ids(text: str | None) -> list[int] | None:
     if text is None or not text.strip():
         return None
     try:
@@ -117,7 +116,7 @@ def parse_request(body: bytes, content_type: str | None, ids_header: str | None,
         rows, ids = _rows_from_json(body)
         npy = False
     elif ctype in (NPY_TYPE, "application/octet-stream"):
-        rows, ids = _rows_from_npy(body), _header_ids(ids_header, 0)
+        rows, ids = _rows_from_npy(body), _header_ids(ids_header)
         npy = True
     else:
         raise RequestError(415, f"Content-Type must be {JSON_TYPE} or {NPY_TYPE}, got {content_type or 'none'!r}")
@@ -144,11 +143,6 @@ def encode_response(rows: np.ndarray, ids: np.ndarray, npy: bool) -> tuple[bytes
         buf = io.BytesIO()
         np.save(buf, np.ascontiguousarray(rows, dtype="<f4"), allow_pickle=False)
         return buf.getvalue(), NPY_TYPE, {IDS_HEADER: id_text}
-    doc = {"templates": [[_finite(v) for v in r] for r in rows.tolist()], "ids": ids.tolist()}
-    return json.dumps(doc, separators=(",", ":")).encode(), JSON_TYPE, {}
-
-
-def _finite(v: float) -> float:
-    if not math.isfinite(v):  # protect() never returns these; a response must not carry them
-        raise ValueError("a protected value is not finite")
-    return v
+    doc = {"templates": rows.tolist(), "ids": ids.tolist()}
+    # protect() never returns NaN/Inf (NonFiniteError); allow_nan=False keeps a response from carrying one
+    return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode(), JSON_TYPE, {}
