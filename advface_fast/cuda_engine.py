@@ -33,9 +33,10 @@ from typing import Any
 import torch
 
 from . import _ext
+from .activations import ACT_CODES, OUT_ACT_CODES
 from .decoders import MLPDecoder
 from .mlp_engine import GEMM_DTYPE, _params_key
-from .ops import ACT_CODES, DTYPE_CODES, OUT_ACT_CODES
+from .ops import DTYPE_CODES
 
 WORKSPACE_BYTES = 32 << 20  # cuBLASLt's recommended workspace on Hopper
 PLANS_PER_DECODER = 4  # full batches and a tail batch or two; older plans are dropped

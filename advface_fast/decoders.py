@@ -16,15 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .activations import check_act, check_out_act, hidden_activation, output_activation
 from .serialization import register_model
-
-HIDDEN_ACTS = ("relu", "leaky_relu", "gelu")
-OUT_ACTS = ("tanh", "sigmoid", "none")
-
-
-def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name}={value!r} is not one of {', '.join(map(repr, choices))}")
 
 
 def _check_out_shape(out_shape: Sequence[int]) -> tuple[int, int, int]:
@@ -32,24 +25,6 @@ def _check_out_shape(out_shape: Sequence[int]) -> tuple[int, int, int]:
     if len(shape) != 3 or min(shape) < 1:
         raise ValueError(f"out_shape must be (C, H, W) with positive sizes, got {tuple(out_shape)}")
     return shape  # type: ignore[return-value]
-
-
-def hidden_activation(x: torch.Tensor, act: str, negative_slope: float) -> torch.Tensor:
-    """The hidden-layer activation named by ``act`` (gelu is the exact erf form)."""
-    if act == "relu":
-        return F.relu(x)
-    if act == "leaky_relu":
-        return F.leaky_relu(x, negative_slope)
-    return F.gelu(x)
-
-
-def output_activation(x: torch.Tensor, out_act: str) -> torch.Tensor:
-    """The output activation named by ``out_act``."""
-    if out_act == "tanh":
-        return torch.tanh(x)
-    if out_act == "sigmoid":
-        return torch.sigmoid(x)
-    return x
 
 
 @register_model
@@ -78,8 +53,8 @@ class MLPDecoder(nn.Module):
         negative_slope: float = 0.2,
     ) -> None:
         super().__init__()
-        _check_choice("act", act, HIDDEN_ACTS)
-        _check_choice("out_act", out_act, OUT_ACTS)
+        check_act(act)
+        check_out_act(out_act)
         if int(in_dim) < 1 or any(int(h) < 1 for h in hidden):
             raise ValueError(f"in_dim and hidden widths must be positive, got {in_dim}, {list(hidden)}")
         self.in_dim = int(in_dim)
@@ -142,7 +117,7 @@ class ConvDecoder(nn.Module):
         out_act: str = "tanh",
     ) -> None:
         super().__init__()
-        _check_choice("out_act", out_act, OUT_ACTS)
+        check_out_act(out_act)
         self.in_dim = int(in_dim)
         self.out_shape = _check_out_shape(out_shape)
         self.base_channels = int(base_channels)

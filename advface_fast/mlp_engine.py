@@ -30,7 +30,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .decoders import MLPDecoder, hidden_activation
+from .activations import hidden_activation, output_activation_
+from .decoders import MLPDecoder
 from .ops import (
     act_backward_ref,
     amx_linear,
@@ -205,12 +206,7 @@ def _forward(w: MLPWeights, z: torch.Tensor) -> tuple[list[torch.Tensor], torch.
         a = w.linear(i, h)
         pre.append(a)
         h = hidden_activation(a, w.act, w.slope)
-    y = w.linear(len(w.weights) - 1, h).float()
-    if w.out_act == "tanh":
-        y.tanh_()
-    elif w.out_act == "sigmoid":
-        y.sigmoid_()
-    return pre, y
+    return pre, output_activation_(w.linear(len(w.weights) - 1, h).float(), w.out_act)
 
 
 def _input_grad(w: MLPWeights, z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

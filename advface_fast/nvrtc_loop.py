@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import torch
 
-from .decoders import hidden_activation
+from .activations import hidden_activation
 from .ops import act_backward_ref, clipped_sign_step_ref, l1_sign_out_grad_ref, out_activation_ref
 
 

@@ -30,7 +30,13 @@ import functools
 import torch
 
 from . import _ext
-from .decoders import output_activation
+from .activations import (
+    ACT_CODES,
+    OUT_ACT_CODES,
+    hidden_activation_backward,
+    output_activation,
+    output_activation_backward,
+)
 from .errors import BackendUnavailableError
 from .reference import clipped_sign_step_ref
 
@@ -48,8 +54,6 @@ __all__ = [
     "out_activation_ref",
 ]
 
-OUT_ACT_CODES = {"none": 0, "tanh": 1, "sigmoid": 2}
-ACT_CODES = {"relu": 0, "leaky_relu": 1, "gelu": 2}
 DTYPE_CODES = {torch.float32: 0, torch.bfloat16: 1}
 
 
@@ -124,12 +128,7 @@ def out_activation_ref(a: torch.Tensor, out_act: str) -> torch.Tensor:
 def l1_out_grad_from_output(y: torch.Tensor, target: torch.Tensor, out_act: str) -> torch.Tensor:
     """``sign(y - target) * out_act'(y)`` from the output ``y`` (float32), by ATen's own backward
     kernels: the gradient of ``sum |y - target|`` with respect to the pre-activation."""
-    g = torch.sign(y - target)  # abs' (sign(0) = 0, as autograd)
-    if out_act == "tanh":
-        return torch.ops.aten.tanh_backward(g, y)
-    if out_act == "sigmoid":
-        return torch.ops.aten.sigmoid_backward(g, y)
-    return g
+    return output_activation_backward(torch.sign(y - target), y, out_act)  # abs' (sign(0) = 0, as autograd)
 
 
 def l1_sign_grad_from_output_ref(
@@ -176,17 +175,9 @@ def l1_sign_out_grad_ref(a: torch.Tensor, target: torch.Tensor, out_act: str, dt
 
 
 def act_backward_ref(g: torch.Tensor, a: torch.Tensor, act: str, slope: float) -> torch.Tensor:
-    """``g * act'(a)`` by ATen's own backward kernels (what autograd runs), in ``g``'s dtype.
-    Mixed dtypes are computed in float32 (ATen's mixed-dtype gelu_backward rounds through bf16)."""
-    if g.dtype != a.dtype:
-        return act_backward_ref(g.float(), a.float(), act, slope).to(g.dtype)
-    if act == "relu":
-        out = torch.ops.aten.threshold_backward(g, a, 0)
-    elif act == "leaky_relu":
-        out = torch.ops.aten.leaky_relu_backward(g, a, slope, False)
-    else:
-        out = torch.ops.aten.gelu_backward(g, a, approximate="none")
-    return out
+    """``g * act'(a)`` (the catalogue's :func:`~advface_fast.activations.hidden_activation_backward`:
+    ATen's own backward kernels, what autograd runs), in ``g``'s dtype."""
+    return hidden_activation_backward(g, a, act, slope)
 
 
 def _compiled_reason(tensors: list[torch.Tensor], backend: str) -> str | None:

@@ -7,8 +7,8 @@ import os
 import triton
 import triton.language as tl
 
-ACTS = {"relu": 0, "leaky_relu": 1, "gelu": 2}
-OUT_ACTS = {"tanh": 0, "sigmoid": 1, "none": 2}
+# The constexpr codes ACT / OUT_ACT of the kernels below are the activation catalogue's
+# (advface_fast.activations: relu 0, leaky_relu 1, gelu 2; none 0, tanh 1, sigmoid 2), the C++ kernels' too.
 
 
 def is_interpreting() -> bool:
@@ -18,7 +18,7 @@ def is_interpreting() -> bool:
 
 @triton.jit
 def hidden_act(a, ACT: tl.constexpr, slope):
-    """relu / leaky_relu / exact-erf gelu of the pre-activation ``a`` (fp32)."""
+    """relu (ACT 0) / leaky_relu (1) / exact-erf gelu (2) of the pre-activation ``a`` (fp32)."""
     if ACT == 0:
         h = tl.maximum(a, 0.0)
     elif ACT == 1:
@@ -44,12 +44,13 @@ def hidden_act_grad(saved, ACT: tl.constexpr, slope):
 
 @triton.jit
 def out_act_and_grad(pre, OUT_ACT: tl.constexpr):
-    """``(y, dy/dpre)`` of the output activation; the derivative from y, as torch's backward does."""
-    if OUT_ACT == 0:
+    """``(y, dy/dpre)`` of the output activation (OUT_ACT 1 tanh, 2 sigmoid, 0 none); the derivative
+    from y, as torch's backward does."""
+    if OUT_ACT == 1:
         # tanh(x) = 1 - 2 / (exp(2x) + 1): exp overflow gives 1, underflow -1, never NaN
         y = 1.0 - 2.0 / (tl.exp(2.0 * pre) + 1.0)
         d = 1.0 - y * y
-    elif OUT_ACT == 1:
+    elif OUT_ACT == 2:
         y = 1.0 / (1.0 + tl.exp(-pre))
         d = y * (1.0 - y)
     else:

@@ -32,9 +32,10 @@ os.environ["TRITON_INTERPRET"] = "0"
 
 import triton
 
+from advface_fast.activations import ACT_CODES, OUT_ACT_CODES
+
 from . import mlp_gemm as P
 from . import mlp_gemm_tma as T
-from ._common import ACTS, OUT_ACTS
 
 # Shared memory a block may use (opt-in maximum) per compute capability major.minor, bytes.
 SMEM_LIMIT = {90: 232448, 100: 232448, 120: 101376}
@@ -56,7 +57,8 @@ def _consts(epi: dict, dtypes: tuple, kmajor: bool) -> dict:
     """The epilogue constexprs both kernels share, from a VARIANTS entry."""
     out_t, _, _, pre_t = dtypes
     return {
-        "EPI": epi["EPI"], "ACT": ACTS[epi.get("ACT", "relu")], "OUT_ACT": OUT_ACTS[epi.get("OUT_ACT", "none")],
+        "EPI": epi["EPI"], "ACT": ACT_CODES[epi.get("ACT", "relu")],
+        "OUT_ACT": OUT_ACT_CODES[epi.get("OUT_ACT", "none")],
         "HAS_BIAS": epi.get("HAS_BIAS", True), "SAVE_PRE": epi.get("SAVE_PRE", False),
         "OUT_BF16": out_t == "bf16", "PRE_BF16": pre_t == "bf16", "INTERPRET": False,
     }  # fmt: skip

@@ -34,10 +34,10 @@ import torch
 import triton
 import triton.language as tl
 
+from advface_fast.activations import ACT_CODES, OUT_ACT_CODES, hidden_activation, output_activation
+
 from . import mlp_gemm_tma
 from ._common import (
-    ACTS,
-    OUT_ACTS,
     epilogue_math,
     gemm_configs,
     is_interpreting,
@@ -172,8 +172,8 @@ def _launch(
         raise ValueError(f"shape mismatch: {tuple(a.shape)} @ {tuple(b_mat.shape)} -> {tuple(out.shape)}")
     extra = [t for t in (aux, aux2, pre) if t is not None]
     if mlp_gemm_tma.eligible(a, b_mat, out, extra, precision) and mlp_gemm_tma.launch(
-        a, b_mat, out, epi=epi, act=ACTS[act], out_act=OUT_ACTS[out_act], bias=bias, aux=aux, aux2=aux2, pre=pre,
-        slope=slope, eps=eps, alpha=alpha,
+        a, b_mat, out, epi=epi, act=ACT_CODES[act], out_act=OUT_ACT_CODES[out_act], bias=bias, aux=aux, aux2=aux2,
+        pre=pre, slope=slope, eps=eps, alpha=alpha,
     ):  # fmt: skip
         return out
     x = aux if aux is not None else out
@@ -189,7 +189,8 @@ def _launch(
         a.stride(0), a.stride(1), b_mat.stride(0), b_mat.stride(1), out.stride(0), out.stride(1),
         x.stride(0), x.stride(1), y.stride(0), y.stride(1),
         float(slope), float(eps), float(alpha),
-        EPI=epi, ACT=ACTS[act], OUT_ACT=OUT_ACTS[out_act], HAS_BIAS=bias is not None, SAVE_PRE=pre is not None,
+        EPI=epi, ACT=ACT_CODES[act], OUT_ACT=OUT_ACT_CODES[out_act], HAS_BIAS=bias is not None,
+        SAVE_PRE=pre is not None,
         OPERAND_BF16=precision == "bf16",
         CAST_A=precision == "bf16" and a.dtype == torch.float32,
         CAST_B=precision == "bf16" and b_mat.dtype == torch.float32,
@@ -214,9 +215,7 @@ def linear_act_ref(x, w, b, out, pre, *, act, slope, precision):
     a = x.to(out.dtype) @ w.to(out.dtype).t() + b.to(out.dtype)
     if pre is not None:
         pre.copy_(a)
-    h = {"relu": torch.relu, "leaky_relu": lambda t: torch.nn.functional.leaky_relu(t, slope),
-         "gelu": torch.nn.functional.gelu}[act](a)  # fmt: skip
-    return out.copy_(h)
+    return out.copy_(hidden_activation(a, act, slope))
 
 
 def last_layer_l1_sign(h, w, b, target, out, *, out_act, precision):
@@ -226,7 +225,7 @@ def last_layer_l1_sign(h, w, b, target, out, *, out_act, precision):
 
 def last_layer_l1_sign_ref(h, w, b, target, out, *, out_act, precision):
     pre = (h.to(out.dtype) @ w.to(out.dtype).t() + b.to(out.dtype)).requires_grad_(True)
-    y = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "none": lambda t: t}[out_act](pre)
+    y = output_activation(pre, out_act)
     (g,) = torch.autograd.grad((y - target.to(out.dtype)).abs().sum(), pre)
     return out.copy_(g)
 
@@ -264,4 +263,4 @@ def linear_out(h, w, b, out, *, out_act, precision):
 
 def linear_out_ref(h, w, b, out, *, out_act, precision):
     pre = h.to(out.dtype) @ w.to(out.dtype).t() + b.to(out.dtype)
-    return out.copy_({"tanh": torch.tanh, "sigmoid": torch.sigmoid, "none": lambda t: t}[out_act](pre))
+    return out.copy_(output_activation(pre, out_act))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from torch import nn
 
 import advface_fast as af
+from advface_fast.activations import HIDDEN_ACTS, OUT_ACTS, hidden_activation, output_activation
 
 
 @af.register_model
@@ -89,12 +92,8 @@ def triton_interpreter_broken() -> str | None:
 
 
 # Activations of the fused Triton ops' tests (slope 0.2 for leaky_relu), by name.
-ACT_FNS = {
-    "relu": torch.relu,
-    "leaky_relu": lambda t: torch.nn.functional.leaky_relu(t, 0.2),
-    "gelu": torch.nn.functional.gelu,
-}
-OUT_FNS = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "none": lambda t: t}
+ACT_FNS = {a: functools.partial(hidden_activation, act=a, negative_slope=0.2) for a in HIDDEN_ACTS}
+OUT_FNS = {a: functools.partial(output_activation, out_act=a) for a in OUT_ACTS}
 
 
 def sign_margin_floor(plain: torch.Tensor, oracle: torch.Tensor) -> float:

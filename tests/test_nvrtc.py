@@ -27,7 +27,7 @@ from helpers import unit_rows
 
 import advface_fast as af
 from advface_fast import _ext, cuda_engine, mlp_engine, nvrtc_kernels
-from advface_fast.decoders import hidden_activation
+from advface_fast.activations import hidden_activation
 from advface_fast.nvrtc_loop import PyPgdLoop, TorchKernels
 
 needs_gpu = pytest.mark.skipif(

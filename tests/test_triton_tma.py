@@ -367,8 +367,8 @@ def test_every_config_against_the_oracle(case, config):
     dev = {key: cs[key].to(DEVICE) if key in cs else None for key in ("bias", "aux", "aux2")}
     try:
         T.launch(
-            x.to(DEVICE), cs["b_mat"].to(DEVICE), out, epi=cs["epi"], act=K.ACTS[cs.get("act", "relu")],
-            out_act=K.OUT_ACTS[cs.get("out_act", "none")], pre=pre, slope=0.2, eps=eps, alpha=alpha,
+            x.to(DEVICE), cs["b_mat"].to(DEVICE), out, epi=cs["epi"], act=K.ACT_CODES[cs.get("act", "relu")],
+            out_act=K.OUT_ACT_CODES[cs.get("out_act", "none")], pre=pre, slope=0.2, eps=eps, alpha=alpha,
             config=config, **dev,
         )  # fmt: skip
     except OutOfResources as exc:  # this config does not fit this epilogue (aot_check lists which)

@@ -19,7 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..decoders import ConvDecoder, MLPDecoder, _check_out_shape, _upsampling_plan, output_activation
+from ..activations import output_activation
+from ..decoders import ConvDecoder, MLPDecoder, _check_out_shape, _upsampling_plan
 from ..serialization import register_model
 
 
