@@ -10,12 +10,12 @@ from .backends import available_backends
 from .decoders import ConvDecoder, MLPDecoder
 from .defaults import load_default
 from .encoders import Encoder, OnnxEncoder, TorchEncoder
-from .engine import ProtectParams
 from .errors import BackendUnavailableError, GalleryFormatError, ModelFormatError, ResumeMismatchError
 from .face_encoder import FaceEncoder
 from .input_spec import InputSpec
 from .protector import Protector, protect
 from .serialization import load_model, register_model, save_model
+from .settings import ProtectParams
 
 __version__ = "0.1.0"
 

@@ -28,9 +28,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .engine import PRECISIONS, PGDFn
+from .engine import PGDFn
 from .errors import BackendUnavailableError
 from .reference import pgd_ref
+from .settings import PRECISIONS
 
 BACKEND_NAMES = ("auto", "torch", "mlp", "triton", "cuda")
 
@@ -125,6 +126,16 @@ def _triton_import_error() -> str | None:
     return None
 
 
+def _mlp_decoder_only(label: str, decoder: nn.Module) -> str | None:
+    """The fast engines' decoder family: exactly :class:`~advface_fast.decoders.MLPDecoder` (a
+    subclass may change ``forward``, which the engines would not see)."""
+    from .decoders import MLPDecoder
+
+    if type(decoder) is not MLPDecoder:
+        return f"{label} runs MLPDecoder only, got {type(decoder).__name__}"
+    return None
+
+
 def _unavailable_reason(name: str, decoder: nn.Module, device: torch.device, precision: str) -> str | None:
     """``None`` if backend ``name`` can run ``decoder`` on ``device``, else the reason it cannot."""
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -134,11 +145,11 @@ def _unavailable_reason(name: str, decoder: nn.Module, device: torch.device, pre
     if name == "torch":
         return None
     param = next(decoder.parameters(), None)
+    label = {"mlp": "the mlp engine", "triton": "the fused engine", "cuda": "the CUDA engine"}[name]
+    reason = _mlp_decoder_only(label, decoder)
     if name == "mlp":
-        from .decoders import MLPDecoder
-
-        if type(decoder) is not MLPDecoder:
-            return f"the mlp engine runs MLPDecoder only, got {type(decoder).__name__}"
+        if reason is not None:
+            return reason
         if param is not None and param.dtype != torch.float32:
             return f"the mlp engine takes a float32 decoder (precision is chosen with precision=), got {param.dtype}"
         return None
@@ -147,17 +158,12 @@ def _unavailable_reason(name: str, decoder: nn.Module, device: torch.device, pre
         return f"the {name} backend runs on NVIDIA GPUs; the compute device is {device}"
     if param is not None and param.dtype != torch.float32:
         return f"the fused engines take a float32 decoder (precision is chosen with precision=), got {param.dtype}"
+    if reason is not None:
+        return reason
     if name == "triton":
-        from .decoders import MLPDecoder
-
-        if type(decoder) is not MLPDecoder:
-            return f"the fused engine runs MLPDecoder only, got {type(decoder).__name__}"
         return _triton_import_error()
     from .cuda_engine import unavailable_reason
-    from .decoders import MLPDecoder
 
-    if type(decoder) is not MLPDecoder:
-        return f"the CUDA engine runs MLPDecoder only, got {type(decoder).__name__}"
     return unavailable_reason()
 
 

@@ -7,8 +7,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .backends import PRECISIONS
 from .cli_protection import add_protection_args, load_models, protection_kwargs
+from .settings import PRECISIONS
 
 
 def _protect(args: argparse.Namespace) -> int:
@@ -163,7 +163,7 @@ def _train_shadow(args: argparse.Namespace) -> int:
     import torch
 
     from .decoders import ConvDecoder, MLPDecoder
-    from .encoders import as_encoder
+    from .encoder_loader import as_encoder
     from .serialization import KEY_ENCODER, save_model
     from .train import train_decoder
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .backends import BACKEND_NAMES, PRECISIONS
-from .engine import DEFAULT_EPS, DEFAULT_START, DEFAULT_STEPS, START_MODES
+from .backends import BACKEND_NAMES
+from .settings import DEFAULT_EPS, DEFAULT_START, DEFAULT_STEPS, PRECISIONS, START_MODES
 
 
 def setting_kwargs(args: argparse.Namespace) -> dict:
@@ -109,7 +109,7 @@ def add_protection_args(pr: argparse.ArgumentParser) -> None:
 def load_models(args: argparse.Namespace) -> tuple:
     """``(decoder, encoder or None)`` of ``--decoder``/``--encoder``, refusing an encoder other
     than the one the decoder file records."""
-    from .encoders import as_encoder
+    from .encoder_loader import as_encoder
     from .serialization import load_model
 
     decoder = load_model(args.decoder)

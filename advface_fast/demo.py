@@ -24,10 +24,10 @@ import torch
 
 from .defaults import IDS, load_default
 from .encoders import TorchEncoder
-from .engine import DEFAULT_ALPHA, DEFAULT_EPS, DEFAULT_STEPS
 from .metrics import genuine_impostor_pairs, pair_distances, ssim, verification_accuracy
 from .png import image_grid, write_png
 from .protector import protect
+from .settings import DEFAULT_ALPHA, DEFAULT_EPS, DEFAULT_STEPS
 from .train.encoder import embed
 
 # The library defaults (advface_fast.engine); the paper's shadow start is shown beside them.

@@ -87,32 +87,18 @@ class TorchEncoder:
         return self.features(images)
 
     def fingerprint(self) -> dict:
-        from .protector import _module_fingerprint
+        from .fingerprint import module_fingerprint
 
         if self.spec is not None:
             spec = self.spec.to_json()
         else:
             spec = "as-is" if self.transform is None else "transform:" + _qualname(self.transform)
-        return {"name": self.name, "weights": _module_fingerprint(self.module), "input": spec}
+        return {"name": self.name, "weights": module_fingerprint(self.module), "input": spec}
 
 
 def _qualname(fn: object) -> str:
     """A process-independent name of a transform (a repr would hold its address)."""
     return f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', type(fn).__qualname__)}"
-
-
-def _repair_onnx_inputs(path: Path) -> bytes:
-    """Drop graph inputs that are initialisers or that no node reads (SFace ships so)."""
-    onnx = import_optional("onnx", "repairing the ONNX model's graph inputs")
-
-    model = onnx.load(str(path))
-    graph = model.graph
-    inits = {i.name for i in graph.initializer}
-    used = {name for node in graph.node for name in node.input}
-    keep = [i for i in graph.input if i.name not in inits and i.name in used]
-    del graph.input[:]
-    graph.input.extend(keep)
-    return model.SerializeToString()
 
 
 class OnnxEncoder:
@@ -172,7 +158,9 @@ class OnnxEncoder:
             load_error = None
         if needs_repair:
             try:
-                repaired = _repair_onnx_inputs(self.path)
+                from .onnx_torch import repair_onnx_inputs
+
+                repaired = repair_onnx_inputs(self.path)
                 self.session = ort.InferenceSession(repaired, sess_options=opts, providers=list(providers))
             except Exception as exc:
                 raise ValueError(f"onnxruntime cannot load {self.path}: {load_error or exc}") from exc
@@ -203,32 +191,3 @@ class OnnxEncoder:
             outs.append(out.reshape(len(chunk), -1)[: len(arr) - i])
         z = torch.from_numpy(np.concatenate(outs)).to(images.device)
         return F.normalize(z, dim=1) if self.normalize else z
-
-
-def as_encoder(encoder: object, spec: InputSpec | None = None) -> Encoder | None:
-    """``None`` stays ``None``; an ``nn.Module`` becomes a :class:`TorchEncoder`; a path to an
-    ``.onnx`` file an :class:`OnnxEncoder` (with its known or sidecar contract, or ``spec``);
-    ``"sface"`` the SFace model of the ``sface`` extra; any other callable is used as it is.
-    The CLI resolves ``--encoder`` with this function, so both give the same features."""
-    if encoder is None:
-        return None
-    if isinstance(encoder, nn.Module):
-        return TorchEncoder(encoder, spec=spec)
-    if isinstance(encoder, str) and encoder == "sface":
-        from .sface import sface_encoder
-
-        return sface_encoder()
-    if isinstance(encoder, (str, os.PathLike)):
-        if str(encoder).endswith(".onnx"):
-            return OnnxEncoder(encoder, spec=spec)
-        from .serialization import load_model
-
-        module = load_model(encoder)
-        if spec is None:  # a sidecar <model>.json, else the package's images at the model's own size
-            known = spec_for_file(encoder)
-            size = getattr(module, "image_size", 0)
-            spec = known[1] if known else InputSpec(size=int(size), alignment="none")
-        return TorchEncoder(module, spec=spec, name=Path(encoder).stem)
-    if callable(encoder):
-        return encoder  # type: ignore[return-value]
-    raise TypeError(f"encoder must be None, an nn.Module, a model path or a callable, got {type(encoder).__name__}")

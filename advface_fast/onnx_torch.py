@@ -93,9 +93,7 @@ class OnnxTorchModule(nn.Module):
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> OnnxTorchModule:
-        from .encoders import _repair_onnx_inputs
-
-        return cls(_repair_onnx_inputs(Path(path)))
+        return cls(repair_onnx_inputs(Path(path)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         env: dict[str, torch.Tensor] = {self.input_name: x}
@@ -162,3 +160,17 @@ _OPS = {
     "Dropout": lambda v, a: v[0],
     "Identity": lambda v, a: v[0],
 }
+
+
+def repair_onnx_inputs(path: Path) -> bytes:
+    """Drop graph inputs that are initialisers or that no node reads (SFace ships so)."""
+    onnx = import_optional("onnx", "repairing the ONNX model's graph inputs")
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    inits = {i.name for i in graph.initializer}
+    used = {name for node in graph.node for name in node.input}
+    keep = [i for i in graph.input if i.name not in inits and i.name in used]
+    del graph.input[:]
+    graph.input.extend(keep)
+    return model.SerializeToString()

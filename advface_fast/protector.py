@@ -20,24 +20,17 @@ from tqdm.auto import tqdm
 from .arrays import MemorySink, RowSource
 from .backends import Backend, resolve_backend
 from .decoders import ConvDecoder, MLPDecoder
-from .encoders import OnnxEncoder, TorchEncoder, as_encoder
-from .engine import DEFAULT_START, DEFAULT_STEPS, ProtectParams, protect_batch, resolve_eps_alpha
+from .encoder_loader import as_encoder
+from .encoders import OnnxEncoder, TorchEncoder
+from .engine import protect_batch
 from .errors import PublicRandomnessWarning, SharedNoiseWarning
+from .fingerprint import module_fingerprint
 from .keys import key_id, keyed_row_ids
+from .settings import DEFAULT_START, DEFAULT_STEPS, PRECISIONS, ProtectParams, resolve_eps_alpha
 from .staging import HostStaging
 from .streaming import NpyFileSink
 
 _DEFAULT_BATCH = {"cpu": 256, "cuda": 8192}
-
-
-def _module_fingerprint(module: nn.Module) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    h.update(type(module).__qualname__.encode())
-    for name, t in module.state_dict().items():
-        h.update(name.encode())
-        h.update(str(tuple(t.shape)).encode() + str(t.dtype).encode())
-        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
 
 
 def _encoder_fingerprint(encoder: object) -> str | None:
@@ -78,16 +71,16 @@ class Protector:
             ``(B, C, H, W) -> (B, D)``.
         eps: L-inf radius of the perturbation around the centre ``c`` (> 0). Default ``None``:
             ``0.08 sqrt(128 / D)`` for ``D``-dimensional features (0.08 at 128-d, 0.04 at 512-d;
-            :func:`~advface_fast.engine.default_eps`), the same relative perturbation at any D.
+            :func:`~advface_fast.settings.default_eps`), the same relative perturbation at any D.
         alpha: step size (> 0). Default ``None``: ``eps / 5``.
         steps: number of sign steps (>= 0). Default 10.
         start: ``"random"`` (default), ``"shadow"`` (the paper) or ``"original"``. The defaults
-            come from the evaluation harness's sweep (``advface_fast.engine.DEFAULT_EPS``; README,
+            come from the evaluation harness's sweep (``advface_fast.settings.DEFAULT_EPS``; README,
             "Choosing the defaults"); they are tuned for unit-norm templates.
         renorm: rescale each result row to its input row's L2 norm.
         batch_size: rows per batch (default 256 on CPU, 8192 on CUDA).
         device: compute device (default: the input's CUDA device, else CUDA if available, else CPU).
-        backend: ``"auto" | "torch" | "triton" | "cuda"``.
+        backend: ``"auto" | "torch" | "mlp" | "triton" | "cuda"`` (``advface-fast backends`` lists them).
         precision: GEMMs of the loop in ``"fp32"`` (IEEE), ``"tf32"`` (CUDA tensor cores) or
             ``"bf16"`` (bf16 operands, fp32 accumulation; signs, projection and z stay fp32).
             Lower precision rounds some near-zero gradients to the other sign: a different,
@@ -122,7 +115,7 @@ class Protector:
         rotate: bool = False,
         progress: bool = True,
     ) -> None:
-        from .backends import BACKEND_NAMES, PRECISIONS
+        from .backends import BACKEND_NAMES
         from .keys import load_key
 
         if backend not in BACKEND_NAMES:
@@ -267,7 +260,7 @@ class Protector:
         renorm, seed, the key's id (never the key), rotation and precision. JSON-serialisable;
         stores that protect in place (a database table) keep it to refuse mixing settings."""
         if self._decoder_fp is None:
-            self._decoder_fp = _module_fingerprint(self.decoder)
+            self._decoder_fp = module_fingerprint(self.decoder)
         p = self.params
         e, a = resolve_eps_alpha(*self._eps_alpha, dim)
         return {

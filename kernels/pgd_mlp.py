@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from advface_fast.engine import PRECISIONS
+from advface_fast.settings import PRECISIONS
 
 from . import mlp_gemm_tma
 from ._common import is_interpreting
@@ -59,15 +59,6 @@ class MLPPlan:
     @property
     def act_dtype(self) -> torch.dtype:
         return torch.bfloat16 if self.precision == "bf16" else torch.float32
-
-
-def supports(decoder: nn.Module) -> str | None:
-    """``None`` if the fused engine can run ``decoder``, else why not."""
-    from advface_fast.decoders import MLPDecoder
-
-    if type(decoder) is not MLPDecoder:
-        return f"the fused engine runs MLPDecoder only, got {type(decoder).__name__}"
-    return None
 
 
 def plan_for(

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import advface_fast as af
-from advface_fast.engine import DEFAULT_EPS, default_eps, resolve_eps_alpha
+from advface_fast.settings import DEFAULT_EPS, default_eps, resolve_eps_alpha
 
 
 def _cosine_after_default_protect(dim: int, eps: float | None = None) -> float:

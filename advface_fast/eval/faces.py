@@ -34,10 +34,10 @@ import numpy as np
 import torch
 
 from ..decoders import MLPDecoder
-from ..engine import DEFAULT_ALPHA, DEFAULT_EPS, DEFAULT_STEPS
 from ..metrics import far_supported, pair_distances, psnr, ssim_skimage, tar_at_far, verification_accuracy
 from ..protector import protect
 from ..serialization import KEY_ENCODER, load_model, save_model
+from ..settings import DEFAULT_ALPHA, DEFAULT_EPS, DEFAULT_STEPS
 from ..train import fit_decoder
 from .attackers import make_attacker
 from .baselines import laplace_dp, laplace_sensitivity, uniform_linf
@@ -97,7 +97,7 @@ class _Data:
     """The protocol, the aligned faces and their embeddings, computed once (cached)."""
 
     def __init__(self, cfg: FacesEvalConfig, cache: Path, log: Callable[[str], None], progress: bool) -> None:
-        from ..encoders import as_encoder
+        from ..encoder_loader import as_encoder
         from ..faces.align import align_files
         from ..faces.datasets import read_identity_file, read_identity_folder, read_lfw_pairs
         from ..faces.embed import embed_faces, encoder_key, faces_to_tensor
