@@ -35,7 +35,8 @@ import torch
 from . import _ext
 from .activations import ACT_CODES, OUT_ACT_CODES
 from .decoders import MLPDecoder
-from .mlp_engine import GEMM_DTYPE, _params_key
+from .fingerprint import params_key
+from .mlp_engine import GEMM_DTYPE
 from .ops import DTYPE_CODES
 
 WORKSPACE_BYTES = 32 << 20  # cuBLASLt's recommended workspace on Hopper
@@ -177,7 +178,7 @@ def _plan(decoder: MLPDecoder, device: torch.device, precision: str, batch: int)
     impl = active_impl()
     if impl is None:
         raise RuntimeError(f"the CUDA backend cannot run here: {unavailable_reason()}")
-    key = (str(device), precision, batch, _params_key(decoder), impl)
+    key = (str(device), precision, batch, params_key(decoder), impl)
     plans = _PLANS.setdefault(decoder, OrderedDict())
     plan = plans.get(key[:3])
     if plan is None or plan.key != key:

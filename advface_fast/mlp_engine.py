@@ -32,6 +32,7 @@ import torch
 
 from .activations import hidden_activation, output_activation_
 from .decoders import MLPDecoder
+from .fingerprint import params_key
 from .ops import (
     act_backward_ref,
     amx_linear,
@@ -108,13 +109,6 @@ CPU_PACKED = os.environ.get("ADVFACE_CPU_PACKED", "1") != "0"
 GEMM_DTYPE = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16}
 
 
-def _params_key(decoder: MLPDecoder) -> tuple:
-    """Changes whenever a parameter is replaced or modified in place (``_version``). An
-    MLPDecoder's parameters are its layers' weights and biases: read directly, not through
-    ``parameters()`` (whose module walk is ~2x the cost, paid on every call)."""
-    return tuple((p.data_ptr(), p._version) for layer in decoder.layers for p in (layer.weight, layer.bias))
-
-
 def _worth_packing(weight: torch.Tensor, batch: int) -> bool:
     """Measured on 2 cores (benchmarks, 10-step loops): bf16 gains from packing at every size
     (small decoder batch 64: 4.4 -> 3.7 ms; medium batch 1: 22.8 -> 13.9 ms); fp32 gains only on
@@ -176,7 +170,7 @@ def mlp_weights(decoder: MLPDecoder, device: torch.device, precision: str, batch
     oneDNN, see :func:`_pack`; ``batch`` is the packing's size hint) once and cached."""
     dtype = GEMM_DTYPE[precision]
     per_decoder = _CACHE.setdefault(decoder, {})
-    key = (str(device), dtype, _params_key(decoder))
+    key = (str(device), dtype, params_key(decoder))
     cached = per_decoder.get(key[:2])
     if cached is not None and cached.key == key:
         return cached

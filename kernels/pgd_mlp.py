@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from advface_fast.fingerprint import params_key
 from advface_fast.settings import PRECISIONS
 
 from . import mlp_gemm_tma
@@ -54,6 +55,7 @@ class MLPPlan:
     device: torch.device
     use_graphs: bool
     target_bf16: bool
+    params_key: tuple = ()
     workspaces: dict[int, _Workspace] = field(default_factory=dict)
 
     @property
@@ -68,7 +70,8 @@ def plan_for(
     use_graphs: bool | None = None,
     target_bf16: bool | None = None,
 ) -> MLPPlan:
-    """The (cached) plan for ``decoder`` on ``device``; the decoder must be frozen for its lifetime.
+    """The (cached) plan for ``decoder`` on ``device``; rebuilt when a parameter is
+    replaced or changed in place (:func:`advface_fast.fingerprint.params_key`).
 
     ``use_graphs`` defaults to True on CUDA; ``target_bf16`` (store the L1 target image in bf16:
     half the epilogue's memory traffic) defaults to True for ``precision="bf16"``."""
@@ -77,7 +80,8 @@ def plan_for(
     cache = decoder.__dict__.setdefault("_advface_triton_plans", {})
     target_bf16 = precision == "bf16" if target_bf16 is None else target_bf16
     key = (device, precision, target_bf16)
-    if key not in cache:
+    version = params_key(decoder)  # a parameter replaced or changed in place rebuilds the plan
+    if key not in cache or cache[key].params_key != version:
         wdtype = torch.bfloat16 if precision == "bf16" else torch.float32
         layers = list(decoder.layers)
         cache[key] = MLPPlan(
@@ -88,6 +92,7 @@ def plan_for(
             # no graphs under the interpreter: its "launches" are host code that copies tensors
             use_graphs=(device.type == "cuda" and not is_interpreting()) if use_graphs is None else use_graphs,
             target_bf16=target_bf16,
+            params_key=version,
         )  # fmt: skip
     return cache[key]
 

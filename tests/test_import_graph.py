@@ -13,7 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # the modules the Triton kernels may import from the rest of the package: the bottom of the graph
-KERNEL_DEPS = {"advface_fast.activations", "advface_fast.settings"}
+KERNEL_DEPS = {"advface_fast.activations", "advface_fast.fingerprint", "advface_fast.settings"}
 
 
 def _modules() -> dict[str, Path]:

@@ -116,3 +116,20 @@ def test_fused_engine_changes_nothing_it_was_given():
     af.protect(z, dec, enc, steps=2, backend="triton", **KW)
     assert torch.equal(z, z_copy)
     assert all(torch.equal(v, state[k]) for k, v in dec.state_dict().items())
+
+
+def test_a_weight_changed_in_place_rebuilds_the_plan():
+    """The weight plan is keyed by the parameters' identity and version, as the other engines' are:
+    after an in-place change the engine decodes with the new weights, not a stale copy (bf16: the
+    plan holds converted copies; fp32 weights on the CPU alias the parameters)."""
+    dec, _ = pair()
+    dec.eval().requires_grad_(False)
+    cpu = torch.device("cpu")
+    triton = resolve_backend("triton", dec, cpu)
+    z = torch.randn(9, D, generator=torch.Generator().manual_seed(5))
+    before = triton.decode(dec, z, "bf16")
+    with torch.no_grad():
+        dec.layers[-1].weight.mul_(-1.0)  # the bf16 plan holds a converted copy of it
+    after = triton.decode(dec, z, "bf16")
+    assert (after - before).abs().max() > 0.05
+    assert (after - dec(z)).abs().max() < 0.05  # bf16 operands: within bf16's error of the new decoder
