@@ -15,6 +15,7 @@ also autotunes the block sizes before the capture.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -56,6 +57,7 @@ class MLPPlan:
     use_graphs: bool
     target_bf16: bool
     params_key: tuple = ()
+    graph_error: str | None = None  # why a CUDA graph capture failed (the plan then runs eagerly)
     workspaces: dict[int, _Workspace] = field(default_factory=dict)
 
     @property
@@ -154,6 +156,24 @@ def _run_steps(plan: MLPPlan, ws: _Workspace, steps: int, eps: float, alpha: flo
         _step(plan, ws, t % 2, eps, alpha)
 
 
+def _capture(plan: MLPPlan, ws: _Workspace, steps: int, eps: float, alpha: float) -> bool:
+    """Capture the loop into ``ws.graph``; on failure the plan stays eager from then on
+    (``plan.graph_error`` says why, with one warning), as the NVRTC loop does: slower, same numbers.
+    A capture records the kernels without running them, so the caller then runs the steps eagerly
+    from the untouched ``ws.z[0]``."""
+    try:
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            _run_steps(plan, ws, steps, eps, alpha)
+    except RuntimeError as exc:
+        plan.graph_error = f"{type(exc).__name__}: {exc}"
+        ws.graph = ws.graph_key = None
+        warnings.warn(f"CUDA graph capture failed, the Triton loop runs eagerly: {exc}", RuntimeWarning, stacklevel=4)
+        return False
+    ws.graph = graph
+    return True
+
+
 def pgd_mlp(
     plan: MLPPlan,
     z0: torch.Tensor,
@@ -177,15 +197,15 @@ def pgd_mlp(
     key = (steps, float(eps), float(alpha), mlp_gemm_tma.mode())
     if plan.use_graphs and ws.graph is not None and ws.graph_key == key:
         ws.graph.replay()
-    elif plan.use_graphs and ws.warm_key == key:
+    elif plan.use_graphs and plan.graph_error is None and ws.warm_key == key:
         # Second batch of this shape and settings: every kernel is compiled and autotuned, so the
         # loop can be captured; capturing does not run it, the replay does. (The first batch of a
         # shape, often a gallery's last and only odd-sized one, never pays for a capture.)
-        ws.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(ws.graph):
+        if _capture(plan, ws, steps, eps, alpha):
+            ws.graph_key = key
+            ws.graph.replay()
+        else:
             _run_steps(plan, ws, steps, eps, alpha)
-        ws.graph_key = key
-        ws.graph.replay()
     else:
         _run_steps(plan, ws, steps, eps, alpha)
         ws.warm_key = key

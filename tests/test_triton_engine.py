@@ -133,3 +133,24 @@ def test_a_weight_changed_in_place_rebuilds_the_plan():
     after = triton.decode(dec, z, "bf16")
     assert (after - before).abs().max() > 0.05
     assert (after - dec(z)).abs().max() < 0.05  # bf16 operands: within bf16's error of the new decoder
+
+
+def test_a_failed_graph_capture_falls_back_to_the_eager_loop():
+    """Where a CUDA graph cannot be captured (here: a CPU-only torch, whose CUDAGraph refuses to be
+    built) the Triton loop warns once and runs eagerly with the same numbers, as the NVRTC loop does."""
+    from advface_fast.kernels.pgd_mlp import pgd_mlp, plan_for
+
+    dec, _ = pair()
+    dec.eval().requires_grad_(False)
+    cpu = torch.device("cpu")
+    plan = plan_for(dec, cpu, "fp32", use_graphs=True)
+    g = torch.Generator().manual_seed(6)
+    z = torch.randn(11, D, generator=g)
+    z0 = z + 0.05 * (2 * torch.rand(11, D, generator=g) - 1)
+    target = dec(z)
+    first = pgd_mlp(plan, z0, z, target, 0.05, 0.01, 3)  # eager, and marks the shape warm
+    with pytest.warns(RuntimeWarning, match="capture failed"):
+        second = pgd_mlp(plan, z0, z, target, 0.05, 0.01, 3)  # would capture: fails, runs eagerly
+    assert plan.graph_error is not None
+    assert torch.equal(first, second)
+    assert torch.equal(pgd_mlp(plan, z0, z, target, 0.05, 0.01, 3), first)  # no further capture attempt
