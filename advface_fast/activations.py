@@ -1,8 +1,9 @@
 """The activation catalogue: every activation a decoder of the fused engines may use, once.
 
 One integer encoding, shared by the C++/CUDA kernels (``csrc/epilogues.h``: ``enum Act``,
-``enum OutAct``), the Triton kernels (``kernels/_common.py`` takes its constexpr codes from here)
-and the Python launchers; ``tests/test_activations.py`` checks the C++ enums against this table.
+``enum OutAct``), the Triton kernels (the constexpr branches of ``kernels/_common.py``) and the
+Python launchers, which pass these codes; ``tests/test_activations.py`` checks the C++ enums
+against this table and runs the Triton branches for every code.
 Beside each code, the torch forward and backward: the ``*_ref`` every kernel is tested against,
 and what the written-out eager engine runs.
 
@@ -13,7 +14,7 @@ derivative computed from the output ``y`` (as ATen's ``tanh_backward`` / ``sigmo
 Adding an activation: a name and the next code here (both tables), its torch forward and backward
 below, its branch in ``csrc/epilogues.h`` (``act_forward`` / ``act_grad`` or the ``OutAct``
 pair) and in ``kernels/_common.py`` (``hidden_act`` / ``hidden_act_grad`` or
-``out_act_and_grad``): four files.
+``out_act_and_grad``): three files.
 """
 
 from __future__ import annotations

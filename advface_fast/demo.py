@@ -30,7 +30,7 @@ from .protector import protect
 from .settings import DEFAULT_ALPHA, DEFAULT_EPS, DEFAULT_STEPS
 from .train.encoder import embed
 
-# The library defaults (advface_fast.engine); the paper's shadow start is shown beside them.
+# The library defaults (advface_fast.settings); the paper's shadow start is shown beside them.
 EPS, ALPHA, STEPS = DEFAULT_EPS, DEFAULT_ALPHA, DEFAULT_STEPS
 STARTS = ("random", "shadow")
 
