@@ -199,7 +199,7 @@ setup(
         "advface_fast.assets",
     ],
     # csrc/ ships inside the package as advface_fast/_csrc: the CUDA kernels' source for the
-    # NVRTC fallback of the cuda backend (advface_fast/nvrtc_kernels.py) on installs without nvcc
+    # NVRTC fallback of the cuda backend (advface_fast/engines/nvrtc_kernels.py) on installs without nvcc
     package_dir={"advface_fast": "advface_fast", "advface_fast.kernels": "kernels", "advface_fast._csrc": "csrc"},
     package_data={
         "advface_fast.assets": ["*.safetensors", "*.json"],

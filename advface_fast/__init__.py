@@ -6,10 +6,10 @@ but make reconstruction (template inversion) attacks fail. See :func:`protect`.
 
 from __future__ import annotations
 
-from .backends import available_backends
 from .decoders import ConvDecoder, MLPDecoder
 from .defaults import load_default
 from .encoders import Encoder, OnnxEncoder, TorchEncoder
+from .engines import available_backends
 from .errors import BackendUnavailableError, GalleryFormatError, ModelFormatError, ResumeMismatchError
 from .face_encoder import FaceEncoder
 from .input_spec import InputSpec

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from .backends import BACKEND_NAMES
+from .engines import BACKEND_NAMES
 from .settings import DEFAULT_EPS, DEFAULT_START, DEFAULT_STEPS, PRECISIONS, START_MODES
 
 
 def setting_kwargs(args: argparse.Namespace) -> dict:
-    """The Protector keywords of the options ``add_setting_args`` declares (every command that protects)."""
+    """The :class:`~advface_fast.settings.RunSettings` fields of the options ``add_setting_args`` declares
+    (every command that protects)."""
     return {
         "eps": args.eps,
         "alpha": args.alpha,

@@ -6,10 +6,8 @@ import contextlib
 import copy
 import dataclasses
 import hashlib
-import json
 import os
 import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,35 +16,18 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .arrays import MemorySink, RowSource
-from .backends import Backend, resolve_backend
-from .decoders import ConvDecoder, MLPDecoder
 from .encoder_loader import as_encoder
-from .encoders import OnnxEncoder, TorchEncoder
-from .engine import protect_batch
+from .engines import Engine, resolve_backend
+from .engines.batch import protect_batch
 from .errors import PublicRandomnessWarning, SharedNoiseWarning
 from .fingerprint import module_fingerprint
 from .keys import key_id, keyed_row_ids
-from .settings import DEFAULT_START, DEFAULT_STEPS, PRECISIONS, ProtectParams, resolve_eps_alpha
+from .protect_checks import check_out, check_row_ids, encoder_fingerprint, in_dim, probe_output_shape
+from .settings import REFERENCE_DIM, RunSettings, resolve_eps_alpha
 from .staging import HostStaging
 from .streaming import NpyFileSink
 
 _DEFAULT_BATCH = {"cpu": 256, "cuda": 8192}
-
-
-def _encoder_fingerprint(encoder: object) -> str | None:
-    if encoder is None:
-        return None
-    if isinstance(encoder, (TorchEncoder, OnnxEncoder)):  # weights and input contract
-        return hashlib.blake2b(json.dumps(encoder.fingerprint(), sort_keys=True).encode(), digest_size=16).hexdigest()
-    return f"callable:{type(encoder).__module__}.{type(encoder).__qualname__}"
-
-
-def _in_dim(decoder: nn.Module) -> int | None:
-    d = getattr(decoder, "in_dim", None)
-    if isinstance(d, int):
-        return d
-    first = next((m for m in decoder.modules() if isinstance(m, nn.Linear)), None)
-    return first.in_features if first is not None else None
 
 
 class Protector:
@@ -69,91 +50,47 @@ class Protector:
         encoder: the face encoder (needed for ``start="shadow"``): an ``nn.Module``, an
             :class:`~advface_fast.encoders.OnnxEncoder`, a model path, or any callable
             ``(B, C, H, W) -> (B, D)``.
-        eps: L-inf radius of the perturbation around the centre ``c`` (> 0). Default ``None``:
-            ``0.08 sqrt(128 / D)`` for ``D``-dimensional features (0.08 at 128-d, 0.04 at 512-d;
-            :func:`~advface_fast.settings.default_eps`), the same relative perturbation at any D.
-        alpha: step size (> 0). Default ``None``: ``eps / 5``.
-        steps: number of sign steps (>= 0). Default 10.
-        start: ``"random"`` (default), ``"shadow"`` (the paper) or ``"original"``. The defaults
-            come from the evaluation harness's sweep (``advface_fast.settings.DEFAULT_EPS``; README,
-            "Choosing the defaults"); they are tuned for unit-norm templates.
-        renorm: rescale each result row to its input row's L2 norm.
-        batch_size: rows per batch (default 256 on CPU, 8192 on CUDA).
-        device: compute device (default: the input's CUDA device, else CUDA if available, else CPU).
-        backend: ``"auto" | "torch" | "mlp" | "triton" | "cuda"`` (``advface-fast backends`` lists them).
-        precision: GEMMs of the loop in ``"fp32"`` (IEEE), ``"tf32"`` (CUDA tensor cores) or
-            ``"bf16"`` (bf16 operands, fp32 accumulation; signs, projection and z stay fp32).
-            Lower precision rounds some near-zero gradients to the other sign: a different,
-            equally valid protected feature, not a bit-identical one.
-        seed: seed of the random start (public: anyone can recompute that noise).
-        key: the defender's secret (bytes or a key file, :mod:`advface_fast.keys`): keys the
-            random start's noise per row by a keyed hash instead of the public ``seed`` alone.
-            Without it, ``start="random"`` warns (:class:`~advface_fast.errors.PublicRandomnessWarning`).
-        rotate: store ``Q z~`` for the key's secret orthogonal ``Q`` (needs ``key``); probes must be
-            rotated with :func:`advface_fast.keys.rotate` and the same key before matching.
-        progress: show a tqdm progress bar.
+        settings: a :class:`~advface_fast.settings.RunSettings` (default: the defaults).
+        **keywords: fields of :class:`~advface_fast.settings.RunSettings` replacing those of
+            ``settings``: ``eps``, ``alpha``, ``steps``, ``start``, ``renorm``, ``backend``,
+            ``precision``, ``seed``, ``key``, ``rotate``, ``batch_size``, ``device``, ``progress``
+            (what each means and its default: there).
 
     The computation runs in the decoder's parameter dtype (float32 unless you converted it).
     """
 
     def __init__(
-        self,
-        decoder: nn.Module,
-        encoder: object = None,
-        *,
-        eps: float | None = None,
-        alpha: float | None = None,
-        steps: int = DEFAULT_STEPS,
-        start: str = DEFAULT_START,
-        renorm: bool = True,
-        batch_size: int | None = None,
-        device: str | torch.device | None = None,
-        backend: str = "auto",
-        precision: str = "fp32",
-        seed: int = 0,
-        key: Any = None,
-        rotate: bool = False,
-        progress: bool = True,
+        self, decoder: nn.Module, encoder: object = None, *, settings: RunSettings | None = None, **keywords: Any
     ) -> None:
-        from .backends import BACKEND_NAMES
+        from .engines import BACKEND_NAMES
         from .keys import load_key
 
-        if backend not in BACKEND_NAMES:
-            raise ValueError(f"backend={backend!r} is not one of {', '.join(map(repr, BACKEND_NAMES))}")
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision={precision!r} is not one of {', '.join(map(repr, PRECISIONS))}")
+        run = self.run_settings = RunSettings.of(settings, **keywords)
+        if run.backend not in BACKEND_NAMES:
+            raise ValueError(f"backend={run.backend!r} is not one of {', '.join(map(repr, BACKEND_NAMES))}")
         if not isinstance(decoder, nn.Module):
             raise TypeError(f"decoder must be an nn.Module, got {type(decoder).__name__}")
         if next(decoder.parameters(), None) is None:
             raise ValueError("the decoder has no parameters: a shadow decoder is a trained network")
-        self._key = load_key(key) if key is not None else None
-        if rotate and self._key is None:
-            raise ValueError("rotate=True needs key= (the rotation is the key's secret)")
-        self.rotate = bool(rotate)
-        if start == "random" and self._key is None:
+        self._key = load_key(run.key) if run.key is not None else None
+        self.rotate = bool(run.rotate)
+        if run.start == "random" and self._key is None:
             warnings.warn(
                 "start='random' without key=: the noise comes from the public seed, so anyone can recompute it; "
                 "pass key= (advface-fast keygen) in production",
                 PublicRandomnessWarning,
                 stacklevel=3,
             )
-        self._eps_alpha = (eps, alpha)
-        # validated now with the 128-d defaults where eps/alpha are None; resolved per input dimension
-        e, a = resolve_eps_alpha(eps, alpha, 128)
-        self.params = ProtectParams(eps=e, alpha=a, steps=steps, start=start, renorm=bool(renorm), seed=seed)
-        if batch_size is not None and (
-            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
-        ):
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.params = run.params(REFERENCE_DIM)  # eps/alpha defaults resolved per input dimension in __call__
         self.decoder = decoder
         self.encoder = as_encoder(encoder)
-        self.batch_size = batch_size
-        self.device = torch.device(device) if device is not None else None
-        self.backend_name = backend
-        self.precision = precision
-        self.progress = progress
+        self.batch_size = run.batch_size
+        self.device = torch.device(run.device) if run.device is not None else None
+        self.backend_name = run.backend
+        self.precision = run.precision
+        self.progress = run.progress
         self._frozen: dict[torch.device, nn.Module] = {}
-        self._backends: dict[torch.device, Backend] = {}  # resolved once per frozen decoder
+        self._backends: dict[torch.device, Engine] = {}  # resolved once per frozen decoder
         self._decoder_fp: str | None = None
         self._probed: dict[tuple, tuple[int, ...]] = {}  # (device, dim, encoder) -> decoder output shape
         self._rotations: dict[tuple, torch.Tensor] = {}  # (dim, device, dtype) -> the key's Q
@@ -175,9 +112,9 @@ class Protector:
             self._frozen[device] = copy.deepcopy(self.decoder).eval().requires_grad_(False).to(device)
         return self._frozen[device]
 
-    def _backend(self, decoder: nn.Module, device: torch.device) -> Backend:
-        """The backend for the frozen decoder of ``device``, resolved on the first call: that copy
-        never changes, and resolving walks its parameters (~20 us of a 0.6 ms 64-row CPU call)."""
+    def _backend(self, decoder: nn.Module, device: torch.device) -> Engine:
+        """The engine for the frozen decoder of ``device``, resolved on the first call: that copy
+        never changes, and resolving walks its parameters (a noticeable part of a small CPU call)."""
         if device not in self._backends:
             self._backends[device] = resolve_backend(self.backend_name, decoder, device, self.precision)
         return self._backends[device]
@@ -196,51 +133,20 @@ class Protector:
         The probe runs once per (device, dimension, encoder): the frozen decoder of a device never
         changes, and a probe costs a forward pass (~0.2 ms, 5% of a 64-row call on the CPU)."""
         dim = src.shape[1]
-        expected = _in_dim(decoder)
+        expected = in_dim(decoder)
         if expected is not None and expected != dim:
             raise ValueError(f"features have dimension {dim} but the decoder expects {expected}")
         shadow = self.params.start == "shadow"
         key = (str(device), dim, id(self.encoder) if shadow else None)
         out_shape = self._probed.get(key)
         if out_shape is None:
-            out_shape = self._probe(decoder, dim, device, shadow)
+            out_shape = probe_output_shape(decoder, self.encoder, dim, device, shadow)
             self._probed[key] = out_shape
         if imgs is not None:
             if len(imgs) != len(src):
                 raise ValueError(f"images has {len(imgs)} rows but features has {len(src)}")
             if tuple(imgs.shape[1:]) != out_shape:
                 raise ValueError(f"images have shape {imgs.shape[1:]} per row but the decoder outputs {out_shape}")
-
-    def _probe(self, decoder: nn.Module, dim: int, device: torch.device, shadow: bool) -> tuple[int, ...]:
-        """The decoder's output shape per row for features of ``dim``; with ``shadow``, also checks
-        that the encoder maps those images back to ``dim`` features."""
-        if not shadow and type(decoder) in (MLPDecoder, ConvDecoder) and decoder.in_dim == dim:
-            return tuple(decoder.out_shape)  # the package's own decoders state their shapes: no forward
-        dtype = next(decoder.parameters()).dtype
-        probe = torch.randn(2, dim, device=device, dtype=dtype)
-        try:
-            with torch.no_grad():
-                out = decoder(probe)
-        except Exception as exc:
-            raise ValueError(f"the decoder cannot take features of dimension {dim}: {exc}") from exc
-        if shadow:
-            if self.encoder is None:
-                raise ValueError(
-                    'start="shadow" (the paper\'s start point E(S(z))) needs an encoder; '
-                    'pass encoder=... or use start="random" or "original"'
-                )
-            try:
-                with torch.no_grad():
-                    zz = self.encoder(out)
-            except Exception as exc:
-                raise ValueError(
-                    f"the encoder cannot take the decoder's images of shape {tuple(out.shape[1:])}: {exc}"
-                ) from exc
-            if tuple(zz.shape) != (2, dim):
-                raise ValueError(
-                    f"the encoder returns features of shape {tuple(zz.shape[1:])}, the gallery has ({dim},)"
-                )
-        return tuple(out.shape[1:])
 
     def _run_id(
         self, src: RowSource, imgs: RowSource | None, backend: str, dtype: torch.dtype, row_ids: np.ndarray | None
@@ -262,11 +168,11 @@ class Protector:
         if self._decoder_fp is None:
             self._decoder_fp = module_fingerprint(self.decoder)
         p = self.params
-        e, a = resolve_eps_alpha(*self._eps_alpha, dim)
+        e, a = resolve_eps_alpha(self.run_settings.eps, self.run_settings.alpha, dim)
         return {
             "decoder": self._decoder_fp,
             # only the shadow start calls the encoder: another encoder (or none) changes nothing else
-            "encoder": _encoder_fingerprint(self.encoder) if p.start == "shadow" else None,
+            "encoder": encoder_fingerprint(self.encoder) if p.start == "shadow" else None,
             "eps": e,
             "alpha": a,
             "steps": p.steps,
@@ -309,13 +215,15 @@ class Protector:
             opened as a read-only numpy memmap.
         """
         src = RowSource(features, "features", ndim=2)
-        e, a = resolve_eps_alpha(*self._eps_alpha, int(src.shape[1]) if src.shape[1] > 0 else 128)
+        e, a = resolve_eps_alpha(
+            self.run_settings.eps, self.run_settings.alpha, int(src.shape[1]) if src.shape[1] > 0 else REFERENCE_DIM
+        )
         if (e, a) != (self.params.eps, self.params.alpha):
             self.params = dataclasses.replace(self.params, eps=e, alpha=a)
         imgs = None
         try:
             imgs = RowSource(images, "images", ndim=4) if images is not None else None
-            ids = self._row_ids(row_ids, len(src))
+            ids = check_row_ids(row_ids, len(src))
             if ids is None and len(src) == 1 and self.params.start == "random":
                 warnings.warn(
                     "one template without row_ids gets the random start of row 0, the same for every such call; "
@@ -325,7 +233,7 @@ class Protector:
                 )
             if self._key is not None:  # the noise counters become keyed hashes of the row ids
                 ids = keyed_row_ids(self._key, ids if ids is not None else np.arange(len(src), dtype=np.int64))
-            out_path = self._check_out(out, src, imgs, overwrite)
+            out_path = check_out(out, src, imgs, overwrite)
             device = self._compute_device(src)
             decoder = self._frozen_decoder(device)
             backend = self._backend(decoder, device)
@@ -352,35 +260,6 @@ class Protector:
             if imgs is not None:
                 imgs.close()
 
-    @staticmethod
-    def _row_ids(row_ids: Any, n: int) -> np.ndarray | None:
-        if row_ids is None:
-            return None
-        ids = np.asarray(row_ids.cpu() if isinstance(row_ids, torch.Tensor) else row_ids)
-        if ids.shape != (n,) or ids.dtype.kind not in "iu":
-            raise ValueError(f"row_ids must be {n} integers, got shape {ids.shape} dtype {ids.dtype}")
-        if ids.size and ids.min() < 0:
-            raise ValueError("row_ids must be non-negative")
-        return ids.astype(np.int64)
-
-    @staticmethod
-    def _check_out(out: Any, src: RowSource, imgs: RowSource | None, overwrite: bool) -> Path | None:
-        if out is None:
-            return None
-        path = Path(out)
-        if path.suffix != ".npy":
-            raise ValueError(f"out must be a .npy path, got {path}")
-        if not path.parent.is_dir():
-            raise FileNotFoundError(f"the folder of out does not exist: {path.parent}")
-        if path.is_dir():
-            raise IsADirectoryError(f"out is a directory ({path}); give the path of an .npy file")
-        for s in (src, imgs):
-            if s is not None and s.path is not None and path.resolve() == s.path.resolve():
-                raise ValueError(f"out is the same file as the {s.name} input ({path}); write to another path")
-        if path.exists() and not overwrite:
-            raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it")
-        return path
-
     def _loop(
         self,
         src: RowSource,
@@ -388,7 +267,7 @@ class Protector:
         ids: np.ndarray | None,
         sink: Any,
         decoder: nn.Module,
-        backend: Backend,
+        backend: Engine,
         device: torch.device,
         dtype: torch.dtype,
     ) -> None:
@@ -453,50 +332,27 @@ def protect(
     decoder: nn.Module,
     encoder: object = None,
     *,
-    eps: float | None = None,
-    alpha: float | None = None,
-    steps: int = DEFAULT_STEPS,
-    start: str = DEFAULT_START,
     images: Any = None,
-    renorm: bool = True,
-    batch_size: int | None = None,
-    device: str | torch.device | None = None,
-    backend: str = "auto",
-    precision: str = "fp32",
-    seed: int = 0,
-    key: Any = None,
-    rotate: bool = False,
     out: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
     resume: bool = True,
     row_ids: Any = None,
-    progress: bool = True,
+    settings: RunSettings | None = None,
+    **keywords: Any,
 ) -> Any:
-    """Protect a gallery of face features with AdvFace; see :class:`Protector` for the method and
-    arguments. ``features`` ``(N, D)`` (numpy, torch, cupy or ``.npy`` path) -> protected ``(N, D)``
-    of the same type and device, or, with ``out=``, the written ``.npy`` opened read-only.
+    """Protect a gallery of face features with AdvFace; see :class:`Protector` for the method, and
+    :class:`~advface_fast.settings.RunSettings` for ``settings`` and the setting keywords
+    (``eps``, ``alpha``, ``steps``, ``start``, ``backend``, ``precision``, ``key``, ...).
+    ``features`` ``(N, D)`` (numpy, torch, cupy or ``.npy`` path) -> protected ``(N, D)`` of the
+    same type and device, or, with ``out=``, the written ``.npy`` opened read-only; ``images``,
+    ``out``, ``overwrite``, ``resume``, ``row_ids``: as in :meth:`Protector.__call__`.
 
     Example::
 
         import advface_fast as af
         decoder = af.load_model("shadow.safetensors")
         encoder = af.load_model("encoder.safetensors")
-        safe = af.protect(gallery, decoder, encoder)  # eps=0.08, alpha=0.016, steps=10, start="random"
+        safe = af.protect(gallery, decoder, encoder)  # eps=0.08 at 128-d, alpha=eps/5, steps=10, start="random"
     """
-    return Protector(
-        decoder,
-        encoder,
-        eps=eps,
-        alpha=alpha,
-        steps=steps,
-        start=start,
-        renorm=renorm,
-        batch_size=batch_size,
-        device=device,
-        backend=backend,
-        precision=precision,
-        seed=seed,
-        key=key,
-        rotate=rotate,
-        progress=progress,
-    )(features, images=images, out=out, overwrite=overwrite, resume=resume, row_ids=row_ids)
+    protector = Protector(decoder, encoder, settings=settings, **keywords)
+    return protector(features, images=images, out=out, overwrite=overwrite, resume=resume, row_ids=row_ids)

@@ -1,16 +1,18 @@
 """The settings of a protection run, at the bottom of the import graph: the start modes, the GEMM
-precisions, the library defaults and how they scale with the template dimension, and
-:class:`ProtectParams` (validated on construction). Everything above (the engines, the Protector,
+precisions, the library defaults and how they scale with the template dimension, the settings of
+a run as users give them (:class:`RunSettings`) and as the loop takes them (:class:`ProtectParams`),
+both validated on construction. Everything above (the engines, the Protector,
 the CLI, the Triton kernels) reads them from here.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
 START_MODES = ("shadow", "random", "original")
-PRECISIONS = ("fp32", "tf32", "bf16")  # GEMM operand precision inside the loop (see backends)
+PRECISIONS = ("fp32", "tf32", "bf16")  # GEMM operand precision inside the loop (see engines)
 
 # Library defaults, chosen from the privacy-utility sweep of the evaluation harness
 # (benchmarks/results/eval/report.md, synthetic-face world, 500 held-out people): from a random
@@ -75,3 +77,86 @@ class ProtectParams:
             raise TypeError(f"seed must be an int, got {self.seed!r}")
         if not 0 <= self.seed < 2**64:  # the noise hash takes 64 bits: larger seeds would collide
             raise ValueError(f"seed must be in [0, 2**64), got {self.seed}")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The settings of a protection run, defined once: :class:`~advface_fast.Protector`,
+    :func:`~advface_fast.protect`, :func:`~advface_fast.distributed.protect_distributed`, the
+    service and the CLI take these fields as keywords (or one ``settings=RunSettings(...)``).
+    Validated on construction (the engine name when an engine is resolved).
+
+    eps: L-inf radius of the perturbation around the centre ``c`` (> 0). Default ``None``:
+        :func:`default_eps` of the features' dimension ``D``, ``0.08 sqrt(128 / D)`` (0.08 at 128-d,
+        0.04 at 512-d), the same relative perturbation at any D.
+    alpha: step size (> 0). Default ``None``: ``eps / 5``.
+    steps: number of sign steps (>= 0).
+    start: ``"random"`` (default), ``"shadow"`` (the paper) or ``"original"`` (see
+        :class:`ProtectParams`). The defaults come from the evaluation harness's sweep (README,
+        "Choosing the defaults"); they are tuned for unit-norm templates.
+    renorm: rescale each result row to its input row's L2 norm.
+    backend: the engine, ``"auto"`` or a name ``advface-fast backends`` lists
+        (:mod:`advface_fast.engines`).
+    precision: GEMMs of the loop in ``"fp32"`` (IEEE), ``"tf32"`` (CUDA tensor cores) or
+        ``"bf16"`` (bf16 operands, fp32 accumulation; signs, projection and z stay fp32). Lower
+        precision rounds some near-zero gradients to the other sign: a different, equally valid
+        protected feature, not a bit-identical one.
+    seed: seed of the random start (public: anyone can recompute that noise).
+    key: the defender's secret (bytes or a key file, :mod:`advface_fast.keys`): keys the random
+        start's noise per row by a keyed hash instead of the public ``seed`` alone. Without it,
+        ``start="random"`` warns (:class:`~advface_fast.errors.PublicRandomnessWarning`).
+    rotate: store ``Q z~`` for the key's secret orthogonal ``Q`` (needs ``key``); probes must be
+        rotated with :func:`advface_fast.keys.rotate` and the same key before matching.
+    batch_size: rows per batch (default 256 on CPU, 8192 on CUDA).
+    device: compute device (default: the input's CUDA device, else CUDA if available, else CPU).
+    progress: show a tqdm progress bar.
+    """
+
+    eps: float | None = None
+    alpha: float | None = None
+    steps: int = DEFAULT_STEPS
+    start: str = DEFAULT_START
+    renorm: bool = True
+    backend: str = "auto"
+    precision: str = "fp32"
+    seed: int = 0
+    key: Any = None
+    rotate: bool = False
+    batch_size: int | None = None
+    device: Any = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        e, a = resolve_eps_alpha(self.eps, self.alpha, REFERENCE_DIM)  # resolved per dimension later
+        ProtectParams(eps=e, alpha=a, steps=self.steps, start=self.start, renorm=bool(self.renorm), seed=self.seed)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision={self.precision!r} is not one of {', '.join(map(repr, PRECISIONS))}")
+        if not isinstance(self.backend, str):
+            raise TypeError(f"backend must be a name, got {self.backend!r}")
+        b = self.batch_size
+        if b is not None and (isinstance(b, bool) or not isinstance(b, int) or b < 1):
+            raise ValueError(f"batch_size must be a positive integer, got {b!r}")
+        if self.rotate and self.key is None:
+            raise ValueError("rotate=True needs key= (the rotation is the key's secret)")
+
+    @classmethod
+    def of(cls, settings: RunSettings | None = None, **keywords: Any) -> RunSettings:
+        """``settings`` (default: the defaults) with ``keywords`` replacing fields; an unknown
+        keyword is a TypeError that lists the settings."""
+        unknown = sorted(set(keywords) - {f.name for f in fields(cls)})
+        if unknown:
+            raise TypeError(
+                f"unknown protection setting(s) {', '.join(map(repr, unknown))}; the settings are "
+                + ", ".join(f.name for f in fields(cls))
+            )
+        base = settings if settings is not None else cls()
+        if not isinstance(base, cls):
+            raise TypeError(f"settings must be a RunSettings, got {type(base).__name__}")
+        return replace(base, **keywords) if keywords else base
+
+    def params(self, dim: int) -> ProtectParams:
+        """The loop's parameters for ``dim``-dimensional features (eps, alpha defaults resolved)."""
+        e, a = resolve_eps_alpha(self.eps, self.alpha, dim)
+        return ProtectParams(
+            eps=e, alpha=a, steps=self.steps, start=self.start, renorm=bool(self.renorm), seed=self.seed
+        )

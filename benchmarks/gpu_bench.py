@@ -17,7 +17,6 @@ interpreter, to check the script itself without a GPU.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import csv
 import json
@@ -28,7 +27,7 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +38,8 @@ from baselines.advertorch_style import advertorch_style
 from baselines.torchattacks_style import torchattacks_style
 
 import advface_fast as af
-from advface_fast.backends import resolve_backend, torch_pgd
+from advface_fast.engines import resolve_backend
+from advface_fast.engines.torch_reference import torch_pgd
 from advface_fast.flops import mlp_pgd_flops_per_row_step
 from advface_fast.reference import l1_input_grad_ref, pgd_ref
 
@@ -90,47 +90,6 @@ def inputs(batch: int, dim: int, decoder: torch.nn.Module, eps: float, seed: int
 
 
 # ------------------------------------------------------------------------------------------- checks
-@contextlib.contextmanager
-def cuda_loop(impl: str) -> Iterator[None]:
-    """The cuda backend's loop implementation (ADVFACE_CUDA_LOOP: compiled, nvrtc) inside the block."""
-    prev = os.environ.get("ADVFACE_CUDA_LOOP")
-    os.environ["ADVFACE_CUDA_LOOP"] = impl
-    try:
-        yield
-    finally:
-        if prev is None:
-            os.environ.pop("ADVFACE_CUDA_LOOP", None)
-        else:
-            os.environ["ADVFACE_CUDA_LOOP"] = prev
-
-
-@contextlib.contextmanager
-def engine_variant(name: str) -> Iterator[None]:
-    """Inside the block, engine ``name`` (see :func:`_engine`) runs its variant: the cuda backend's
-    loop (``cuda-nvrtc``) or the Triton engine's GEMM kernel (``triton-pointer``, ``triton-tma``)."""
-    backend, variant = _engine(name)
-    if backend == "cuda":
-        with cuda_loop(variant or "compiled"):
-            yield
-    elif backend == "triton":
-        from advface_fast.kernels import mlp_gemm_tma
-
-        with mlp_gemm_tma.forced(variant or "auto"):
-            yield
-    else:
-        yield
-
-
-def with_engine_variant(name: str, fn: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
-    """``fn`` run inside :func:`engine_variant` of ``name``."""
-
-    def run() -> torch.Tensor:
-        with engine_variant(name):
-            return fn()
-
-    return run
-
-
 def check_odd_sizes(device: torch.device, engines: tuple[str, ...] | None = None) -> list[dict]:
     """fp32 (IEEE) fused engines and mlp vs the torch reference on odd sizes, every activation pair,
     batch 1 and 33. ``engines`` (default: every fused engine and mlp) narrows the list: Triton's
@@ -194,26 +153,17 @@ def fused_engines(device: torch.device) -> tuple[str, ...]:
     if device.type != "cuda":
         return ("triton",)
     hopper = torch.cuda.get_device_capability(device)[0] >= 9
-    return ("triton", *(("triton-pointer",) if hopper else ()), "cuda", "cuda-nvrtc")
-
-
-def _engine(name: str) -> tuple[str, str | None]:
-    """``(backend, variant)`` of an engine name: ``cuda-nvrtc`` is the cuda backend with its NVRTC
-    loop, ``triton-pointer`` the Triton engine with its pointer GEMM kernel; no variant: the default."""
-    backend, _, variant = name.partition("-")
-    return backend, variant or None
+    return ("triton", *(("triton-pointer",) if hopper else ()), "cuda-compiled", "cuda-nvrtc")
 
 
 def engine_run(name: str, decoder, device: torch.device, *args, **kwargs) -> torch.Tensor:
-    """``pgd`` of engine ``name`` (see :func:`_engine`)."""
-    with engine_variant(name):
-        return resolve_backend(_engine(name)[0], decoder, device).pgd(decoder, *args, **kwargs)
+    """``pgd`` of the registered engine ``name`` (``advface-fast backends`` lists them)."""
+    return resolve_backend(name, decoder, device).pgd(decoder, *args, **kwargs)
 
 
 def protect_with(name: str, *args, **kwargs) -> torch.Tensor:
-    """``af.protect`` through engine ``name`` (see :func:`_engine`)."""
-    with engine_variant(name):
-        return af.protect(*args, backend=_engine(name)[0], **kwargs)
+    """``af.protect`` through the registered engine ``name``."""
+    return af.protect(*args, backend=name, **kwargs)
 
 
 def check_graph_replay_and_ties(decoder: torch.nn.Module, device: torch.device) -> list[dict]:
@@ -287,11 +237,10 @@ def bench_standard(cfg: dict, device: torch.device, peak: float, deadline: float
     flops = mlp_pgd_flops_per_row_step(widths) * cfg["steps"] * cfg["batch"]
     z, z0, target = inputs(cfg["batch"], cfg["dim"], dec, cfg["eps"], 2, device)
     e, a, s = cfg["eps"], cfg["alpha"], cfg["steps"]
-    triton = resolve_backend("triton", dec, device)
-    mlp = resolve_backend("mlp", dec, device)
+    mlp = resolve_backend("mlp-eager", dec, device)
 
-    def cuda_backend():  # resolved when timed: an unavailable loop fails its own rows only
-        return resolve_backend("cuda", dec, device)
+    def engine(name: str, precision: str = "fp32"):  # resolved when timed: an unavailable one fails its rows only
+        return resolve_backend(name, dec, device, precision)  # a family resolves per precision (triton: tma in bf16)
 
     user_dec = copy.deepcopy(dec).requires_grad_(True)
     noise = (z0 - z) / e
@@ -299,22 +248,16 @@ def bench_standard(cfg: dict, device: torch.device, peak: float, deadline: float
         "torch eager fp32": lambda: torch_pgd(dec, z0, z, target, e, a, s, "fp32"),
         "torch eager tf32": lambda: torch_pgd(dec, z0, z, target, e, a, s, "tf32"),
         "torch eager bf16": lambda: torch_pgd(dec, z0, z, target, e, a, s, "bf16"),
-        "triton fp32": lambda: triton.pgd(dec, z0, z, target, e, a, s, precision="fp32"),
-        "triton tf32": lambda: triton.pgd(dec, z0, z, target, e, a, s, precision="tf32"),
-        "triton bf16": lambda: triton.pgd(dec, z0, z, target, e, a, s, precision="bf16"),
-        "triton-pointer bf16": with_engine_variant(
-            "triton-pointer", lambda: triton.pgd(dec, z0, z, target, e, a, s, precision="bf16")
-        ),
-        "cuda fp32": lambda: cuda_backend().pgd(dec, z0, z, target, e, a, s, precision="fp32"),
-        "cuda tf32": lambda: cuda_backend().pgd(dec, z0, z, target, e, a, s, precision="tf32"),
-        "cuda bf16": lambda: cuda_backend().pgd(dec, z0, z, target, e, a, s, precision="bf16"),
+        "triton fp32": lambda: engine("triton", "fp32").pgd(dec, z0, z, target, e, a, s, precision="fp32"),
+        "triton tf32": lambda: engine("triton", "tf32").pgd(dec, z0, z, target, e, a, s, precision="tf32"),
+        "triton bf16": lambda: engine("triton", "bf16").pgd(dec, z0, z, target, e, a, s, precision="bf16"),
+        "triton-pointer bf16": lambda: engine("triton-pointer").pgd(dec, z0, z, target, e, a, s, precision="bf16"),
+        "cuda fp32": lambda: engine("cuda-compiled").pgd(dec, z0, z, target, e, a, s, precision="fp32"),
+        "cuda tf32": lambda: engine("cuda-compiled").pgd(dec, z0, z, target, e, a, s, precision="tf32"),
+        "cuda bf16": lambda: engine("cuda-compiled").pgd(dec, z0, z, target, e, a, s, precision="bf16"),
         # the cuda backend's fallback for installs without nvcc: NVRTC kernels, torch GEMMs, Python loop
-        "cuda-nvrtc fp32": with_engine_variant(
-            "cuda-nvrtc", lambda: cuda_backend().pgd(dec, z0, z, target, e, a, s, "fp32")
-        ),
-        "cuda-nvrtc bf16": with_engine_variant(
-            "cuda-nvrtc", lambda: cuda_backend().pgd(dec, z0, z, target, e, a, s, "bf16")
-        ),
+        "cuda-nvrtc fp32": lambda: engine("cuda-nvrtc").pgd(dec, z0, z, target, e, a, s, "fp32"),
+        "cuda-nvrtc bf16": lambda: engine("cuda-nvrtc").pgd(dec, z0, z, target, e, a, s, "bf16"),
         "mlp fp32": lambda: mlp.pgd(dec, z0, z, target, e, a, s, precision="fp32"),
         "mlp bf16": lambda: mlp.pgd(dec, z0, z, target, e, a, s, precision="bf16"),
         # what users write by hand (benchmarks/baselines), on a decoder whose weights require grad
@@ -372,7 +315,10 @@ def bench_batches(cfg: dict, device: torch.device, deadline: float) -> list[dict
     dec = frozen(af.MLPDecoder(cfg["dim"], cfg["hidden"], cfg["image"]), device)
     user_dec = copy.deepcopy(dec).requires_grad_(True)  # the baselines' decoder, weights requiring grad
     rows = []
-    triton = resolve_backend("triton", dec, device)
+
+    def engine(name: str):  # resolved when timed (bf16: this sweep's precision); an unavailable one fails its rows
+        return resolve_backend(name, dec, device, "bf16")
+
     out_of_memory: set[str] = set()
     for batch in cfg["batch_sweep"]:
         if time.monotonic() > deadline:
@@ -385,21 +331,19 @@ def bench_batches(cfg: dict, device: torch.device, deadline: float) -> list[dict
         args = (dec, z0, z, target, cfg["eps"], cfg["alpha"], cfg["steps"])
         fns = {
             "torch eager bf16": lambda args=args: torch_pgd(*args, "bf16"),
-            "triton bf16": lambda args=args: triton.pgd(*args, precision="bf16"),
-            "triton-pointer bf16": with_engine_variant(
-                "triton-pointer", lambda args=args: triton.pgd(*args, precision="bf16")
-            ),
-            "cuda bf16": lambda args=args: resolve_backend("cuda", dec, device).pgd(*args, precision="bf16"),
-            "cuda-nvrtc bf16": with_engine_variant(
-                "cuda-nvrtc", lambda args=args: resolve_backend("cuda", dec, device).pgd(*args, precision="bf16")
-            ),
+            "triton bf16": lambda args=args: engine("triton").pgd(*args, precision="bf16"),
+            "triton-pointer bf16": lambda args=args: engine("triton-pointer").pgd(*args, precision="bf16"),
+            "cuda bf16": lambda args=args: engine("cuda-compiled").pgd(*args, precision="bf16"),
+            "cuda-nvrtc bf16": lambda args=args: engine("cuda-nvrtc").pgd(*args, precision="bf16"),
         }
         if batch <= FP32_SWEEP_MAX:
             # the baselines' arguments: (z, eps, alpha, steps, noise) from the same start
             base = (z, cfg["eps"], cfg["alpha"], cfg["steps"], (z0 - z) / cfg["eps"])
             fns |= {
                 "torch eager fp32": lambda args=args: torch_pgd(*args, "fp32"),
-                "cuda fp32": lambda args=args: resolve_backend("cuda", dec, device).pgd(*args, precision="fp32"),
+                "cuda fp32": lambda args=args: resolve_backend("cuda-compiled", dec, device).pgd(
+                    *args, precision="fp32"
+                ),
                 "torchattacks-style fp32": lambda base=base: torchattacks_style(user_dec, *base),
                 "advertorch-style fp32": lambda base=base: advertorch_style(user_dec, *base),
             }
@@ -626,7 +570,7 @@ def main() -> int:
     p.add_argument(
         "--odd-engines",
         default="",
-        help="comma-separated engines for the odd-size checks (default: triton,cuda,cuda-nvrtc,mlp on GPUs)",
+        help="comma-separated engines for the odd-size checks (default: triton,cuda-compiled,cuda-nvrtc,mlp on GPUs)",
     )
     p.add_argument(
         "--sections",

@@ -25,7 +25,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 GPU_TESTS="tests/test_cuda_engine.py tests/test_nvrtc.py tests/test_extension.py tests/test_epilogue_kernels.py
  tests/test_array_types.py tests/test_backends.py tests/test_seeding.py tests/test_staging.py tests/test_engine.py
- tests/test_mlp_engine.py"
+ tests/test_mlp_engine.py tests/test_engine_conformance.py"
 PY=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1
 card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 | tr ' ' '-' )
@@ -41,8 +41,8 @@ if ! $PY -m pip install -q --no-build-isolation --no-deps -e . > "$OUT/build.log
   $PY setup.py build_ext --inplace >> "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
   [ -e advface_fast/kernels ] || ln -s ../kernels advface_fast/kernels
 fi
-$PY -c "import advface_fast as af, advface_fast._ext as e; print('extension:', e.build_info()); print(af.available_backends(device='cuda'))"
-$PY -c "from advface_fast import cuda_engine as c, nvrtc_kernels as n; print('cuda loop:', c.active_impl(), '| compiled:', c.compiled_unavailable_reason() or 'ok', '| nvrtc:', n.unavailable_reason() or 'ok')"
+$PY -c "import advface_fast._ext as e; print('extension:', e.build_info())"
+$PY -m advface_fast backends --device cuda  # every registered engine: available, or why not
 
 echo "== tests (GPU tests included; interpreter tests run on the CPU as in CI)"
 if [ "${PYTEST_TIMEOUT:-240}" != 0 ]; then

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 import advface_fast as af
-from advface_fast.backends import resolve_backend
+from advface_fast.engines import resolve_backend
 from advface_fast.flops import mlp_pgd_flops_per_row_step
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 import triton
 import triton.language as tl
+
+from advface_fast import overrides
 
 # The constexpr codes ACT / OUT_ACT of the kernels below are the activation catalogue's
 # (advface_fast.activations: relu 0, leaky_relu 1, gelu 2; none 0, tanh 1, sigmoid 2), the C++ kernels' too.
@@ -13,7 +13,7 @@ import triton.language as tl
 
 def is_interpreting() -> bool:
     """True when Triton runs kernels on the CPU (``TRITON_INTERPRET=1``)."""
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+    return overrides.triton_interpret()
 
 
 @triton.jit

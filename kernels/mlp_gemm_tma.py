@@ -3,8 +3,8 @@ move through tensor descriptors (TMA) and the kernel is optionally persistent.
 
 Same ops, same epilogues, same results as the pointer kernel (``mlp_gemm._mlp_gemm_kernel``); the
 launcher there calls :func:`launch` when :func:`eligible` says so. Why a second kernel: on an H100
-the pointer kernel runs the bf16 loop at 66.8% of the measured bf16 peak while the cuBLASLt loop of
-the cuda backend reaches 74.7% (benchmarks/results/gpu-NVIDIA-H100-80GB-HBM3). Masked pointer
+the pointer kernel runs the bf16 loop at a lower fraction of the measured bf16 peak than the
+cuBLASLt loop of the cuda backend (benchmarks/results/gpu-NVIDIA-H100-80GB-HBM3). Masked pointer
 loads go through ``cp.async`` with per-thread address arithmetic and predicates; a descriptor load
 is one TMA instruction per tile that also zero-fills out-of-bounds rows and columns (so the K, M
 and N tails need no masks), and a descriptor store clips them. The persistent variant runs one
@@ -32,12 +32,13 @@ launcher warns once and uses the pointer kernel for the rest of the process (:fu
 from __future__ import annotations
 
 import functools
-import os
 import warnings
 
 import torch
 import triton
 import triton.language as tl
+
+from advface_fast import overrides
 
 from ._common import epilogue_math, is_interpreting, smallest_when_small, tile_origin, to_bf16
 
@@ -46,17 +47,14 @@ try:  # Triton >= 3.4 (host-side descriptors); the GPU machines have 3.6, CI 3.7
 except ImportError:  # pragma: no cover - older Triton
     TensorDescriptor = None
 
-MODES = ("auto", "tma", "pointer")
+MODES = overrides.TRITON_GEMMS  # ("auto", "tma", "pointer")
 _override: list[str] = []  # set by forced(); innermost last
 _failure: list[str] = []  # why the kernel was given up in this process (empty: it was not)
 
 
 def mode() -> str:
     """The selection in force: :func:`forced`'s innermost value, else ``ADVFACE_TRITON_GEMM``, else auto."""
-    m = _override[-1] if _override else os.environ.get("ADVFACE_TRITON_GEMM", "auto") or "auto"
-    if m not in MODES:
-        raise ValueError(f"ADVFACE_TRITON_GEMM={m!r} is not one of {MODES}")
-    return m
+    return _override[-1] if _override else overrides.triton_gemm()
 
 
 class forced:

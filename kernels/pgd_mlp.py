@@ -15,13 +15,13 @@ also autotunes the block sizes before the capture.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from advface_fast.fingerprint import params_key
+from advface_fast.cuda_graphs import GraphRunner
+from advface_fast.plan_cache import PlanCache
 from advface_fast.settings import PRECISIONS
 
 from . import mlp_gemm_tma
@@ -38,9 +38,6 @@ class _Workspace:
     pre: list[torch.Tensor | None]
     d: list[torch.Tensor]
     s: torch.Tensor
-    graph: torch.cuda.CUDAGraph | None = None
-    graph_key: tuple | None = None  # (steps, eps, alpha, GEMM kernel mode) the graph was captured for
-    warm_key: tuple | None = None  # last settings run eagerly on this shape (autotuned)
 
 
 @dataclass
@@ -56,13 +53,23 @@ class MLPPlan:
     device: torch.device
     use_graphs: bool
     target_bf16: bool
-    params_key: tuple = ()
-    graph_error: str | None = None  # why a CUDA graph capture failed (the plan then runs eagerly)
     workspaces: dict[int, _Workspace] = field(default_factory=dict)
+    graphs: GraphRunner | None = None  # the loop's CUDA graph (advface_fast.cuda_graphs), one batch shape
+
+    def __post_init__(self) -> None:
+        self.graphs = GraphRunner(self.device, self.use_graphs, "Triton loop")
 
     @property
     def act_dtype(self) -> torch.dtype:
         return torch.bfloat16 if self.precision == "bf16" else torch.float32
+
+    @property
+    def graph_error(self) -> str | None:
+        """Why a CUDA graph capture failed (the plan then runs eagerly), or None."""
+        return self.graphs.graph_error
+
+
+PLANS: PlanCache[MLPPlan] = PlanCache()
 
 
 def plan_for(
@@ -79,24 +86,21 @@ def plan_for(
     half the epilogue's memory traffic) defaults to True for ``precision="bf16"``."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r} is not one of {PRECISIONS}")
-    cache = decoder.__dict__.setdefault("_advface_triton_plans", {})
     target_bf16 = precision == "bf16" if target_bf16 is None else target_bf16
-    key = (device, precision, target_bf16)
-    version = params_key(decoder)  # a parameter replaced or changed in place rebuilds the plan
-    if key not in cache or cache[key].params_key != version:
+    # no graphs under the interpreter: its "launches" are host code that copies tensors
+    graphs = (device.type == "cuda" and not is_interpreting()) if use_graphs is None else use_graphs
+
+    def build() -> MLPPlan:
         wdtype = torch.bfloat16 if precision == "bf16" else torch.float32
         layers = list(decoder.layers)
-        cache[key] = MLPPlan(
+        return MLPPlan(
             weights=[lin.weight.detach().to(device, wdtype).contiguous() for lin in layers],
             biases=[lin.bias.detach().to(device, torch.float32).contiguous() for lin in layers],
             act=decoder.act, out_act=decoder.out_act, slope=decoder.negative_slope, precision=precision,
-            device=device,
-            # no graphs under the interpreter: its "launches" are host code that copies tensors
-            use_graphs=(device.type == "cuda" and not is_interpreting()) if use_graphs is None else use_graphs,
-            target_bf16=target_bf16,
-            params_key=version,
+            device=device, use_graphs=graphs, target_bf16=target_bf16,
         )  # fmt: skip
-    return cache[key]
+
+    return PLANS.get(decoder, (str(device), precision, target_bf16, graphs), build)
 
 
 def _workspace(plan: MLPPlan, batch: int) -> _Workspace:
@@ -117,6 +121,7 @@ def _workspace(plan: MLPPlan, batch: int) -> _Workspace:
             s=torch.empty(batch, pixels, device=dev, dtype=adt),
         )
         plan.workspaces = {batch: ws}  # keep one shape: a gallery has at most a full and a last batch
+        plan.graphs.reset()  # a graph replays the old workspace's addresses
     return ws
 
 
@@ -156,24 +161,6 @@ def _run_steps(plan: MLPPlan, ws: _Workspace, steps: int, eps: float, alpha: flo
         _step(plan, ws, t % 2, eps, alpha)
 
 
-def _capture(plan: MLPPlan, ws: _Workspace, steps: int, eps: float, alpha: float) -> bool:
-    """Capture the loop into ``ws.graph``; on failure the plan stays eager from then on
-    (``plan.graph_error`` says why, with one warning), as the NVRTC loop does: slower, same numbers.
-    A capture records the kernels without running them, so the caller then runs the steps eagerly
-    from the untouched ``ws.z[0]``."""
-    try:
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            _run_steps(plan, ws, steps, eps, alpha)
-    except RuntimeError as exc:
-        plan.graph_error = f"{type(exc).__name__}: {exc}"
-        ws.graph = ws.graph_key = None
-        warnings.warn(f"CUDA graph capture failed, the Triton loop runs eagerly: {exc}", RuntimeWarning, stacklevel=4)
-        return False
-    ws.graph = graph
-    return True
-
-
 def pgd_mlp(
     plan: MLPPlan,
     z0: torch.Tensor,
@@ -194,21 +181,8 @@ def pgd_mlp(
     ws.target.copy_(target.reshape(batch, -1))
     # the GEMM kernel selection is part of the key: a graph captured with the TMA kernel must not
     # be replayed when the pointer kernel is asked for (mlp_gemm_tma.forced / ADVFACE_TRITON_GEMM)
-    key = (steps, float(eps), float(alpha), mlp_gemm_tma.mode())
-    if plan.use_graphs and ws.graph is not None and ws.graph_key == key:
-        ws.graph.replay()
-    elif plan.use_graphs and plan.graph_error is None and ws.warm_key == key:
-        # Second batch of this shape and settings: every kernel is compiled and autotuned, so the
-        # loop can be captured; capturing does not run it, the replay does. (The first batch of a
-        # shape, often a gallery's last and only odd-sized one, never pays for a capture.)
-        if _capture(plan, ws, steps, eps, alpha):
-            ws.graph_key = key
-            ws.graph.replay()
-        else:
-            _run_steps(plan, ws, steps, eps, alpha)
-    else:
-        _run_steps(plan, ws, steps, eps, alpha)
-        ws.warm_key = key
+    key = (batch, steps, float(eps), float(alpha), mlp_gemm_tma.mode())
+    plan.graphs.run(key, lambda: _run_steps(plan, ws, steps, eps, alpha))
     return ws.z[steps % 2].clone()
 
 

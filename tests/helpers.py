@@ -47,6 +47,19 @@ def make_pair(
     return dec, enc
 
 
+# The engine tests' sizes: none a multiple of a block, a warp or a vector width
+ODD_D, ODD_HIDDEN, ODD_OUT = 37, (129, 64), (3, 7, 5)
+
+
+def odd_pair(
+    act: str = "leaky_relu", out_act: str = "tanh", hidden: tuple[int, ...] = ODD_HIDDEN, seed: int = 0
+) -> tuple[af.MLPDecoder, LinearEncoder]:
+    """An MLPDecoder of the odd sizes (``torch.manual_seed(seed)`` first) and a linear encoder back."""
+    torch.manual_seed(seed)
+    dec = af.MLPDecoder(ODD_D, list(hidden), ODD_OUT, act=act, out_act=out_act)
+    return dec, LinearEncoder(int(np.prod(ODD_OUT)), ODD_D, seed + 1)
+
+
 def unit_rows(n: int, dim: int, seed: int = 0, dtype: type = np.float32) -> np.ndarray:
     """Random unit-norm features ``(n, dim)``."""
     rng = np.random.default_rng(seed)

@@ -17,7 +17,8 @@ import torch
 from helpers import unit_rows
 
 import advface_fast as af
-from advface_fast import mlp_engine, ops
+from advface_fast.engines import mlp_eager as mlp_engine
+from advface_fast.engines import ops
 
 REASON = ops.amx_unavailable_reason()
 needs_amx = pytest.mark.skipif(REASON is not None, reason=f"needs AMX-BF16: {REASON}")
@@ -92,7 +93,7 @@ def _decoder(seed=0):
 
 @needs_amx
 def test_engine_takes_amx_for_small_batches_and_keeps_ties_exact(monkeypatch):
-    monkeypatch.setattr(mlp_engine, "CPU_AMX", True)
+    monkeypatch.setenv("ADVFACE_CPU_AMX", "1")
     dec = _decoder().eval().requires_grad_(False)
     w = mlp_engine.mlp_weights(dec, torch.device("cpu"), "bf16")
     assert w.amx is not None and all(p is not None for p in w.amx)
@@ -133,7 +134,7 @@ def test_bf16_loop_on_amx_tracks_fp32_like_the_onednn_path(monkeypatch):
     ref = af.protect(z, _decoder(), device="cpu", **kw)
     runs = {}
     for amx in (True, False):
-        monkeypatch.setattr(mlp_engine, "CPU_AMX", amx)
+        monkeypatch.setenv("ADVFACE_CPU_AMX", "1" if amx else "0")
         runs[amx] = af.protect(z, _decoder(), device="cpu", precision="bf16", **kw)  # a fresh decoder: no cache
     moved = {amx: ((r - ref).abs() > 1e-3).float().mean().item() for amx, r in runs.items()}
     between = ((runs[True] - runs[False]).abs() > 1e-3).float().mean().item()

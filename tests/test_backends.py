@@ -8,14 +8,14 @@ import torch
 from helpers import make_pair, unit_rows
 
 import advface_fast as af
-from advface_fast.backends import resolve_backend
+from advface_fast.engines import resolve_backend
 
 KW = {"eps": 0.1, "alpha": 0.01, "steps": 1, "progress": False}
 
 
 def test_auto_on_cpu_is_the_mlp_engine_else_torch_even_under_the_interpreter():
     cpu = torch.device("cpu")
-    assert resolve_backend("auto", make_pair()[0], cpu).name == "mlp"
+    assert resolve_backend("auto", make_pair()[0], cpu).name == "mlp-eager"
     assert resolve_backend("auto", make_pair(dtype=torch.float64)[0], cpu).name == "torch"
     assert resolve_backend("auto", af.ConvDecoder(24, (3, 8, 8), base_channels=4), cpu).name == "torch"
 
@@ -70,13 +70,13 @@ def test_available_backends_lists_reasons():
 
 
 def test_auto_candidates_follow_the_measurements(monkeypatch):
-    from advface_fast.backends import _auto_candidates
+    from advface_fast.engines import auto_candidates as _auto_candidates
 
     monkeypatch.delenv("TRITON_INTERPRET")
     cuda = torch.device("cuda")
     assert _auto_candidates(cuda, "bf16") == ("cuda", "triton", "torch")  # H100 run: cuda > triton > torch
     assert _auto_candidates(cuda, "fp32") == _auto_candidates(cuda, "tf32") == ("cuda", "torch")
-    assert _auto_candidates(torch.device("cpu"), "bf16") == ("mlp", "torch")
+    assert _auto_candidates(torch.device("cpu"), "bf16") == ("mlp-eager", "torch")
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     assert "triton" not in _auto_candidates(cuda, "bf16")
 

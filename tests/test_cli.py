@@ -115,8 +115,8 @@ def test_help_and_module_entry_point():
     res = subprocess.run(
         [sys.executable, "-m", "advface_fast", "backends", "--device", "cpu"], capture_output=True, text=True
     )
-    assert res.returncode == 0 and "torch   available" in res.stdout
-    assert "auto    for an MLPDecoder: fp32 -> mlp, tf32 -> none, bf16 -> mlp" in res.stdout
+    assert res.returncode == 0 and "\ntorch           available\n" in res.stdout
+    assert "auto            for an MLPDecoder: fp32 -> mlp-eager, tf32 -> none, bf16 -> mlp-eager" in res.stdout
 
 
 def test_train_shadow_command_and_resume(tmp_path, capsys):

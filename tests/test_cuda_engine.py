@@ -1,4 +1,4 @@
-"""Backend "cuda" (csrc/pgd_loop.cu driven by advface_fast/cuda_engine.py).
+"""Backend "cuda" (csrc/pgd_loop.cu driven by advface_fast/engines/cuda_loop.py).
 
 On CPU machines: the loop is built whenever the CUDA part and cublasLt.h are available, the
 module imports without libcublasLt or a GPU, and the backend reports why it cannot run. On a GPU
@@ -11,19 +11,19 @@ implementations (the compiled C++ loop and its NVRTC fallback, ADVFACE_CUDA_LOOP
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-from helpers import LinearEncoder, unit_rows
+from helpers import ODD_D, ODD_HIDDEN, ODD_OUT, odd_pair, unit_rows
 
 import advface_fast as af
-from advface_fast import _ext, cuda_engine
-from advface_fast.cuda_engine import unavailable_reason
+from advface_fast import _ext
+from advface_fast.engines import cuda_loop as cuda_engine
+from advface_fast.engines.cuda_loop import unavailable_reason
 
 needs_gpu = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs a CUDA GPU (run by benchmarks/gpu_check.sh)"
 )
-D, HIDDEN, OUT = 37, (129, 64), (3, 7, 5)
+D, HIDDEN, OUT = ODD_D, ODD_HIDDEN, ODD_OUT
 
 
 def test_reports_why_it_cannot_run_without_a_gpu():
@@ -55,12 +55,10 @@ def test_the_compiled_loop_binding_takes_the_plan_buffers():
         pytest.skip("the extension was built without the CUDA loop")
     dec = af.MLPDecoder(D, list(HIDDEN), OUT)
     with pytest.raises(RuntimeError, match=r"libcublasLt|CUDA|cuda"):
-        cuda_engine._build_plan(dec, torch.device("cpu", 0), "bf16", 4, key=("cpu", "bf16", 4, (), "compiled"))
+        cuda_engine.build_plan(dec, torch.device("cpu", 0), "bf16", 4, impl="compiled")
 
 
-def _pair(act="leaky_relu", out_act="tanh", seed=0):
-    torch.manual_seed(seed)
-    return af.MLPDecoder(D, list(HIDDEN), OUT, act=act, out_act=out_act), LinearEncoder(int(np.prod(OUT)), D, seed + 1)
+_pair = odd_pair
 
 
 KW = {"eps": 0.05, "alpha": 0.01, "progress": False, "device": "cuda"}
@@ -97,7 +95,7 @@ def test_graph_replay_equals_eager_and_ties_are_exact(impl):
     runs = [prot(z) for _ in range(3)]
     assert torch.equal(runs[0], runs[1]) and torch.equal(runs[1], runs[2])
     (frozen,) = prot._frozen.values()
-    assert any(plan.loop.captured for plan in cuda_engine._PLANS[frozen].values())  # replays did happen
+    assert any(plan.loop.captured for plan in cuda_engine.PLANS.plans(frozen).values())  # replays did happen
     for precision in ("fp32", "bf16"):
         out = af.protect(
             z, dec, enc, start="original", steps=3, renorm=False, backend="cuda", precision=precision, **KW

@@ -14,8 +14,7 @@ import pytest
 import torch
 
 from advface_fast import _ext
-from advface_fast.errors import BackendUnavailableError
-from advface_fast.ops import (
+from advface_fast.engines.ops import (
     act_backward_,
     act_backward_ref,
     l1_out_grad_from_output,
@@ -26,6 +25,7 @@ from advface_fast.ops import (
     out_activation,
     out_activation_ref,
 )
+from advface_fast.errors import BackendUnavailableError
 
 pytestmark = pytest.mark.skipif(_ext.load() is None, reason="advface_fast._C is not built")
 ULP = torch.finfo(torch.float32).eps

@@ -13,7 +13,7 @@ import torch
 
 import advface_fast as af
 from advface_fast import _ext
-from advface_fast.ops import clipped_sign_step, clipped_sign_step_ref
+from advface_fast.engines.ops import clipped_sign_step, clipped_sign_step_ref
 
 ROOT = Path(__file__).resolve().parents[1]
 SKIP_EXT = os.environ.get("ADVFACE_SKIP_EXT") == "1"

@@ -16,30 +16,27 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import LinearEncoder, unit_rows
+from helpers import ODD_D, ODD_HIDDEN, ODD_OUT, odd_pair, unit_rows
 
 import advface_fast as af
-from advface_fast import mlp_engine
-from advface_fast.mlp_engine import mlp_decode, mlp_pgd, mlp_weights
+from advface_fast.engines import mlp_eager as mlp_engine
+from advface_fast.engines.mlp_eager import mlp_decode, mlp_pgd, mlp_weights
 from advface_fast.reference import l1_input_grad_ref, pgd_ref
 
-D, HIDDEN, OUT = 37, (129, 64), (3, 7, 5)  # odd sizes
+D, HIDDEN, OUT = ODD_D, ODD_HIDDEN, ODD_OUT
 KW = {"eps": 0.05, "alpha": 0.01, "progress": False, "device": "cpu"}
 
 
-def pair(act="leaky_relu", out_act="tanh", hidden=HIDDEN, seed=0):
-    torch.manual_seed(seed)
-    dec = af.MLPDecoder(D, list(hidden), OUT, act=act, out_act=out_act)
-    return dec, LinearEncoder(int(np.prod(OUT)), D, seed + 1)
+pair = odd_pair
 
 
 @pytest.fixture(params=[False, True], ids=["plain", "packed"])
 def packed(request, monkeypatch):
-    monkeypatch.setattr(mlp_engine, "CPU_PACKED", request.param)
+    monkeypatch.setenv("ADVFACE_CPU_PACKED", "1" if request.param else "0")
     monkeypatch.setattr(mlp_engine, "_worth_packing", lambda weight, batch: True)  # every layer, any size
-    mlp_engine._CACHE.clear()
+    mlp_engine.PLANS.clear()
     yield request.param
-    mlp_engine._CACHE.clear()
+    mlp_engine.PLANS.clear()
 
 
 @pytest.mark.parametrize("act", ["relu", "leaky_relu", "gelu"])

@@ -23,12 +23,15 @@ import subprocess
 import numpy as np
 import pytest
 import torch
-from helpers import unit_rows
+from helpers import ODD_D, ODD_HIDDEN, ODD_OUT, unit_rows
 
 import advface_fast as af
-from advface_fast import _ext, cuda_engine, mlp_engine, nvrtc_kernels
+from advface_fast import _ext
 from advface_fast.activations import hidden_activation
-from advface_fast.nvrtc_loop import PyPgdLoop, TorchKernels
+from advface_fast.engines import cuda_loop as cuda_engine
+from advface_fast.engines import mlp_eager as mlp_engine
+from advface_fast.engines import nvrtc_kernels
+from advface_fast.engines.nvrtc_loop import PyPgdLoop, TorchKernels
 
 needs_gpu = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs a CUDA GPU (run by benchmarks/gpu_check.sh)"
@@ -211,14 +214,14 @@ def test_stream_handle_speaks_the_cuda_stream_protocol():
     assert stream.ptr == 0xBEEF and isinstance(stream, cupy.cuda.Stream)
 
 
-D, HIDDEN, OUT = 37, (129, 64), (3, 7, 5)
+D, HIDDEN, OUT = ODD_D, ODD_HIDDEN, ODD_OUT
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize(("act", "out_act"), [("relu", "tanh"), ("leaky_relu", "sigmoid"), ("gelu", "none")])
 @pytest.mark.parametrize("batch", [1, 33])
 def test_python_driven_loop_equals_the_mlp_engine(monkeypatch, precision, act, out_act, batch):
-    monkeypatch.setattr(mlp_engine, "CPU_PACKED", False)  # plain addmm: the loop's GEMMs
+    monkeypatch.setenv("ADVFACE_CPU_PACKED", "0")  # plain addmm: the loop's GEMMs
     torch.manual_seed(0)
     dec = af.MLPDecoder(D, list(HIDDEN), OUT, act=act, out_act=out_act)
     rng = np.random.default_rng(1)
@@ -245,7 +248,7 @@ def test_cuda_backend_plumbing_through_the_python_loop(monkeypatch, precision):
     """cuda_engine.cuda_pgd / cuda_decode as the GPU runs them with ADVFACE_CUDA_LOOP=nvrtc, on the
     CPU with the kernels' torch twins: inputs copied into the plan, a plan per batch size (and
     reused), z0's dtype out, the decode's shape; each equal to the mlp engine's bytes."""
-    monkeypatch.setattr(mlp_engine, "CPU_PACKED", False)
+    monkeypatch.setenv("ADVFACE_CPU_PACKED", "0")
     monkeypatch.setattr(cuda_engine, "active_impl", lambda: "nvrtc")
     monkeypatch.setattr(nvrtc_kernels, "NvrtcKernels", lambda device: TorchKernels())
     torch.manual_seed(3)
@@ -261,9 +264,9 @@ def test_cuda_backend_plumbing_through_the_python_loop(monkeypatch, precision):
         image = cuda_engine.cuda_decode(dec, z0, precision)
         assert image.shape == (batch, *OUT)
         assert torch.equal(image, mlp_engine.mlp_decode(dec, z0, precision))
-    plans = cuda_engine._PLANS[dec]
+    plans = cuda_engine.PLANS.plans(dec)
     assert sorted(key[2] for key in plans) == [5, 33]  # one plan per batch size, reused
-    assert all(plan.key[-1] == "nvrtc" and not plan.loop.captured for plan in plans.values())
+    assert all(plan.impl == "nvrtc" and not plan.loop.captured for plan in plans.values())
 
 
 def test_python_driven_loop_refuses_a_mismatched_precision():

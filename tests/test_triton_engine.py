@@ -17,22 +17,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import LinearEncoder, triton_interpreter_broken, unit_rows
+from helpers import ODD_D, ODD_HIDDEN, ODD_OUT, odd_pair, triton_interpreter_broken, unit_rows
 
 import advface_fast as af
-from advface_fast.backends import resolve_backend
+from advface_fast.engines import resolve_backend
 from advface_fast.reference import l1_input_grad_ref, pgd_ref
 
 pytest.importorskip("triton")
 pytestmark = pytest.mark.skipif(bool(triton_interpreter_broken()), reason=str(triton_interpreter_broken()))
 
-D, HIDDEN, OUT = 37, (129, 64), (3, 7, 5)  # odd sizes, none a multiple of a block
+D, HIDDEN, OUT = ODD_D, ODD_HIDDEN, ODD_OUT
 KW = {"eps": 0.05, "alpha": 0.01, "progress": False, "device": "cpu"}  # interpreter tests, also on GPU machines
 
 
-def pair(act="leaky_relu", out_act="tanh", hidden=HIDDEN, seed=0):
-    torch.manual_seed(seed)
-    return af.MLPDecoder(D, list(hidden), OUT, act=act, out_act=out_act), LinearEncoder(int(np.prod(OUT)), D, seed + 1)
+pair = odd_pair
 
 
 @pytest.mark.parametrize("act", ["relu", "leaky_relu", "gelu"])

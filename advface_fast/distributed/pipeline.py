@@ -22,7 +22,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from ..optional import import_optional
-from ..settings import DEFAULT_START, DEFAULT_STEPS
+from ..settings import RunSettings
 from . import gallery as g
 from .run_state import WORK, clear_attempts, open_run, pending_tasks, publish
 from .worker import REPORTED_ERROR_TYPES, ProtectWorker, WorkerConfig
@@ -114,17 +114,7 @@ def protect_distributed(
     decoder: Any,
     encoder: Any = None,
     *,
-    eps: float | None = None,
-    alpha: float | None = None,
-    steps: int = DEFAULT_STEPS,
-    start: str = DEFAULT_START,
-    renorm: bool = True,
-    backend: str = "auto",
-    precision: str = "fp32",
-    seed: int = 0,
-    key: Any = None,
-    rotate: bool = False,
-    batch_size: int | None = None,
+    settings: RunSettings | None = None,
     workers: int | None = None,
     cpus_per_worker: float = 1,
     gpus_per_worker: float | None = None,
@@ -134,9 +124,9 @@ def protect_distributed(
     address: str | None = None,
     overwrite: bool = False,
     resume: bool = True,
-    progress: bool = True,
     max_retries: int = 3,
     _worker_cls: type = ProtectWorker,
+    **keywords: Any,
 ) -> DistributedResult:
     """Protect the sharded gallery in ``in_dir`` on a Ray cluster; write it to ``out_dir``.
 
@@ -154,8 +144,10 @@ def protect_distributed(
         decoder: the shadow decoder, an ``nn.Module`` or a ``.safetensors`` path (paths are
             loaded by each worker; give paths on a shared file system for a cluster).
         encoder: ``None`` (fine for ``start="random"``), an ``nn.Module``, or a model path.
-        eps, alpha, steps, start, renorm, backend, precision, seed, key, rotate, batch_size: as in
-            :class:`~advface_fast.Protector`. The key's bytes travel to the workers with their
+        settings, **keywords: the run's :class:`~advface_fast.settings.RunSettings` (eps, alpha,
+            steps, start, renorm, backend, precision, seed, key, rotate, batch_size, progress), as
+            for :class:`~advface_fast.Protector`; ``device`` is refused (each worker uses its
+            GPU, or the CPU: ``gpus_per_worker``). The key's bytes travel to the workers with their
             configuration (Ray's object store); the run manifest records only its key id.
         workers: actors in the pool (default: one per GPU, else one per ``cpus_per_worker`` CPUs).
         cpus_per_worker: CPUs (and torch threads) per actor.
@@ -167,7 +159,6 @@ def protect_distributed(
         overwrite: replace a complete earlier run in ``out_dir``.
         resume: continue an interrupted run in ``out_dir`` (same input and settings only);
             ``False`` discards it.
-        progress: show a progress bar (rows).
         max_retries: restarts of a dead worker and retries of its task before the run fails.
 
     Returns:
@@ -179,7 +170,8 @@ def protect_distributed(
         ResumeMismatchError / FileExistsError: ``out_dir`` holds another run or other files.
     """
     from ..fingerprint import module_fingerprint
-    from ..protector import Protector, _encoder_fingerprint, _in_dim
+    from ..protect_checks import encoder_fingerprint, in_dim
+    from ..protector import Protector
     from ..serialization import load_model
 
     in_dir, out_dir = Path(in_dir), Path(out_dir)
@@ -193,8 +185,25 @@ def protect_distributed(
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
     if out_dir.resolve() == in_dir.resolve():
         raise ValueError(f"out_dir is the input folder ({in_dir}); write to another folder")
+    run_settings = RunSettings.of(settings, **keywords)
+    if run_settings.device is not None:
+        raise ValueError("protect_distributed chooses each worker's device; use gpus_per_worker, not device=")
+    eps, alpha, steps, start = run_settings.eps, run_settings.alpha, run_settings.steps, run_settings.start
+    key, rotate, batch_size, progress = (
+        run_settings.key,
+        run_settings.rotate,
+        run_settings.batch_size,
+        run_settings.progress,
+    )
     kwargs = dict(
-        eps=eps, alpha=alpha, steps=steps, start=start, renorm=renorm, backend=backend, precision=precision, seed=seed
+        eps=eps,
+        alpha=alpha,
+        steps=steps,
+        start=start,
+        renorm=run_settings.renorm,
+        backend=run_settings.backend,
+        precision=run_settings.precision,
+        seed=run_settings.seed,
     )
     from ..keys import key_id, load_key
 
@@ -208,7 +217,7 @@ def protect_distributed(
 
     fmt, shards = g.scan_gallery(in_dir, feature_column, id_column)
     dim = next((s.dim for s in shards if s.dim >= 0), None)
-    expected = _in_dim(dec_module)
+    expected = in_dim(dec_module)
     if dim is not None and expected is not None and dim != expected:
         raise g.GalleryFormatError(f"the shards in {in_dir} have dimension {dim} but the decoder expects {expected}")
     run = {
@@ -216,7 +225,7 @@ def protect_distributed(
         "key": key_id(secret) if secret is not None else None,
         "rotate": bool(rotate),
         "decoder": module_fingerprint(dec_module),
-        "encoder": _encoder_fingerprint(checker.encoder),
+        "encoder": encoder_fingerprint(checker.encoder),
         "format": fmt,
         "feature_column": feature_column if fmt == "parquet" else None,
         "id_column": id_column if fmt == "parquet" else None,

@@ -30,7 +30,8 @@ from ...keys import keyed_rotation, rotate
 from ...metrics import pair_distances, verification_accuracy
 from ...protector import protect
 from ..config import config_from_json
-from ..faces import FacesEvalConfig, _train, attack_scores, differentiable, prepare
+from ..faces import FacesEvalConfig, attack_scores, prepare
+from ..faces_models import differentiable, train_cached
 from ..unlinkability import cross_pairs, linkability
 from .base import DEFENDER_KEY, Knowledge
 from .key_recovery import moment_alignment, oracle_scores, score_oracle
@@ -146,7 +147,7 @@ def _run(cfg: FacesThreatConfig, out: Path, cache_dir, log, progress) -> dict[st
 
     # ---- the attacks that know the method: purifiers on the attacker's own (CelebA) templates
     own = data.z_train
-    own_shadow = _train(
+    own_shadow = train_cached(
         "attacker-shadow-gelu",
         lambda: MLPDecoder(dim, cfg.own_shadow_hidden, shape, act="gelu"),
         data, fc, cfg.own_shadow_epochs, log, progress,

@@ -1,38 +1,33 @@
-"""The protection loop for :class:`~advface_fast.decoders.MLPDecoder` in PyTorch ops with the
-backward pass written out (backend ``"mlp"``; ``auto``'s choice on the CPU).
+"""Engine ``"mlp-eager"`` (old name ``"mlp"``, kept as an alias): the protection loop for
+:class:`~advface_fast.decoders.MLPDecoder` in PyTorch ops with the backward pass written out, on
+any device; ``auto``'s choice off CUDA.
 
 Same arithmetic as autograd through the reference (:func:`~advface_fast.reference.pgd_ref`): the
 forward is ``addmm`` per layer, the backward ``g @ W`` per layer with ATen's own activation
 backward kernels (``leaky_relu_backward``, ``gelu_backward``, ``tanh_backward``, ...), and the L1
-sign is ``sign(y - x~)``, so in fp32 it returns the reference's bytes. What it saves:
-
-* the autograd graph per step, and with it every saved tensor autograd keeps but the input
-  gradient never needs;
-* in bf16, the casts: ``torch.autocast`` converts every weight to bf16 on every call (forward and
-  backward), 2x the weights' bytes per step; here they are converted once per decoder and cached
-  (measured, 2 cores with AMX, decoder 512-1024-2048-3x32x32, batch 64: 2.55x the fp32
-  torchattacks-style loop against 1.31x for autocast).
+sign is ``sign(y - x~)``, so in fp32 with plain weights it returns the reference's bytes. What it
+saves: the autograd graph per step (and every saved tensor the input gradient never needs) and,
+in bf16, the casts: ``torch.autocast`` converts every weight to bf16 on every call, here they are
+converted once per decoder and kept in the plan cache (:mod:`advface_fast.plan_cache`).
 
 bf16 means bf16 GEMM operands and outputs with fp32 accumulation (oneDNN/cuBLAS), the output
-activation, the L1 sign, the projection and ``z`` in fp32. On CPUs with AMX tiles, batches of up
-to :data:`AMX_MAX_ROWS` rows run their small GEMMs (:data:`AMX_MAX_MACS`) on our own tile kernel
-(``ops.amx_linear``; layers whose sizes are multiples of 32), the same arithmetic in another
-summation order: oneDNN spends ~25 us a call whatever the size, which is most of a small layer's
-time (64 x 256 x 768: 41 us against 20 us; 64 x 128 x 256: 28 against 11; at 1024 rows oneDNN is
-as fast or faster).
+activation, the L1 sign, the projection and ``z`` in fp32. On the CPU the weights are packed for
+oneDNN once (``ADVFACE_CPU_PACKED``), and on CPUs with AMX tiles small bf16 GEMMs run on our own
+tile kernel (``ops.amx_linear``, ``ADVFACE_CPU_AMX``; layers whose sizes are multiples of 32), the
+same arithmetic in another summation order. The size thresholds below were set from
+measurements recorded in ``benchmarks/results/cpu_kernel_choices.md``.
 """
 
 from __future__ import annotations
 
-import os
-import weakref
 from dataclasses import dataclass
 
 import torch
 
-from .activations import hidden_activation, output_activation_
-from .decoders import MLPDecoder
-from .fingerprint import params_key
+from .. import overrides
+from ..activations import hidden_activation, output_activation_
+from ..decoders import MLPDecoder
+from ..plan_cache import PlanCache
 from .ops import (
     act_backward_ref,
     amx_linear,
@@ -41,17 +36,16 @@ from .ops import (
     clipped_sign_step,
     l1_sign_grad_from_output,
 )
+from .registry import Engine, mlp_decoder_only, register
+from .torch_reference import torch_precision
 
-# bf16 GEMMs of at most this many rows and multiply-adds take the AMX kernel on the CPU (measured,
-# 2 cores: 2-2.7x oneDNN at 64 x 128 x 256 .. 64 x 512 x 1024 = 2^25, ~1.1x at 64 x 1024 x 2048,
-# even or behind from 256 rows on: there oneDNN's fixed ~25 us no longer dominates); ADVFACE_CPU_AMX=0: never
+# bf16 GEMMs of at most this many rows and multiply-adds take the AMX kernel on the CPU; below 16
+# rows, only layers of at most AMX_MAX_GEMV_WEIGHTS weights (there oneDNN runs a matrix-vector
+# product bound by reading the weights, as the tiles are, and AMX pays only while oneDNN's fixed
+# cost per call dominates)
 AMX_MAX_ROWS = 128
 AMX_MAX_MACS = 1 << 25
-# below 16 rows oneDNN runs a matrix-vector product bound by reading the weights, as the tiles are:
-# there AMX only pays while the fixed cost dominates, on small layers (small decoder, 1 row: 1.65
-# against 2.33 ms a call; the medium decoder's 512 x 1024 layer: even or behind)
 AMX_MAX_GEMV_WEIGHTS = 1 << 18
-CPU_AMX = os.environ.get("ADVFACE_CPU_AMX", "1") != "0"
 
 
 @dataclass(frozen=True)
@@ -65,7 +59,6 @@ class MLPWeights:
     out_act: str
     slope: float
     out_shape: tuple[int, int, int]
-    key: tuple
     packed: tuple[tuple[torch.Tensor, torch.Tensor] | None, ...] | None = None
     # AMX tile copies (ops.amx_pack) of (W_i^T, W_i) and the fp32 bias per layer, bf16 on AMX CPUs
     amx: tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None, ...] | None = None
@@ -102,18 +95,13 @@ class MLPWeights:
         return g @ self.weights[i]
 
 
-_CACHE: weakref.WeakKeyDictionary[MLPDecoder, dict[tuple, MLPWeights]] = weakref.WeakKeyDictionary()
-# oneDNN-packed weights on the CPU (see _pack); ADVFACE_CPU_PACKED=0 keeps plain addmm, whose fp32
-# results are the reference's bytes (packed fp32 differs from it by summation order only)
-CPU_PACKED = os.environ.get("ADVFACE_CPU_PACKED", "1") != "0"
+PLANS: PlanCache[MLPWeights] = PlanCache()
 GEMM_DTYPE = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16}
 
 
 def _worth_packing(weight: torch.Tensor, batch: int) -> bool:
-    """Measured on 2 cores (benchmarks, 10-step loops): bf16 gains from packing at every size
-    (small decoder batch 64: 4.4 -> 3.7 ms; medium batch 1: 22.8 -> 13.9 ms); fp32 gains only on
-    large layers at batch >= 32 (medium decoder batch 64: 113 -> 109 ms) and loses on small
-    ones or single rows (small decoder batch 1: 0.8 -> 1.9 ms), where plain addmm stays."""
+    """bf16 gains from packing at every size; fp32 only on large layers at batch >= 32 (on small
+    ones or single rows plain addmm is faster)."""
     if weight.dtype == torch.bfloat16:
         return True
     return batch >= 32 and weight.numel() >= 1 << 20
@@ -124,9 +112,8 @@ def _pack(weights: tuple[torch.Tensor, ...], batch: int) -> tuple[tuple[torch.Te
     missing or fails.
 
     Why: oneDNN re-lays-out a plain weight on every matmul call (into AMX/AVX-512 blocks); packing
-    once saves that. Measured on 2 cores (batch 64, 2048x3072 layer): bf16 476 -> 781 GFLOP/s,
-    fp32 175 -> 234 GFLOP/s; equal at batch 1024. These are the private ops Inductor's CPU
-    freezing pass emits; a failed probe keeps the plain ``addmm`` path.
+    once saves that. These are the private ops Inductor's CPU freezing pass emits; a failed probe
+    keeps the plain ``addmm`` path.
     """
     if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
         return None
@@ -167,29 +154,28 @@ def _amx_pack(
 
 def mlp_weights(decoder: MLPDecoder, device: torch.device, precision: str, batch: int = 256) -> MLPWeights:
     """The decoder's weights for ``precision`` on ``device``, converted (and on the CPU packed for
-    oneDNN, see :func:`_pack`; ``batch`` is the packing's size hint) once and cached."""
+    oneDNN, see :func:`_pack`; ``batch`` is the packing's size hint) once and kept until a
+    parameter changes (:data:`PLANS`)."""
     dtype = GEMM_DTYPE[precision]
-    per_decoder = _CACHE.setdefault(decoder, {})
-    key = (str(device), dtype, params_key(decoder))
-    cached = per_decoder.get(key[:2])
-    if cached is not None and cached.key == key:
-        return cached
-    with torch.no_grad():
-        weights = tuple(layer.weight.detach().to(device=device, dtype=dtype).contiguous() for layer in decoder.layers)
-        biases = tuple(layer.bias.detach().to(device=device, dtype=dtype).contiguous() for layer in decoder.layers)
-        w = MLPWeights(
-            weights,
-            biases,
-            decoder.act,
-            decoder.out_act,
-            decoder.negative_slope,
-            decoder.out_shape,
-            key,
-            _pack(weights, batch) if device.type == "cpu" and CPU_PACKED else None,
-            _amx_pack(weights, biases) if device.type == "cpu" and dtype == torch.bfloat16 and CPU_AMX else None,
-        )
-    per_decoder[key[:2]] = w
-    return w
+    packed = device.type == "cpu" and overrides.cpu_packed()
+    amx = device.type == "cpu" and dtype == torch.bfloat16 and overrides.cpu_amx()
+
+    def build() -> MLPWeights:
+        with torch.no_grad():
+            weights = tuple(lay.weight.detach().to(device=device, dtype=dtype).contiguous() for lay in decoder.layers)
+            biases = tuple(lay.bias.detach().to(device=device, dtype=dtype).contiguous() for lay in decoder.layers)
+            return MLPWeights(
+                weights,
+                biases,
+                decoder.act,
+                decoder.out_act,
+                decoder.negative_slope,
+                decoder.out_shape,
+                _pack(weights, batch) if packed else None,
+                _amx_pack(weights, biases) if amx else None,
+            )
+
+    return PLANS.get(decoder, (str(device), dtype, packed, amx), build)
 
 
 def _forward(w: MLPWeights, z: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -240,3 +226,25 @@ def mlp_decode(decoder: MLPDecoder, z: torch.Tensor, precision: str = "fp32") ->
     zeros at ``z`` itself), in ``z``'s dtype."""
     w = mlp_weights(decoder, z.device, precision, batch=z.shape[0])
     return _forward(w, z)[1].reshape(z.shape[0], *w.out_shape).to(z.dtype)
+
+
+def _pgd(decoder, z0, centre, target, eps, alpha, steps, precision="fp32"):
+    with torch_precision(z0.device, "tf32" if precision == "tf32" else "fp32"):
+        return mlp_pgd(decoder, z0, centre, target, eps, alpha, steps, precision)
+
+
+def _decode(decoder, z, precision="fp32"):
+    with torch_precision(z.device, "tf32" if precision == "tf32" else "fp32"):
+        return mlp_decode(decoder, z, precision)
+
+
+MLP_EAGER = register(
+    Engine(
+        "mlp-eager",
+        "MLPDecoder, backward written out in torch ops, weights converted once; any device (CPU: oneDNN/AMX)",
+        _pgd,
+        _decode,
+        checks=(mlp_decoder_only("the mlp-eager engine"),),
+        aliases=("mlp",),
+    )
+)

@@ -1,6 +1,7 @@
 """One batch of the AdvFace protection: shadow image, start point, the PGD loop, re-normalisation.
 
-The loop itself (``pgd``) comes from a backend; everything around it is shared by all backends.
+The loop itself (``pgd``) comes from an engine (:mod:`advface_fast.engines.registry`); everything
+around it is shared by all engines.
 """
 
 from __future__ import annotations
@@ -11,16 +12,16 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from .errors import NonFiniteError
-from .reference import renorm_ref
-from .seeding import row_uniform
-from .settings import ProtectParams
+from ..errors import NonFiniteError
+from ..reference import renorm_ref
+from ..seeding import row_uniform
+from ..settings import ProtectParams
 
 PGDFn = Callable[..., torch.Tensor]  # pgd_ref's signature plus precision=
 
 
 class LoopEngine(Protocol):
-    """What :func:`protect_batch` needs of an engine (:class:`~advface_fast.backends.Backend` is one):
+    """What :func:`protect_batch` needs of an engine (:class:`~advface_fast.engines.registry.Engine` is one):
     the loop ``pgd`` and the matching forward ``decode``. A protocol, so that this module does not
     import the registry that imports it."""
 

@@ -10,7 +10,7 @@ nvcc's for device code (``-fmad=true``, IEEE division and square root, no flush 
 both builds do the same arithmetic.
 
 :class:`NvrtcKernels` launches them on torch tensors (raw device addresses, torch's current
-stream): the elementwise half of :class:`~advface_fast.nvrtc_loop.PyPgdLoop`.
+stream): the elementwise half of :class:`~advface_fast.engines.nvrtc_loop.PyPgdLoop`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .activations import ACT_CODES, OUT_ACT_CODES
+from ..activations import ACT_CODES, OUT_ACT_CODES
 
 SOURCE = "cuda_kernels.cuh"
 HEADERS = (SOURCE, "epilogues.h")
@@ -39,8 +39,8 @@ _C_TYPE = {torch.float32: "float", torch.bfloat16: "unsigned short"}  # bf16 tra
 def source_dir() -> Path | None:
     """The folder holding the kernel sources: the installed copy (``advface_fast/_csrc``), else
     the source checkout's ``csrc/`` (editable installs); None when neither has them."""
-    here = Path(__file__).resolve().parent
-    for folder in (here / "_csrc", here.parent / "csrc"):
+    package = Path(__file__).resolve().parent.parent
+    for folder in (package / "_csrc", package.parent / "csrc"):
         if all((folder / name).is_file() for name in HEADERS):
             return folder
     return None
@@ -177,7 +177,7 @@ class NvrtcKernels:
     current stream (so they order with torch's GEMMs and are captured by ``torch.cuda.graph``).
     The methods mirror the nvcc build's launchers (``csrc/epilogues.cu``, ``clipped_sign_step.cu``):
     packs of VEC elements over the aligned body, one element per thread over the tail;
-    :class:`~advface_fast.nvrtc_loop.TorchKernels` is their torch twin."""
+    :class:`~advface_fast.engines.nvrtc_loop.TorchKernels` is their torch twin."""
 
     def __init__(self, device: torch.device) -> None:
         self.device = device.index if device.index is not None else torch.cuda.current_device()

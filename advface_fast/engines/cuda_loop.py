@@ -1,47 +1,47 @@
-"""Backend ``"cuda"``: the protection loop for :class:`~advface_fast.decoders.MLPDecoder` driven
-from C++ (``csrc/pgd_loop.cu``): cuBLASLt GEMMs with the bias epilogue, the elementwise kernels of
-``csrc/epilogues.cu`` and the sign step of ``csrc/clipped_sign_step.cu``, the ``steps`` of a
-batch captured in one CUDA graph from the second batch of a shape on.
+"""Engines ``"cuda-compiled"`` and ``"cuda-nvrtc"`` (family ``"cuda"``: compiled where it can run,
+else NVRTC; ``ADVFACE_CUDA_LOOP`` overrides): the protection loop for
+:class:`~advface_fast.decoders.MLPDecoder` on cuBLAS(Lt) GEMMs and the package's CUDA kernels.
+
+``cuda-compiled`` drives the loop from C++ (``csrc/pgd_loop.cu``): cuBLASLt GEMMs with the bias
+epilogue, the elementwise kernels of ``csrc/epilogues.cu`` and the sign step of
+``csrc/clipped_sign_step.cu``, the ``steps`` of a batch captured in one CUDA graph from the second
+batch of a shape on. ``cuda-nvrtc`` (:class:`~advface_fast.engines.nvrtc_loop.PyPgdLoop`) runs the
+same kernels compiled at run time by NVRTC through CuPy, torch's cuBLAS GEMMs and the loop in
+Python under :class:`~advface_fast.cuda_graphs.GraphRunner`: for installs without nvcc or
+cublasLt.h.
 
 This module owns the memory (torch tensors: weights in the GEMM dtype, activations, gradients,
 a cuBLASLt workspace) and hands raw device addresses to the extension, which has no libtorch
-ABI. A plan is built per (decoder weights, device, precision, batch size) and cached.
+ABI. A plan is built per (decoder weights, device, precision, batch size, loop) and kept in
+:data:`PLANS` (:class:`~advface_fast.plan_cache.PlanCache`).
 
-Arithmetic: the same as the ``mlp`` engine (GEMM operands and outputs in the GEMM dtype, fp32
+Arithmetic: the same as the eager engine (GEMM operands and outputs in the GEMM dtype, fp32
 accumulation; the output activation, the L1 sign, the projection and ``z`` in fp32), with
-cuBLASLt's choice of summation order.
-
-Two implementations of the loop, one backend: ``"compiled"`` (the C++ loop above, built by nvcc
-with the extension) and ``"nvrtc"`` (:class:`~advface_fast.nvrtc_loop.PyPgdLoop`: the same
-kernels compiled at run time by NVRTC through CuPy, torch's cuBLAS GEMMs, the loop in Python
-captured in a CUDA graph), for installs without nvcc or cublasLt.h. ``ADVFACE_CUDA_LOOP`` picks
-one (``auto``, the default: compiled when it can run, else nvrtc; ``compiled``; ``nvrtc``).
+cuBLAS's choice of summation order.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import sys
-import weakref
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from . import _ext
-from .activations import ACT_CODES, OUT_ACT_CODES
-from .decoders import MLPDecoder
-from .fingerprint import params_key
-from .mlp_engine import GEMM_DTYPE
+from .. import _ext, overrides
+from ..activations import ACT_CODES, OUT_ACT_CODES
+from ..decoders import MLPDecoder
+from ..plan_cache import PlanCache
+from .mlp_eager import GEMM_DTYPE
 from .ops import DTYPE_CODES
+from .registry import Engine, Family, mlp_decoder_only, nvidia_gpu_only, register
 
 WORKSPACE_BYTES = 32 << 20  # cuBLASLt's recommended workspace on Hopper
 PLANS_PER_DECODER = 4  # full batches and a tail batch or two; older plans are dropped
-LOOP_IMPLS = ("auto", "compiled", "nvrtc")
+LOOP_IMPLS = overrides.CUDA_LOOPS  # ("auto", "compiled", "nvrtc")
 
 
 def _cublaslt_candidates() -> list[str]:
@@ -78,20 +78,24 @@ def compiled_unavailable_reason() -> str | None:
 
 def loop_impl() -> str:
     """The loop implementation ``ADVFACE_CUDA_LOOP`` asks for (``auto`` when unset)."""
-    impl = os.environ.get("ADVFACE_CUDA_LOOP", "auto").strip().lower() or "auto"
-    if impl not in LOOP_IMPLS:
-        raise ValueError(f"ADVFACE_CUDA_LOOP={impl!r} is not one of {', '.join(LOOP_IMPLS)}")
-    return impl
+    return overrides.cuda_loop()
+
+
+def impl_unavailable_reason(impl: str) -> str | None:
+    """None if loop ``impl`` (``"compiled"`` or ``"nvrtc"``) can run in this process, else why not."""
+    if impl == "compiled":
+        return compiled_unavailable_reason()
+    from .nvrtc_kernels import unavailable_reason as nvrtc_reason
+
+    return nvrtc_reason()
 
 
 def _resolve() -> tuple[str | None, str | None]:
     """``(implementation that runs, None)`` or ``(None, why neither can)``."""
-    from .nvrtc_kernels import unavailable_reason as nvrtc_reason
-
     impl = loop_impl()
     reasons = {}
     for cand in ("compiled", "nvrtc") if impl == "auto" else (impl,):
-        reasons[cand] = compiled_unavailable_reason() if cand == "compiled" else nvrtc_reason()
+        reasons[cand] = impl_unavailable_reason(cand)
         if reasons[cand] is None:
             return cand, None
     return None, "; ".join(f"{k} loop: {v}" for k, v in reasons.items())
@@ -110,7 +114,7 @@ def active_impl() -> str | None:
 
 @dataclass
 class _Plan:
-    key: tuple
+    impl: str  # "compiled" or "nvrtc"
     loop: Any
     tensors: dict[str, Any]  # everything the loop points into: kept alive with the plan
     out_shape: tuple[int, int, int]
@@ -120,7 +124,7 @@ class _Plan:
         return self.tensors["z"]
 
 
-_PLANS: weakref.WeakKeyDictionary[MLPDecoder, OrderedDict[tuple, _Plan]] = weakref.WeakKeyDictionary()
+PLANS: PlanCache[_Plan] = PlanCache(per_decoder=PLANS_PER_DECODER)
 
 
 def plan_buffers(decoder: MLPDecoder, device: torch.device, precision: str, batch: int) -> dict[str, Any]:
@@ -150,13 +154,14 @@ def plan_buffers(decoder: MLPDecoder, device: torch.device, precision: str, batc
         }
 
 
-def _build_plan(decoder: MLPDecoder, device: torch.device, precision: str, batch: int, key: tuple) -> _Plan:
+def build_plan(decoder: MLPDecoder, device: torch.device, precision: str, batch: int, impl: str) -> _Plan:
+    """A loop of implementation ``impl`` over new buffers for ``batch`` rows."""
     t = plan_buffers(decoder, device, precision, batch)
-    if key[-1] == "nvrtc":
+    if impl == "nvrtc":
         from .nvrtc_loop import PyPgdLoop
 
         loop = PyPgdLoop(t, precision, decoder.act, decoder.out_act, decoder.negative_slope)
-        return _Plan(key, loop, t, decoder.out_shape)
+        return _Plan(impl, loop, t, decoder.out_shape)
     t["workspace"] = torch.empty(WORKSPACE_BYTES, device=device, dtype=torch.uint8)
     ptrs = {k: [x.data_ptr() for x in v] if isinstance(v, list) else v.data_ptr() for k, v in t.items()}
     loop = _ext.load().PgdLoop(
@@ -171,23 +176,15 @@ def _build_plan(decoder: MLPDecoder, device: torch.device, precision: str, batch
         workspace_bytes=WORKSPACE_BYTES,
         **ptrs,
     )
-    return _Plan(key, loop, t, decoder.out_shape)
+    return _Plan(impl, loop, t, decoder.out_shape)
 
 
-def _plan(decoder: MLPDecoder, device: torch.device, precision: str, batch: int) -> _Plan:
-    impl = active_impl()
+def _plan(decoder: MLPDecoder, device: torch.device, precision: str, batch: int, impl: str | None) -> _Plan:
+    impl = impl or active_impl()
     if impl is None:
         raise RuntimeError(f"the CUDA backend cannot run here: {unavailable_reason()}")
-    key = (str(device), precision, batch, params_key(decoder), impl)
-    plans = _PLANS.setdefault(decoder, OrderedDict())
-    plan = plans.get(key[:3])
-    if plan is None or plan.key != key:
-        plan = _build_plan(decoder, device, precision, batch, key)
-        plans[key[:3]] = plan
-        while len(plans) > PLANS_PER_DECODER:
-            plans.popitem(last=False)
-    plans.move_to_end(key[:3])
-    return plan
+    slot = (str(device), precision, batch, impl)
+    return PLANS.get(decoder, slot, lambda: build_plan(decoder, device, precision, batch, impl))
 
 
 def _stream(device: torch.device) -> int:
@@ -210,9 +207,11 @@ def cuda_pgd(
     alpha: float,
     steps: int,
     precision: str = "fp32",
+    impl: str | None = None,
 ) -> torch.Tensor:
-    """:func:`~advface_fast.reference.pgd_ref` on the CUDA loop; shapes as there, ``z0``'s dtype out."""
-    plan = _plan(decoder, z0.device, precision, z0.shape[0])
+    """:func:`~advface_fast.reference.pgd_ref` on the CUDA loop ``impl`` (``"compiled"``,
+    ``"nvrtc"``; None: :func:`active_impl`); shapes as there, ``z0``'s dtype out."""
+    plan = _plan(decoder, z0.device, precision, z0.shape[0], impl)
     plan.z.copy_(z0)
     plan.tensors["centre"].copy_(centre)
     plan.tensors["target"].copy_(target.reshape(target.shape[0], -1))
@@ -223,10 +222,41 @@ def cuda_pgd(
 
 
 @torch.no_grad()
-def cuda_decode(decoder: MLPDecoder, z: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
+def cuda_decode(decoder: MLPDecoder, z: torch.Tensor, precision: str = "fp32", impl: str | None = None) -> torch.Tensor:
     """``S(z)`` ``(B, C, H, W)`` with the loop's forward arithmetic, in ``z``'s dtype."""
-    plan = _plan(decoder, z.device, precision, z.shape[0])
+    plan = _plan(decoder, z.device, precision, z.shape[0], impl)
     plan.z.copy_(z)
     with _on(z.device):
         plan.loop.decode(_stream(z.device))
     return plan.tensors["image"].clone().reshape(z.shape[0], *plan.out_shape).to(z.dtype)
+
+
+def _engine(impl: str, description: str) -> Engine:
+    def pgd(decoder, z0, centre, target, eps, alpha, steps, precision="fp32"):
+        return cuda_pgd(decoder, z0, centre, target, eps, alpha, steps, precision, impl=impl)
+
+    def decode(decoder, z, precision="fp32"):
+        return cuda_decode(decoder, z, precision, impl=impl)
+
+    def loop_ready(decoder, device, precision):
+        return impl_unavailable_reason(impl)
+
+    checks = (nvidia_gpu_only("cuda"), mlp_decoder_only("the CUDA engine"), loop_ready)
+    return Engine(f"cuda-{impl}", description, pgd, decode, checks=checks, family="cuda")
+
+
+def _variants(device: torch.device) -> tuple[str, ...]:
+    impl = loop_impl()
+    return ("cuda-compiled", "cuda-nvrtc") if impl == "auto" else (f"cuda-{impl}",)
+
+
+CUDA = register(
+    Family("cuda", "cuda-compiled where it can run, else cuda-nvrtc (ADVFACE_CUDA_LOOP overrides)", _variants)
+)
+
+CUDA_COMPILED = register(
+    _engine("compiled", "MLPDecoder on NVIDIA GPUs: the loop in C++ (cuBLASLt GEMMs, our kernels, one CUDA graph)")
+)
+CUDA_NVRTC = register(
+    _engine("nvrtc", "MLPDecoder on NVIDIA GPUs: our kernels compiled by NVRTC (CuPy), torch's cuBLAS, loop in Python")
+)

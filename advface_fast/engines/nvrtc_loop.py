@@ -1,11 +1,11 @@
 """The CUDA backend's loop driven from Python, for installs whose ``advface_fast._C`` has no CUDA
 loop (no nvcc or no cublasLt.h at build time): torch's cuBLAS GEMMs into preallocated buffers and
 the package's own elementwise kernels (``csrc/cuda_kernels.cuh`` compiled by NVRTC,
-:mod:`advface_fast.nvrtc_kernels`), the ``steps`` of a batch captured in one CUDA graph
-(``torch.cuda.graph``) from the second call of a plan on, as the C++ loop does.
+:mod:`advface_fast.engines.nvrtc_kernels`), the ``steps`` of a batch captured in one CUDA graph
+(:mod:`advface_fast.cuda_graphs`) from the second call with the same settings on.
 
 :class:`PyPgdLoop` has the interface of the extension's ``PgdLoop`` (``run``, ``decode``,
-``captured``) over the same buffers (``cuda_engine._build_plan``), and the same step:
+``captured``) over the same buffers (``cuda_loop.build_plan``), and the same step:
 
     forward   h_0 = z (bf16: to_bf16(z));  pre_i = h_i W_i^T + b_i;  h_{i+1} = act(pre_i)
     sign      g = sign(out_act(pre_L) - target) * out_act'(...)            (l1_sign_out_grad)
@@ -19,13 +19,13 @@ on any device, which is how the CPU test suite checks this driver's wiring again
 from __future__ import annotations
 
 import contextlib
-import warnings
 from collections.abc import Iterator
 from typing import Any, Protocol
 
 import torch
 
-from .activations import hidden_activation
+from ..activations import hidden_activation
+from ..cuda_graphs import GraphRunner
 from .ops import act_backward_ref, clipped_sign_step_ref, l1_sign_out_grad_ref, out_activation_ref
 
 
@@ -43,7 +43,7 @@ class ElementwiseKernels(Protocol):
 
 
 class TorchKernels:
-    """:class:`ElementwiseKernels` by the torch reference ops (:mod:`advface_fast.ops`' ``*_ref``)."""
+    """:class:`ElementwiseKernels` by the torch reference ops (:mod:`advface_fast.engines.ops`' ``*_ref``)."""
 
     def to_bf16(self, x: torch.Tensor, out: torch.Tensor) -> None:
         out.copy_(x)
@@ -65,7 +65,7 @@ class TorchKernels:
 
 
 class PyPgdLoop:
-    """The protection loop over the buffers of ``cuda_engine._build_plan`` (``tensors``: weights,
+    """The protection loop over the buffers of ``cuda_loop.build_plan`` (``tensors``: weights,
     biases, pre, hidden, grad_hidden, z, centre, target, z_in, grad_out, grad_z, image; layout in
     ``csrc/pgd_loop.h``). ``precision``: ``"fp32"``, ``"tf32"`` or ``"bf16"`` (the buffers' GEMM
     dtype must match). ``kernels``: the elementwise kernels (default: NVRTC's on the GPU)."""
@@ -94,11 +94,7 @@ class PyPgdLoop:
         # the last backward GEMM's output in the GEMM dtype before the fp32 grad_z (a bf16 GEMM
         # cannot write fp32 through torch.mm; rounding keeps every sign, which is all the step reads)
         self._grad_z_gemm = torch.empty_like(tensors["z_in"]) if self.bf16 else tensors["grad_z"]
-        self._graph: torch.cuda.CUDAGraph | None = None
-        self._graph_key: tuple[int, float, float] | None = None
-        self._calls = 0
-        self._side: torch.cuda.Stream | None = None  # warm-up and capture stream (CUDA only)
-        self.graph_error: str | None = None
+        self.graphs = GraphRunner(self.device, self.device.type == "cuda", "NVRTC loop")
 
     @contextlib.contextmanager
     def _matmul_precision(self) -> Iterator[None]:
@@ -142,62 +138,26 @@ class PyPgdLoop:
     @property
     def captured(self) -> bool:
         """Whether a CUDA graph of the loop exists (as the extension's ``PgdLoop.captured``)."""
-        return self._graph is not None
+        return self.graphs.captured
+
+    @property
+    def graph_error(self) -> str | None:
+        """Why a CUDA graph capture failed (the loop then runs eagerly), or None."""
+        return self.graphs.graph_error
 
     def run(self, steps: int, eps: float, alpha: float, stream: int | None = None) -> None:
         """``steps`` projected sign steps on ``tensors["z"]`` in place, on torch's current stream
         (``stream`` is accepted for the extension's signature; torch's current stream is the one
-        it would be). First call eager; later calls with the same (steps, eps, alpha) replay one
-        CUDA graph (on CUDA devices)."""
-        key = (int(steps), float(eps), float(alpha))
-        with torch.no_grad(), self._matmul_precision():
-            if self._graph is not None and self._graph_key == key:
-                self._graph.replay()
-            elif self.device.type != "cuda" or self.graph_error is not None:
-                for _ in range(steps):
-                    self._step(eps, alpha)
-            elif self._calls == 0:
-                self._warm_up(steps, eps, alpha)
-            else:
-                self._capture(key)
-                if self._graph is not None:
-                    self._graph.replay()
-                else:
-                    for _ in range(steps):
-                        self._step(eps, alpha)
-        self._calls += 1
+        it would be). On CUDA devices the steps are captured in one CUDA graph and replayed
+        (:class:`~advface_fast.cuda_graphs.GraphRunner`: eager for the first call with a
+        (steps, eps, alpha), captured on the second)."""
 
-    def _side_stream(self) -> torch.cuda.Stream:
-        if self._side is None:
-            self._side = torch.cuda.Stream(self.device)
-        return self._side
-
-    def _warm_up(self, steps: int, eps: float, alpha: float) -> None:
-        """The first call, eager, on the stream later captures use (torch's documented pattern:
-        lazy per-stream state such as cuBLAS's workspace is then set up outside any capture),
-        ordered after and before the caller's stream."""
-        caller, side = torch.cuda.current_stream(self.device), self._side_stream()
-        side.wait_stream(caller)
-        with torch.cuda.stream(side):
+        def body() -> None:
             for _ in range(steps):
                 self._step(eps, alpha)
-        caller.wait_stream(side)
 
-    def _capture(self, key: tuple[int, float, float]) -> None:
-        """One CUDA graph of ``steps`` steps; on failure the loop stays eager (``graph_error``
-        says why, with a warning once): slower, same numbers."""
-        steps, eps, alpha = key
-        graph = torch.cuda.CUDAGraph()
-        try:
-            with torch.cuda.graph(graph, stream=self._side_stream()):
-                for _ in range(steps):
-                    self._step(eps, alpha)
-        except RuntimeError as exc:
-            self.graph_error = f"{type(exc).__name__}: {exc}"
-            self._graph = self._graph_key = None
-            warnings.warn(f"CUDA graph capture failed, the loop runs eagerly: {exc}", RuntimeWarning, stacklevel=3)
-            return
-        self._graph, self._graph_key = graph, key
+        with torch.no_grad(), self._matmul_precision():
+            self.graphs.run((int(steps), float(eps), float(alpha)), body)
 
     def decode(self, stream: int | None = None) -> None:
         """``tensors["image"] = out_act(forward(z))`` with the loop's forward arithmetic."""

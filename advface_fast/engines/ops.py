@@ -17,10 +17,10 @@ others equal torch's except where a transcendental (tanh, exp, erf) rounds an ul
 (ATen uses Sleef on the CPU). ``backend="auto"`` takes the compiled kernel on CUDA, and on the
 CPU for ``clipped_sign_step`` (one pass instead of three temporaries) and
 ``l1_sign_grad_from_output`` (no transcendental; one vectorised pass, AVX2/AVX-512 picked at run
-time, instead of ATen's four: 15 vs 41 us on 64 x 768, bf16 out); it keeps torch on the CPU for
-the other three, whose vectorised Sleef transcendentals are 10-15x faster than the C library's
-scalar ones the C++ kernels call (measured, 2 cores: 64 x 768 tanh epilogue, 54 us torch vs
-830 us) - the C++ versions are the CPU twins that test the shared math.
+time, instead of ATen's four); it keeps torch on the CPU for the other three, whose vectorised
+Sleef transcendentals are much faster than the C library's scalar ones the C++ kernels call - the
+C++ versions are the CPU twins that test the shared math. The measurements behind these choices:
+``benchmarks/results/cpu_kernel_choices.md``.
 """
 
 from __future__ import annotations
@@ -29,16 +29,16 @@ import functools
 
 import torch
 
-from . import _ext
-from .activations import (
+from .. import _ext
+from ..activations import (
     ACT_CODES,
     OUT_ACT_CODES,
     hidden_activation_backward,
     output_activation,
     output_activation_backward,
 )
-from .errors import BackendUnavailableError
-from .reference import clipped_sign_step_ref
+from ..errors import BackendUnavailableError
+from ..reference import clipped_sign_step_ref
 
 __all__ = [
     "act_backward_",
@@ -145,8 +145,7 @@ def l1_sign_grad_from_output(
     shape; a new tensor of ``dtype`` (float32/bfloat16). Bit-identical to the reference (no
     transcendental: ``1 - y*y`` is one FMA, as in ATen's vectorised kernel). ``auto`` takes the
     compiled kernel on the CPU: one vectorised pass instead of ATen's four (sub, sign,
-    tanh_backward, cast; measured in the bf16 loop, small decoder, batch 64 x 768 pixels, 2 cores:
-    ~110 us of a 430 us step)."""
+    tanh_backward, cast; see ``benchmarks/results/cpu_kernel_choices.md``)."""
     if target.shape != y.shape or target.dtype != torch.float32 or y.dtype != torch.float32:
         raise ValueError(
             f"y and target must be float32 of one shape, got {y.dtype} {tuple(y.shape)}, "

@@ -1,0 +1,55 @@
+"""The settings of a real-faces evaluation (:class:`FacesEvalConfig`) and the paper's LFW figures
+it is compared with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..settings import DEFAULT_ALPHA, DEFAULT_EPS, DEFAULT_STEPS
+from .config import config_from_json
+
+# the paper's LFW figures (Table 1 / Table 2 of AdvFace, CVPR 2023), for comparison only
+PAPER_LFW = {
+    "accuracy": {"unprotected": 98.13, "random": 97.07, "dp": 97.38, "online": 96.73, "offline": 98.05},
+    "identity_inference": {"unprotected": 97.40, "random": 94.83, "dp": 94.00, "offline": 3.37},
+}
+
+
+@dataclass
+class FacesEvalConfig:
+    """Settings of a real-faces evaluation (JSON config files override any of them)."""
+
+    # the evaluated protocol: an LFW-format pairs file, or a folder with one sub-folder per identity
+    pairs: str | None = "../shared/data/lfw/pairs.txt"
+    pairs_images: str | None = None  # LFW image root (default: lfw-deepfunneled beside pairs.txt)
+    test_folder: str | None = None  # instead of pairs: identity folders, pairs drawn LFW-style
+    # the faces the defender and the attackers train on (disjoint from the evaluated images)
+    train_images: str = "../shared/data/celeba_subset/images"
+    train_identity: str | None = "../shared/data/celeba_subset/identity.txt"  # None: identity folders
+    encoder: str = "sface"  # "sface", or an .onnx / .safetensors path with its input contract
+    detector: str = "yunet"  # "yunet" (five-point alignment) or "none" (the images are aligned already)
+    judge: str = "dlib"  # "dlib" or "none"
+    size: int = 64  # decoder output side (RGB); the encoder's contract resizes to its input
+    shadow_hidden: list[int] = field(default_factory=lambda: [512, 1024])
+    shadow_epochs: int = 30
+    attackers: list[str] = field(default_factory=lambda: ["mlp_wide", "conv", "resup"])
+    attacker_epochs: int = 30
+    attacker_epochs_by_name: dict[str, int] = field(default_factory=dict)  # overrides, e.g. {"conv": 4}
+    # an attacker with white-box E: this architecture's L1 decoder fine-tuned with an identity loss
+    identity_attacker: str | None = "conv"
+    identity_steps: int = 300
+    eps: float = DEFAULT_EPS
+    alpha_ratio: float = DEFAULT_ALPHA / DEFAULT_EPS
+    steps: int = DEFAULT_STEPS
+    laplace_epsilon: float = 200.0
+    sweep_eps: list[float] = field(default_factory=lambda: [0.02, 0.04, 0.08, 0.12])
+    sweep_laplace: list[float] = field(default_factory=lambda: [50.0, 200.0, 1000.0])
+    privacy_per_fold: int = 100  # matched pairs per fold whose reconstructions E scores
+    judge_per_fold: int = 30  # of those, how many E2 also scores (dlib: ~0.1 s a face)
+    seed: int = 0
+    note: str = ""
+
+    @classmethod
+    def from_json(cls, path: str | Path | None) -> FacesEvalConfig:
+        return config_from_json(cls, path)

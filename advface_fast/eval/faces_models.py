@@ -1,0 +1,125 @@
+"""The models of a real-faces evaluation, trained once and cached: the defender's shadow decoder
+(an MLPDecoder, so the fused engines apply) and the attackers (other architectures, one trained
+with an identity loss through E), all on the training faces, disjoint from the evaluated ones."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from ..decoders import MLPDecoder
+from ..serialization import KEY_ENCODER, load_model, save_model
+from ..train import fit_decoder
+from .attackers import make_attacker
+from .faces_config import FacesEvalConfig
+from .faces_data import FacesData, cache_key
+
+
+def train_cached(
+    name: str, make: Callable[[], torch.nn.Module], data: FacesData, cfg: FacesEvalConfig, epochs: int, log, progress
+) -> torch.nn.Module:
+    key = cache_key(name, data.train_key, data.encoder_key, cfg.size, epochs, cfg.seed, cfg.shadow_hidden)
+    path = data.cache / "models" / f"{name}-{key}.safetensors"
+    if path.is_file():
+        log(f"{name}: reusing {path}")
+        return load_model(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = time.time()
+    n_val = max(1, len(data.z_train) // 40)
+    g = torch.Generator().manual_seed(cfg.seed)
+    perm = torch.randperm(len(data.z_train), generator=g)
+    val, tr = perm[:n_val], perm[n_val:]
+    model, hist = fit_decoder(
+        data.z_train[tr],
+        data.x_train[tr],
+        make(),
+        val=(data.z_train[val], data.x_train[val]),
+        epochs=epochs,
+        batch_size=128,
+        seed=cfg.seed + 7,
+        checkpoint=path.with_suffix(".ckpt"),
+        progress=progress,
+        log=lambda s: None,
+    )
+    save_model(model, path, metadata={KEY_ENCODER: data.encoder_key})
+    path.with_suffix(".ckpt").unlink(missing_ok=True)
+    last = hist[-1]
+    log(
+        f"{name}: trained in {time.time() - t:.0f} s; val L1 {last.get('val_l1', float('nan')):.3f}, "
+        f"SSIM {last.get('val_ssim', float('nan')):.3f}"
+    )
+    return model
+
+
+def differentiable(encoder: object):
+    """``images -> unit features`` with autograd for an encoder: a TorchEncoder's own, or an ONNX
+    model's graph in torch (:class:`~advface_fast.onnx_torch.OnnxTorchModule`)."""
+    from ..encoders import OnnxEncoder, TorchEncoder
+    from ..onnx_torch import OnnxTorchModule
+
+    if isinstance(encoder, TorchEncoder):
+        return encoder.features
+    if isinstance(encoder, OnnxEncoder) and encoder.spec is not None:
+        return TorchEncoder(OnnxTorchModule.from_file(encoder.path), spec=encoder.spec).features
+    raise TypeError(f"no differentiable form of {type(encoder).__name__} for the identity-loss attacker")
+
+
+def attackers(data: FacesData, cfg: FacesEvalConfig, log, progress) -> dict[str, torch.nn.Module]:
+    """The attackers: L1 decoders of ``cfg.attackers`` and the identity-loss one (cached)."""
+    import copy
+
+    from ..train.identity import finetune_identity
+
+    dim, shape = data.z_test.shape[1], (3, cfg.size, cfg.size)
+    names = dict.fromkeys([*cfg.attackers, *([cfg.identity_attacker] if cfg.identity_attacker else [])])
+    epochs = {a: cfg.attacker_epochs_by_name.get(a, cfg.attacker_epochs) for a in names}
+    out = {
+        a: train_cached(f"attacker-{a}", lambda a=a: make_attacker(a, dim, shape), data, cfg, epochs[a], log, progress)
+        for a in names
+    }
+    if cfg.identity_attacker:
+        base = cfg.identity_attacker
+        name = f"{base}+id"
+        key = cache_key(name, data.train_key, data.encoder_key, cfg.size, epochs[base], cfg.identity_steps, cfg.seed)
+        path = data.cache / "models" / f"attacker-{name}-{key}.safetensors"
+        if path.is_file():
+            log(f"{name}: reusing {path}")
+            out[name] = load_model(path)
+        else:
+            t = time.time()
+            model, _ = finetune_identity(
+                copy.deepcopy(out[base]),
+                data.z_train,
+                data.x_train,
+                differentiable(data.encoder),
+                steps=cfg.identity_steps,
+                seed=cfg.seed,
+                progress=progress,
+                log=log,
+            )
+            save_model(model, path, metadata={KEY_ENCODER: data.encoder_key})
+            log(f"{name}: fine-tuned in {time.time() - t:.0f} s")
+            out[name] = model
+        if base not in cfg.attackers:
+            del out[base]
+    return out
+
+
+def prepare(
+    cfg: FacesEvalConfig, out: Path, cache_dir: str | Path | None, log: Callable[[str], None], progress: bool
+) -> tuple[FacesData, torch.nn.Module, dict[str, torch.nn.Module]]:
+    """What every real-faces run starts from (all cached): the data, the shadow decoder, the attackers."""
+    from ..faces.align import default_cache_dir
+
+    out.mkdir(parents=True, exist_ok=True)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    data = FacesData(cfg, cache, log, progress)
+    dim, shape = data.z_test.shape[1], (3, cfg.size, cfg.size)
+    log(f"system threshold {data.threshold:.3f} (squared L2); E2 threshold {data.e2_threshold}")
+    shadow = train_cached(
+        "shadow-mlp", lambda: MLPDecoder(dim, cfg.shadow_hidden, shape), data, cfg, cfg.shadow_epochs, log, progress
+    )
+    return data, shadow, attackers(data, cfg, log, progress)
