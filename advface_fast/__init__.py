@@ -15,7 +15,7 @@ from .face_encoder import FaceEncoder
 from .input_spec import InputSpec
 from .protector import Protector, protect
 from .serialization import load_model, register_model, save_model
-from .settings import ProtectParams
+from .settings import ProtectParams, RunSettings
 
 __version__ = "0.1.0"
 
@@ -32,6 +32,7 @@ __all__ = [
     "ProtectParams",
     "Protector",
     "ResumeMismatchError",
+    "RunSettings",
     "TorchEncoder",
     "available_backends",
     "load_default",

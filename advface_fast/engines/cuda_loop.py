@@ -232,16 +232,11 @@ def cuda_decode(decoder: MLPDecoder, z: torch.Tensor, precision: str = "fp32", i
 
 
 def _engine(impl: str, description: str) -> Engine:
-    def pgd(decoder, z0, centre, target, eps, alpha, steps, precision="fp32"):
-        return cuda_pgd(decoder, z0, centre, target, eps, alpha, steps, precision, impl=impl)
-
-    def decode(decoder, z, precision="fp32"):
-        return cuda_decode(decoder, z, precision, impl=impl)
-
     def loop_ready(decoder, device, precision):
         return impl_unavailable_reason(impl)
 
     checks = (nvidia_gpu_only("cuda"), mlp_decoder_only("the CUDA engine"), loop_ready)
+    pgd, decode = functools.partial(cuda_pgd, impl=impl), functools.partial(cuda_decode, impl=impl)
     return Engine(f"cuda-{impl}", description, pgd, decode, checks=checks, family="cuda")
 
 

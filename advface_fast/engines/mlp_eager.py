@@ -210,13 +210,15 @@ def mlp_pgd(
     precision: str = "fp32",
 ) -> torch.Tensor:
     """:func:`~advface_fast.reference.pgd_ref` for an MLPDecoder, backward written out; ``z`` and
-    the step in fp32 whatever ``precision``. Shapes as in ``pgd_ref``; returns ``z0``'s dtype."""
+    the step in fp32 whatever ``precision`` (tf32: tf32 matmuls, CUDA). Shapes as in ``pgd_ref``;
+    returns ``z0``'s dtype."""
     w = mlp_weights(decoder, z0.device, precision, batch=z0.shape[0])
     tgt = target.reshape(target.shape[0], -1).float()
     z = z0.float().contiguous().clone()
     c = centre.float().contiguous()
-    for _ in range(steps):
-        clipped_sign_step(z, _input_grad(w, z, tgt), c, eps, alpha)  # in place; compiled when built
+    with _matmul_precision(z0.device, precision):
+        for _ in range(steps):
+            clipped_sign_step(z, _input_grad(w, z, tgt), c, eps, alpha)  # in place; compiled when built
     return z.to(z0.dtype)
 
 
@@ -225,25 +227,21 @@ def mlp_decode(decoder: MLPDecoder, z: torch.Tensor, precision: str = "fp32") ->
     """``S(z)`` ``(B, C, H, W)`` with the loop's forward arithmetic (so the L1 signs are exact
     zeros at ``z`` itself), in ``z``'s dtype."""
     w = mlp_weights(decoder, z.device, precision, batch=z.shape[0])
-    return _forward(w, z)[1].reshape(z.shape[0], *w.out_shape).to(z.dtype)
+    with _matmul_precision(z.device, precision):
+        return _forward(w, z)[1].reshape(z.shape[0], *w.out_shape).to(z.dtype)
 
 
-def _pgd(decoder, z0, centre, target, eps, alpha, steps, precision="fp32"):
-    with torch_precision(z0.device, "tf32" if precision == "tf32" else "fp32"):
-        return mlp_pgd(decoder, z0, centre, target, eps, alpha, steps, precision)
-
-
-def _decode(decoder, z, precision="fp32"):
-    with torch_precision(z.device, "tf32" if precision == "tf32" else "fp32"):
-        return mlp_decode(decoder, z, precision)
+def _matmul_precision(device: torch.device, precision: str):
+    """tf32 matmuls for ``precision="tf32"``; nothing else (bf16 is in the cached weights' dtype)."""
+    return torch_precision(device, "tf32" if precision == "tf32" else "fp32")
 
 
 MLP_EAGER = register(
     Engine(
         "mlp-eager",
         "MLPDecoder, backward written out in torch ops, weights converted once; any device (CPU: oneDNN/AMX)",
-        _pgd,
-        _decode,
+        mlp_pgd,
+        mlp_decode,
         checks=(mlp_decoder_only("the mlp-eager engine"),),
         aliases=("mlp",),
     )

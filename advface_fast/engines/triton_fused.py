@@ -53,26 +53,41 @@ def _tma_ready(decoder: nn.Module, device: torch.device, precision: str) -> str 
     return None
 
 
+def triton_pgd(
+    decoder: nn.Module,
+    z0: torch.Tensor,
+    centre: torch.Tensor,
+    target: torch.Tensor,
+    eps: float,
+    alpha: float,
+    steps: int,
+    precision: str = "fp32",
+    gemm: str = "auto",
+) -> torch.Tensor:
+    """:func:`~advface_fast.reference.pgd_ref` on the fused loop, GEMM kernel ``gemm`` (``"auto"``,
+    ``"tma"``, ``"pointer"``: ``mlp_gemm_tma.forced``); ``z0``'s dtype out."""
+    from ..kernels.mlp_gemm_tma import forced
+    from ..kernels.pgd_mlp import pgd_mlp, plan_for
+
+    with forced(gemm):
+        return pgd_mlp(plan_for(decoder, z0.device, precision), z0, centre, target, eps, alpha, steps).to(z0.dtype)
+
+
+def triton_decode(decoder: nn.Module, z: torch.Tensor, precision: str = "fp32", gemm: str = "auto") -> torch.Tensor:
+    """``S(z)`` ``(B, C, H, W)`` float32 on the loop's kernels, GEMM kernel ``gemm``."""
+    from ..kernels.mlp_gemm_tma import forced
+    from ..kernels.pgd_mlp import decode_mlp, plan_for
+
+    with forced(gemm):
+        out = decode_mlp(plan_for(decoder, z.device, precision), z)
+    return out.reshape(z.shape[0], *decoder.out_shape)
+
+
 def _engine(gemm: str, description: str) -> Engine:
-    def pgd(decoder, z0, centre, target, eps, alpha, steps, precision="fp32"):
-        from ..kernels.mlp_gemm_tma import forced
-        from ..kernels.pgd_mlp import pgd_mlp, plan_for
-
-        with forced(gemm):
-            plan = plan_for(decoder, z0.device, precision)
-            return pgd_mlp(plan, z0, centre, target, eps, alpha, steps).to(z0.dtype)
-
-    def decode(decoder, z, precision="fp32"):
-        from ..kernels.mlp_gemm_tma import forced
-        from ..kernels.pgd_mlp import decode_mlp, plan_for
-
-        with forced(gemm):
-            out = decode_mlp(plan_for(decoder, z.device, precision), z)
-        return out.reshape(z.shape[0], *decoder.out_shape)
-
     checks = (nvidia_gpu_only("triton", interpreter_ok=True), mlp_decoder_only("the fused engine"), _triton_ready)
     if gemm == "tma":
         checks = (*checks, _tma_ready)
+    pgd, decode = functools.partial(triton_pgd, gemm=gemm), functools.partial(triton_decode, gemm=gemm)
     return Engine(f"triton-{gemm}", description, pgd, decode, checks=checks, family="triton")
 
 
