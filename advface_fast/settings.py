@@ -127,8 +127,7 @@ class RunSettings:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        e, a = resolve_eps_alpha(self.eps, self.alpha, REFERENCE_DIM)  # resolved per dimension later
-        ProtectParams(eps=e, alpha=a, steps=self.steps, start=self.start, renorm=bool(self.renorm), seed=self.seed)
+        self.params(REFERENCE_DIM)  # validates eps, alpha, steps, start, seed (defaults resolved per dimension later)
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision={self.precision!r} is not one of {', '.join(map(repr, PRECISIONS))}")
         if not isinstance(self.backend, str):

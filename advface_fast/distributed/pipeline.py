@@ -108,6 +108,11 @@ def _resources(
     return gpus_per_worker, workers
 
 
+# the settings the run manifest records as given (the key by its id, the rotation beside them); a
+# resumed run must match them
+_MANIFEST_SETTINGS = ("eps", "alpha", "steps", "start", "renorm", "backend", "precision", "seed")
+
+
 def protect_distributed(
     in_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -188,31 +193,14 @@ def protect_distributed(
     run_settings = RunSettings.of(settings, **keywords)
     if run_settings.device is not None:
         raise ValueError("protect_distributed chooses each worker's device; use gpus_per_worker, not device=")
-    eps, alpha, steps, start = run_settings.eps, run_settings.alpha, run_settings.steps, run_settings.start
-    key, rotate, batch_size, progress = (
-        run_settings.key,
-        run_settings.rotate,
-        run_settings.batch_size,
-        run_settings.progress,
-    )
-    kwargs = dict(
-        eps=eps,
-        alpha=alpha,
-        steps=steps,
-        start=start,
-        renorm=run_settings.renorm,
-        backend=run_settings.backend,
-        precision=run_settings.precision,
-        seed=run_settings.seed,
-    )
+    kwargs = {name: getattr(run_settings, name) for name in _MANIFEST_SETTINGS}
     from ..keys import key_id, load_key
 
-    secret = load_key(key) if key is not None else None
+    secret = load_key(run_settings.key) if run_settings.key is not None else None
+    rotate = bool(run_settings.rotate)
     dec_module = load_model(decoder) if isinstance(decoder, (str, os.PathLike)) else decoder
-    checker = Protector(  # validates the settings
-        dec_module, encoder, batch_size=batch_size, progress=False, key=secret, rotate=rotate, **kwargs
-    )
-    if start == "shadow" and checker.encoder is None:
+    checker = Protector(dec_module, encoder, settings=run_settings, key=secret, progress=False)  # validates
+    if run_settings.start == "shadow" and checker.encoder is None:
         raise ValueError('start="shadow" needs an encoder; pass encoder=... or use start="random"')
 
     fmt, shards = g.scan_gallery(in_dir, feature_column, id_column)
@@ -223,7 +211,7 @@ def protect_distributed(
     run = {
         **kwargs,
         "key": key_id(secret) if secret is not None else None,
-        "rotate": bool(rotate),
+        "rotate": rotate,
         "decoder": module_fingerprint(dec_module),
         "encoder": encoder_fingerprint(checker.encoder),
         "format": fmt,
@@ -253,7 +241,7 @@ def protect_distributed(
                 tasks=tasks,
                 decoder=decoder,
                 encoder=encoder,
-                protect_kwargs={**kwargs, "batch_size": batch_size, "key": secret, "rotate": bool(rotate)},
+                protect_kwargs={**kwargs, "batch_size": run_settings.batch_size, "key": secret, "rotate": rotate},
                 feature_column=feature_column,
                 id_column=id_column,
             ),
@@ -262,7 +250,7 @@ def protect_distributed(
             cpus_per_worker=cpus_per_worker,
             gpus_per_worker=gpus_per_worker,
             address=address,
-            progress=progress,
+            progress=run_settings.progress,
             total_rows=total_rows,
             max_retries=max_retries,
         )

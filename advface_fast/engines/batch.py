@@ -48,10 +48,10 @@ def protect_batch(
         decoder: frozen shadow decoder in eval mode.
         encoder: face encoder (required for ``start="shadow"``).
         params: the run's settings.
-        backend: the backend (its ``decode`` and ``pgd``).
+        backend: the engine (its ``decode`` and ``pgd``).
         images: online mode: the original images ``(B, *out_shape)``, the L1 target instead of the
             shadow image.
-        precision: ``"fp32"``, ``"tf32"`` or ``"bf16"`` GEMMs inside the loop (see backends).
+        precision: ``"fp32"``, ``"tf32"`` or ``"bf16"`` GEMMs inside the loop (see the engine registry).
 
     Returns the protected features ``(B, D)``, same dtype and device as ``z``.
     """

@@ -81,6 +81,13 @@ def loop_impl() -> str:
     return overrides.cuda_loop()
 
 
+def candidate_impls() -> tuple[str, ...]:
+    """The loops to try, in order: compiled then nvrtc, or the one ``ADVFACE_CUDA_LOOP`` names
+    (the ``cuda`` family's variants are these)."""
+    impl = loop_impl()
+    return ("compiled", "nvrtc") if impl == "auto" else (impl,)
+
+
 def impl_unavailable_reason(impl: str) -> str | None:
     """None if loop ``impl`` (``"compiled"`` or ``"nvrtc"``) can run in this process, else why not."""
     if impl == "compiled":
@@ -92,9 +99,8 @@ def impl_unavailable_reason(impl: str) -> str | None:
 
 def _resolve() -> tuple[str | None, str | None]:
     """``(implementation that runs, None)`` or ``(None, why neither can)``."""
-    impl = loop_impl()
     reasons = {}
-    for cand in ("compiled", "nvrtc") if impl == "auto" else (impl,):
+    for cand in candidate_impls():
         reasons[cand] = impl_unavailable_reason(cand)
         if reasons[cand] is None:
             return cand, None
@@ -241,8 +247,7 @@ def _engine(impl: str, description: str) -> Engine:
 
 
 def _variants(device: torch.device) -> tuple[str, ...]:
-    impl = loop_impl()
-    return ("cuda-compiled", "cuda-nvrtc") if impl == "auto" else (f"cuda-{impl}",)
+    return tuple(f"cuda-{impl}" for impl in candidate_impls())
 
 
 CUDA = register(
