@@ -10,7 +10,7 @@ from .decoders import ConvDecoder, MLPDecoder
 from .defaults import load_default
 from .encoders import Encoder, OnnxEncoder, TorchEncoder
 from .engines import available_backends
-from .errors import BackendUnavailableError, GalleryFormatError, ModelFormatError, ResumeMismatchError
+from .errors import BackendUnavailableError, GalleryFormatError, ImageReadError, ModelFormatError, ResumeMismatchError
 from .face_encoder import FaceEncoder
 from .input_spec import InputSpec
 from .protector import Protector, protect
@@ -25,6 +25,7 @@ __all__ = [
     "Encoder",
     "FaceEncoder",
     "GalleryFormatError",
+    "ImageReadError",
     "InputSpec",
     "MLPDecoder",
     "ModelFormatError",

@@ -103,6 +103,7 @@ def _train_default(args: argparse.Namespace) -> int:
         per_id=args.per_id,
         encoder_epochs=args.encoder_epochs,
         decoder_epochs=args.decoder_epochs,
+        dim=args.dim,
         progress=not args.no_progress,
     )
     print(f"wrote {args.out_dir}; use them with: export {MODELS_ENV}={args.out_dir}", file=sys.stderr)
@@ -163,5 +164,8 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
     td.add_argument("--per-id", type=int, default=16, help="images per identity")
     td.add_argument("--encoder-epochs", type=int, default=8, help="epochs of the encoder")
     td.add_argument("--decoder-epochs", type=int, default=20, help="epochs of the shadow decoder and the attacker")
+    td.add_argument(
+        "--dim", type=int, default=128, help="template dimension (the shipped models: 128; 512 for ArcFace-class size)"
+    )
     td.add_argument("--no-progress", action="store_true", help="no progress bars")
     td.set_defaults(func=_train_default)

@@ -72,15 +72,20 @@ def train_default(
     per_id: int = 16,
     encoder_epochs: int = 8,
     decoder_epochs: int = 20,
+    dim: int = WORLD["dim"],
     progress: bool = True,
     log=print,
 ) -> dict[str, Any]:
     """Train the default models and save them in ``out_dir`` (the package's own ``ASSETS`` only
     when passed explicitly, as the maintainers do); returns the numbers written to
-    ``default.json``. Point ``$ADVFACE_MODELS`` at ``out_dir`` to use them."""
+    ``default.json``. Point ``$ADVFACE_MODELS`` at ``out_dir`` to use them. ``dim`` is the
+    template dimension (the shipped models: 128; e.g. 512 to measure the package on templates of
+    ArcFace-class size in the same world)."""
     from .encoders import TorchEncoder
     from .train import train_decoder, train_encoder
 
+    if not isinstance(dim, int) or isinstance(dim, bool) or dim < 2:
+        raise ValueError(f"dim must be an integer >= 2, got {dim!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
@@ -92,14 +97,14 @@ def train_default(
     x_dec_val, _ = world.dataset(200, 2, id_offset=IDS["heldout"])
     log(f"rendered {len(x_tr) + len(x_val) + len(x_att) + len(x_dec_val)} images in {time.time() - t0:.1f} s")
     encoder, enc_hist = train_encoder(
-        x_tr, y_tr, val=(x_val, y_val), dim=WORLD["dim"], epochs=encoder_epochs, progress=progress, log=log
+        x_tr, y_tr, val=(x_val, y_val), dim=dim, epochs=encoder_epochs, progress=progress, log=log
     )
     save_model(encoder, out / "encoder.safetensors")
     enc = TorchEncoder(encoder)
     shadow, sh_hist = train_decoder(
         enc,
         x_tr,
-        MLPDecoder(WORLD["dim"], [512, 1024], (3, WORLD["size"], WORLD["size"])),
+        MLPDecoder(dim, [512, 1024], (3, WORLD["size"], WORLD["size"])),
         val_images=x_dec_val,
         epochs=decoder_epochs,
         progress=progress,
@@ -109,7 +114,7 @@ def train_default(
     attacker, at_hist = train_decoder(
         enc,
         x_att,
-        ConvDecoder(WORLD["dim"], (3, WORLD["size"], WORLD["size"]), 32),
+        ConvDecoder(dim, (3, WORLD["size"], WORLD["size"]), 32),
         val_images=x_dec_val,
         epochs=decoder_epochs,
         seed=1,
@@ -118,7 +123,7 @@ def train_default(
     )
     save_model(attacker, out / "attacker.safetensors")
     info = {
-        "world": WORLD,
+        "world": {**WORLD, "dim": dim},
         "ids": IDS,
         "train_ids": ids,
         "per_id": per_id,

@@ -11,6 +11,11 @@ class GalleryFormatError(AdvFaceError, ValueError):
     """A gallery file (``.npy``) is corrupt, truncated or of an unsupported layout."""
 
 
+class ImageReadError(AdvFaceError, ValueError):
+    """Image files of a face collection cannot be decoded (corrupt, truncated, not an image, over
+    the pixel bound); the message names them."""
+
+
 class ModelFormatError(AdvFaceError, ValueError):
     """A weight file is not an advface_fast model file, or does not match its own config."""
 

@@ -73,12 +73,25 @@ def detect_faces(image: np.ndarray, score_threshold: float = 0.6) -> np.ndarray:
 
 def align_face(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     """Warp an RGB image so its five ``landmarks`` ``(5, 2)`` land on the ArcFace template:
-    a similarity transform (rotation, uniform scale, shift) to a 112x112 RGB uint8 crop."""
+    a similarity transform (rotation, uniform scale, shift) to a 112x112 RGB uint8 crop.
+
+    A bilinear warp samples without a low-pass filter, so it is used to shrink by at most 2x: a
+    larger face (a high-resolution portrait) is first area-averaged down to that size, else the
+    crop aliases (moire in hair and fabric that the recogniser sees)."""
     cv2 = import_optional("cv2", "face alignment")
 
-    m, _ = cv2.estimateAffinePartial2D(np.asarray(landmarks, np.float32).reshape(5, 2), ARCFACE_TEMPLATE)
+    lm = np.asarray(landmarks, np.float32).reshape(5, 2)
+    m, _ = cv2.estimateAffinePartial2D(lm, ARCFACE_TEMPLATE)
     if m is None:
         raise ValueError("cannot fit a similarity transform to these landmarks")
+    scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
+    if scale < 0.5:
+        f = 2 * scale
+        h, w = image.shape[:2]
+        size = (max(1, round(w * f)), max(1, round(h * f)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        lm = lm * np.array([size[0] / w, size[1] / h], np.float32)
+        m, _ = cv2.estimateAffinePartial2D(lm, ARCFACE_TEMPLATE)
     return cv2.warpAffine(image, m, (112, 112), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 

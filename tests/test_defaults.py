@@ -80,3 +80,17 @@ def test_user_models_folder_from_the_environment(tmp_path, monkeypatch):
     assert default_models_dir() == ASSETS
     with pytest.raises(SystemExit):  # train-default names no folder: refused, nothing written
         main(["train-default"])
+
+
+def test_train_default_at_another_dimension(tmp_path):
+    from advface_fast.defaults import train_default
+
+    info = train_default(
+        tmp_path, ids=12, per_id=2, encoder_epochs=1, decoder_epochs=1, dim=40, progress=False, log=lambda s: None
+    )
+    assert info["world"]["dim"] == 40
+    m = load_default(tmp_path)
+    assert m.shadow.in_dim == 40 and m.encoder(m.world.render(torch.arange(3), torch.zeros(3))).shape == (3, 40)
+    with pytest.raises(ValueError, match="dim"):
+        train_default(tmp_path / "no", dim=1, progress=False)
+    assert not (tmp_path / "no").exists()

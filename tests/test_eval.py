@@ -82,4 +82,8 @@ def test_small_end_to_end_run(tmp_path, monkeypatch):
     assert base > 20
     assert priv["AdvFace start=random"]["shipped_conv"]["identity_inference"] < base / 2
     assert util["AdvFace start=random"]["vs_fresh"]["acc"] >= util["unprotected"]["vs_fresh"]["acc"] - 5
-    assert json.loads((tmp_path / "results.json").read_text())["config"]["users"] == 60
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["config"]["users"] == 60
+    assert (saved["dim"], saved["config"]["eps"]) == (128, 0.08)  # eps None: the default for the dimension
+    moved = util["AdvFace start=random"]["mean_cosine_to_clean"]
+    assert util["unprotected"]["mean_cosine_to_clean"] == pytest.approx(1.0) and 0.3 < moved < 0.999

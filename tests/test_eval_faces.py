@@ -40,6 +40,7 @@ def test_eval_faces_on_identity_folders_through_the_cli(tmp_path):
         "attacker_epochs": 2,
         "identity_attacker": "mlp_wide",
         "identity_steps": 20,
+        "shadow_identity_steps": 5,
         "sweep_eps": [0.04, 0.08],
         "sweep_laplace": [200.0],
         "privacy_per_fold": 3,
@@ -77,11 +78,22 @@ def test_eval_faces_on_identity_folders_through_the_cli(tmp_path):
     advface = util["AdvFace, package default (start=random)"]["mean_cosine_to_clean"]
     assert 0.3 < advface < 0.999  # moved, within the ball
     assert [r["param"] for r in res["sweep"] if r["method"] == "AdvFace start=random"] == [0.04, 0.08]
+    # the identity-trained shadow's rows (the offline start of a 2-epoch shadow lands anywhere)
+    assert -1 <= util["AdvFace offline, identity-trained shadow (start=shadow)"]["mean_cosine_to_clean"] <= 1
+    assert 0.3 < util["AdvFace, identity-trained shadow (start=random)"]["mean_cosine_to_clean"] < 0.999
+    assert res["config"]["eps"] == 0.08  # resolved for the 128-d encoder
     report = (tmp_path / "out" / "report.md").read_text()
     assert "AdvFace offline (start=shadow, eq. 3)" in report and "Data credit" in report
+    assert "| AdvFace offline, identity-trained shadow (start=shadow) | " in report
+    assert "fine-tuned 5 steps" in report
     assert (tmp_path / "out" / "grid.png").stat().st_size > 0
     models = sorted(p.name.split("-")[0] for p in (tmp_path / "cache" / "models").glob("*.safetensors"))
-    assert models == ["attacker", "attacker", "shadow"]
+    assert models == ["attacker", "attacker", "shadow", "shadow"]
+    from advface_fast.decoders import MLPDecoder
+    from advface_fast.serialization import load_model
+
+    (id_shadow,) = (tmp_path / "cache" / "models").glob("shadow-mlp+id-*.safetensors")
+    assert isinstance(load_model(id_shadow), MLPDecoder)  # the fused engines still apply
     # a rerun reuses every cached stage and gives the same numbers
     assert main(args) == 0
     again = json.loads((tmp_path / "out" / "results.json").read_text())
@@ -96,6 +108,18 @@ def test_eval_faces_on_identity_folders_through_the_cli(tmp_path):
     assert acc[0.6] < res["unprotected_acc"] - 3 <= acc[0.005]
     assert res["recommendation"]["eps"] == 0.005
     assert main([*cal, "--eps-grid", "0.6", "--max-loss", "3"]) == 1  # nothing qualifies: a non-zero exit
+
+
+def test_eps_and_its_sweep_follow_the_encoder_dimension_unless_given():
+    from advface_fast.eval.faces_config import FacesEvalConfig
+
+    cfg = FacesEvalConfig()
+    assert cfg.eps is None and cfg.sweep_eps is None
+    assert (cfg.for_dim(128).eps, cfg.for_dim(128).sweep_eps) == (0.08, [0.02, 0.04, 0.08, 0.12])
+    assert (cfg.for_dim(512).eps, cfg.for_dim(512).sweep_eps) == (0.04, [0.01, 0.02, 0.04, 0.06])
+    given = FacesEvalConfig(eps=0.05, sweep_eps=[0.1]).for_dim(512)
+    assert (given.eps, given.sweep_eps) == (0.05, [0.1])
+    assert FacesEvalConfig(eps=0.05).for_dim(512).sweep_eps == [0.0125, 0.025, 0.05, 0.075]
 
 
 def test_recommend_eps_takes_the_largest_within_the_bound():

@@ -94,6 +94,34 @@ def test_identity_folder_and_identity_file(tmp_path):
         read_identity_file(flat, tmp_path / "bad.txt")
 
 
+def test_identity_folder_as_collections_are_copied_around(tmp_path):
+    root = tmp_path / "faces"
+    _jpg(root / "ann" / "0.jpg", 0)
+    _jpg(root / "ann" / "2019" / "1.JPG", 1)  # an identity's images in nested session folders
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(root / "ann" / "scan.tif")
+    _jpg(root / "bob" / "0.jpeg", 2)
+    (root / "bob" / "._0.jpeg").write_bytes(b"\x00\x05\x16\x07 AppleDouble")  # macOS resource fork
+    (root / "bob" / ".DS_Store").write_bytes(b"Bud1")
+    (root / "bob" / "notes.txt").write_text("not an image")
+    _jpg(root / "bob" / ".ipynb_checkpoints" / "0.jpg", 3)
+    _jpg(root / "__MACOSX" / "bob" / "0.jpg", 4)
+    _jpg(root / ".trash" / "0.jpg", 5)
+    _jpg(root / "loose.jpg", 6)  # directly in the root: no identity
+    data = read_identity_folder(root)
+    assert data.names == ["ann", "bob"] and data.labels.tolist() == [0, 0, 0, 1]
+    assert [f.relative_to(root).as_posix() for f in data.files] == [
+        "ann/0.jpg",
+        "ann/2019/1.JPG",
+        "ann/scan.tif",
+        "bob/0.jpeg",
+    ]
+    flat = tmp_path / "flat"
+    for k in range(3):
+        _jpg(flat / f"{k}.jpg", k)
+    with pytest.raises(GalleryFormatError, match="its 3 images directly in it belong to no identity"):
+        read_identity_folder(flat)
+
+
 def test_pairs_from_identities_is_identity_disjoint_across_folds(tmp_path):
     for ident in range(25):
         for k in range(2 + ident % 3):
@@ -101,7 +129,10 @@ def test_pairs_from_identities_is_identity_disjoint_across_folds(tmp_path):
     data = read_identity_folder(tmp_path)
     p = pairs_from_identities(data, n_folds=10, seed=1)
     assert p.n_folds == 10 and p.same.sum() == 25 and (~p.same).sum() == 25
-    label = data.labels
+    # only the images the pairs use: each identity's first two (the remaining 24 are never read)
+    assert len(p.files) == 50 and set(p.files) == {f for f in data.files if f.stem in ("0", "1")}
+    assert all(f.parent.name == name for f, name in zip(p.files, p.person, strict=True))
+    label = np.array(p.person)
     for k in range(len(p.first)):
         assert (label[p.first[k]] == label[p.second[k]]) == p.same[k]
         assert p.first[k] != p.second[k]

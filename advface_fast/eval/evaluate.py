@@ -32,7 +32,7 @@ from ..encoders import TorchEncoder
 from ..metrics import genuine_impostor_pairs, pair_distances, psnr, ssim_skimage, tar_at_far, verification_accuracy
 from ..protector import protect
 from ..serialization import load_model, read_model_header, save_model
-from ..settings import DEFAULT_ALPHA, DEFAULT_EPS, DEFAULT_STEPS
+from ..settings import DEFAULT_ALPHA, DEFAULT_EPS, DEFAULT_STEPS, default_eps
 from ..train import fit_decoder
 from ..train.encoder import embed
 from .attackers import make_attacker
@@ -53,7 +53,7 @@ class EvalConfig:
     attackers: list[str] = field(default_factory=lambda: ["shipped_conv", "mlp_wide", "mlp_deep", "resup"])
     adaptive_attacker: str = "mlp_wide"
     note: str = ""
-    eps: float = DEFAULT_EPS
+    eps: float | None = None  # None: the package default for the encoder's dimension (settings.default_eps)
     alpha_ratio: float = DEFAULT_ALPHA / DEFAULT_EPS
     steps: int = DEFAULT_STEPS
     starts: list[str] = field(default_factory=lambda: ["random", "shadow"])
@@ -120,6 +120,11 @@ def utility(w: _World, gallery: torch.Tensor, probes: torch.Tensor) -> dict[str,
         "impostor_pairs": n * n - n,
         "rank1": 100 * float((d.argmin(0) == torch.arange(n)).float().mean()),
     }
+
+
+def _mean_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean cosine between the rows of ``a`` and ``b`` (N, D): how far protection moved the templates."""
+    return float(torch.nn.functional.cosine_similarity(a.float(), b.float(), dim=1).mean())
 
 
 def attack(w: _World, attacker: torch.nn.Module, templates: torch.Tensor) -> tuple[dict[str, float], torch.Tensor]:
@@ -203,6 +208,8 @@ def run_evaluation(cfg: EvalConfig, out_dir: str | Path, log: Callable[[str], No
     cache = out / "attackers"
     cache.mkdir(parents=True, exist_ok=True)
     w = _World(cfg)
+    if cfg.eps is None:
+        cfg = dataclasses.replace(cfg, eps=default_eps(w.z_enrol.shape[1]))
     log(f"world ready: {cfg.users} enrolled people, {len(w.x_att)} attacker images, threshold {w.threshold:.3f}")
 
     # ---- the methods at the main setting: each a TemplateMethod (template_methods.py)
@@ -238,7 +245,11 @@ def run_evaluation(cfg: EvalConfig, out_dir: str | Path, log: Callable[[str], No
 
     util = {}
     for name, (gal, prb) in methods.items():
-        util[name] = {"vs_fresh": utility(w, gal, w.z_probe), "vs_protected": utility(w, gal, prb)}
+        util[name] = {
+            "vs_fresh": utility(w, gal, w.z_probe),
+            "vs_protected": utility(w, gal, prb),
+            "mean_cosine_to_clean": _mean_cosine(gal, w.z_enrol),
+        }
     log("utility done")
 
     # ---- attackers: non-adaptive (clean training templates) ...
@@ -266,8 +277,15 @@ def run_evaluation(cfg: EvalConfig, out_dir: str | Path, log: Callable[[str], No
 
     def point(method: str, param: float, g: torch.Tensor) -> None:
         inf = np.mean([attack(w, m, g)[0]["identity_inference"] for m in attackers.values()])
+        acc = utility(w, g, w.z_probe)["acc"]
         sweep.append(
-            {"method": method, "param": param, "acc": utility(w, g, w.z_probe)["acc"], "identity_inference": float(inf)}
+            {
+                "method": method,
+                "param": param,
+                "acc": acc,
+                "identity_inference": float(inf),
+                "mean_cosine_to_clean": _mean_cosine(g, w.z_enrol),
+            }
         )
 
     for start in cfg.starts:
@@ -288,6 +306,7 @@ def run_evaluation(cfg: EvalConfig, out_dir: str | Path, log: Callable[[str], No
 
     results = {
         "config": asdict(cfg),
+        "dim": int(w.z_enrol.shape[1]),
         "threshold": w.threshold,
         "utility": util,
         "privacy": privacy,

@@ -37,7 +37,9 @@ from ..protector import protect
 from .baselines import laplace_dp, laplace_sensitivity, uniform_linf
 from .faces_config import PAPER_LFW, FacesEvalConfig
 from .faces_data import FacesData
-from .faces_models import prepare
+from .faces_models import identity_shadow, prepare
+
+ID_SHADOW = "identity-trained shadow"  # the label of the rows with the shadow decoder of identity_shadow
 
 __all__ = ["PAPER_LFW", "FacesData", "FacesEvalConfig", "attack_scores", "prepare", "run_faces_evaluation", "utility"]
 
@@ -119,16 +121,17 @@ def run_faces_evaluation(
     out = Path(out_dir)
     data, shadow, attackers = prepare(cfg, out, cache_dir, log, progress)
     dim = data.z_test.shape[1]
+    cfg = cfg.for_dim(dim)
 
     z = data.z_test
     rows = torch.from_numpy(data.enrolled)
     alpha = cfg.eps * cfg.alpha_ratio
 
-    def advface(start: str, eps: float, images: torch.Tensor | None = None) -> torch.Tensor:
+    def advface(start: str, eps: float, images: torch.Tensor | None = None, decoder=shadow) -> torch.Tensor:
         out_z = z.clone()
         out_z[rows] = protect(
             z[rows],
-            shadow,
+            decoder,
             data.encoder,
             eps=eps,
             alpha=eps * cfg.alpha_ratio,
@@ -152,13 +155,20 @@ def run_faces_evaluation(
     methods[f"DP (Laplace, epsilon {cfg.laplace_epsilon:g})"] = noise(
         lambda v: laplace_dp(v, cfg.laplace_epsilon, cfg.seed)
     )
-    for label, start, imgs in (
-        ("AdvFace online (start=original, x known)", "original", data.x_test[rows]),
-        ("AdvFace offline (start=shadow, eq. 3)", "shadow", None),
-        ("AdvFace, package default (start=random)", "random", None),
-    ):
+    advface_rows = [
+        ("AdvFace online (start=original, x known)", "original", data.x_test[rows], shadow),
+        ("AdvFace offline (start=shadow, eq. 3)", "shadow", None, shadow),
+        ("AdvFace, package default (start=random)", "random", None, shadow),
+    ]
+    if cfg.shadow_identity_steps > 0:
+        id_shadow = identity_shadow(shadow, data, cfg, log, progress)
+        advface_rows += [
+            (f"AdvFace offline, {ID_SHADOW} (start=shadow)", "shadow", None, id_shadow),
+            (f"AdvFace, {ID_SHADOW} (start=random)", "random", None, id_shadow),
+        ]
+    for label, start, imgs, decoder in advface_rows:
         t = time.time()
-        methods[label] = advface(start, cfg.eps, imgs)
+        methods[label] = advface(start, cfg.eps, imgs, decoder)
         timing[label] = len(rows) / (time.time() - t)
         log(f"{label}: {timing[label]:.0f} templates/s")
 

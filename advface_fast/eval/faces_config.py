@@ -3,10 +3,11 @@ it is compared with."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..settings import DEFAULT_ALPHA, DEFAULT_EPS, DEFAULT_STEPS
+from ..settings import DEFAULT_ALPHA, DEFAULT_EPS, DEFAULT_STEPS, default_eps
 from .config import config_from_json
 
 # the paper's LFW figures (Table 1 / Table 2 of AdvFace, CVPR 2023), for comparison only
@@ -39,11 +40,15 @@ class FacesEvalConfig:
     # an attacker with white-box E: this architecture's L1 decoder fine-tuned with an identity loss
     identity_attacker: str | None = "conv"
     identity_steps: int = 300
-    eps: float = DEFAULT_EPS
+    # the defender's shadow decoder fine-tuned with the same identity loss through E (its own
+    # model) for this many steps: rows "identity-trained shadow" beside the L1 one; 0: not run
+    shadow_identity_steps: int = 0
+    eps: float | None = None  # None: the package default for E's dimension (0.08 at SFace's 128-d)
     alpha_ratio: float = DEFAULT_ALPHA / DEFAULT_EPS
     steps: int = DEFAULT_STEPS
     laplace_epsilon: float = 200.0
-    sweep_eps: list[float] = field(default_factory=lambda: [0.02, 0.04, 0.08, 0.12])
+    sweep_eps: list[float] | None = None  # None: sweep_eps_factors x eps
+    sweep_eps_factors: list[float] = field(default_factory=lambda: [0.25, 0.5, 1.0, 1.5])
     sweep_laplace: list[float] = field(default_factory=lambda: [50.0, 200.0, 1000.0])
     privacy_per_fold: int = 100  # matched pairs per fold whose reconstructions E scores
     judge_per_fold: int = 30  # of those, how many E2 also scores (dlib: ~0.1 s a face)
@@ -53,3 +58,9 @@ class FacesEvalConfig:
     @classmethod
     def from_json(cls, path: str | Path | None) -> FacesEvalConfig:
         return config_from_json(cls, path)
+
+    def for_dim(self, dim: int) -> FacesEvalConfig:
+        """This config with ``eps`` and ``sweep_eps`` resolved for ``dim``-dimensional templates."""
+        eps = self.eps if self.eps is not None else default_eps(dim)
+        sweep = self.sweep_eps if self.sweep_eps is not None else [round(f * eps, 6) for f in self.sweep_eps_factors]
+        return dataclasses.replace(self, eps=eps, sweep_eps=sweep)

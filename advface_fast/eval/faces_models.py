@@ -67,12 +67,47 @@ def differentiable(encoder: object):
     raise TypeError(f"no differentiable form of {type(encoder).__name__} for the identity-loss attacker")
 
 
-def attackers(data: FacesData, cfg: FacesEvalConfig, log, progress) -> dict[str, torch.nn.Module]:
-    """The attackers: L1 decoders of ``cfg.attackers`` and the identity-loss one (cached)."""
+def identity_finetuned(
+    name: str,
+    model: torch.nn.Module,
+    key_parts: tuple,
+    steps: int,
+    data: FacesData,
+    cfg: FacesEvalConfig,
+    log: Callable[[str], None],
+    progress: bool,
+) -> torch.nn.Module:
+    """A copy of ``model`` fine-tuned with the identity loss through E for ``steps`` steps
+    (:func:`~advface_fast.train.identity.finetune_identity`), cached under ``name`` and the key of
+    ``model``'s own training (``key_parts``) and the data."""
     import copy
 
     from ..train.identity import finetune_identity
 
+    key = cache_key(name, data.train_key, data.encoder_key, cfg.size, *key_parts, steps, cfg.seed)
+    path = data.cache / "models" / f"{name}-{key}.safetensors"
+    if path.is_file():
+        log(f"{name}: reusing {path}")
+        return load_model(path)
+    t = time.time()
+    tuned, _ = finetune_identity(
+        copy.deepcopy(model),
+        data.z_train,
+        data.x_train,
+        differentiable(data.encoder),
+        steps=steps,
+        seed=cfg.seed,
+        progress=progress,
+        log=log,
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_model(tuned, path, metadata={KEY_ENCODER: data.encoder_key})
+    log(f"{name}: fine-tuned in {time.time() - t:.0f} s")
+    return tuned
+
+
+def attackers(data: FacesData, cfg: FacesEvalConfig, log, progress) -> dict[str, torch.nn.Module]:
+    """The attackers: L1 decoders of ``cfg.attackers`` and the identity-loss one (cached)."""
     dim, shape = data.z_test.shape[1], (3, cfg.size, cfg.size)
     names = dict.fromkeys([*cfg.attackers, *([cfg.identity_attacker] if cfg.identity_attacker else [])])
     epochs = {a: cfg.attacker_epochs_by_name.get(a, cfg.attacker_epochs) for a in names}
@@ -82,30 +117,23 @@ def attackers(data: FacesData, cfg: FacesEvalConfig, log, progress) -> dict[str,
     }
     if cfg.identity_attacker:
         base = cfg.identity_attacker
-        name = f"{base}+id"
-        key = cache_key(name, data.train_key, data.encoder_key, cfg.size, epochs[base], cfg.identity_steps, cfg.seed)
-        path = data.cache / "models" / f"attacker-{name}-{key}.safetensors"
-        if path.is_file():
-            log(f"{name}: reusing {path}")
-            out[name] = load_model(path)
-        else:
-            t = time.time()
-            model, _ = finetune_identity(
-                copy.deepcopy(out[base]),
-                data.z_train,
-                data.x_train,
-                differentiable(data.encoder),
-                steps=cfg.identity_steps,
-                seed=cfg.seed,
-                progress=progress,
-                log=log,
-            )
-            save_model(model, path, metadata={KEY_ENCODER: data.encoder_key})
-            log(f"{name}: fine-tuned in {time.time() - t:.0f} s")
-            out[name] = model
+        out[f"{base}+id"] = identity_finetuned(
+            f"attacker-{base}+id", out[base], (epochs[base],), cfg.identity_steps, data, cfg, log, progress
+        )
         if base not in cfg.attackers:
             del out[base]
     return out
+
+
+def identity_shadow(
+    shadow: torch.nn.Module, data: FacesData, cfg: FacesEvalConfig, log: Callable[[str], None], progress: bool
+) -> torch.nn.Module:
+    """The defender's shadow decoder fine-tuned with the identity loss through E (the defender's
+    own model) for ``cfg.shadow_identity_steps`` steps: still an MLPDecoder, so the fused engines
+    apply; its reconstructions are recognised by E as the template, which moves the offline start
+    ``E(S(z))`` less far from ``z``."""
+    key = (cfg.shadow_epochs, tuple(cfg.shadow_hidden))
+    return identity_finetuned("shadow-mlp+id", shadow, key, cfg.shadow_identity_steps, data, cfg, log, progress)
 
 
 def prepare(

@@ -19,6 +19,8 @@ LFW_CREDIT = (
 
 
 def _paper(method: str, table: str, paper: dict[str, dict[str, float]]) -> str:
+    if "identity-trained" in method:  # a defence beyond the paper: no figure of its own
+        return ""
     key = (
         "unprotected"
         if method == "Unprotected"
@@ -96,7 +98,14 @@ def write_faces_report(
         f"(alignment {results['alignment']['train']}; faces never detected are dropped; "
         f"{results['train_test_identical_crops']} crops identical to an evaluated one), with flips. "
         f"AdvFace eps = {cfg['eps']}, alpha = {results['alpha']:g}, steps = {cfg['steps']}, shadow decoder "
-        f"MLPDecoder {cfg['shadow_hidden']}. System threshold (squared L2, fitted on clean pairs): "
+        f"MLPDecoder {cfg['shadow_hidden']}"
+        + (
+            f" (the identity-trained shadow: the same decoder fine-tuned {cfg['shadow_identity_steps']} steps "
+            "with the identity loss through E, the defender's own model)"
+            if cfg.get("shadow_identity_steps")
+            else ""
+        )
+        + ". System threshold (squared L2, fitted on clean pairs): "
         f"{results['threshold_E']:.3f}.",
         "",
         "## What protection costs: verification (protected template vs fresh probe)",
@@ -125,8 +134,12 @@ def write_faces_report(
     )
     judged = (
         f"; E2 = `{judge['name']}` (independent: no defender or attacker uses it; clean-pair accuracy "
-        f"{results['clean_accuracy_E2']:.2f}%, its own threshold {results['threshold_E2']:.3f}) on the first "
-        f"{first_priv.get('judged_pairs')} of them"
+        f"{results['clean_accuracy_E2']:.2f}%, its own threshold {results['threshold_E2']:.3f}) on "
+        + (
+            "all of them"
+            if first_priv.get("judged_pairs") == first_priv["pairs"]
+            else f"the first {first_priv.get('judged_pairs')} of them"
+        )
         if judge
         else ""
     )

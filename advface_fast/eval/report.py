@@ -14,6 +14,12 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
 
 
+def _cosine(row: dict[str, Any]) -> str:
+    """The mean cosine of a method's stored templates to the clean ones ('' in results written before
+    it was recorded)."""
+    return f"{row['mean_cosine_to_clean']:.3f}" if "mean_cosine_to_clean" in row else ""
+
+
 def frontier_png(sweep: list[dict[str, Any]], path: Path, baseline_acc: float, baseline_inf: float) -> Path | None:
     """Verification accuracy against identity inference rate, one line per method (matplotlib)."""
     try:
@@ -58,15 +64,16 @@ def write_report(
     cfg, util, priv = results["config"], results["utility"], results["privacy"]
     methods = list(util)
     attackers = cfg["attackers"]
+    dim = results.get("dim", 128)
     lines = [
         "# AdvFace evaluation on the synthetic-face world",
         "",
         *([f"**{cfg['note']}**", ""] if cfg.get("note") else []),
-        f"{cfg['users']} enrolled people never seen by any model; AdvFace eps = {cfg['eps']}, alpha = "
-        f"{cfg['eps'] * cfg['alpha_ratio']:g}, steps = {cfg['steps']}; attackers trained on "
+        f"{dim}-d templates; {cfg['users']} enrolled people never seen by any model; AdvFace eps = {cfg['eps']:g}, "
+        f"alpha = {cfg['eps'] * cfg['alpha_ratio']:g}, steps = {cfg['steps']}; attackers trained on "
         f"{cfg['attacker_ids']} x {cfg['attacker_per_id']} images of other people for {cfg['attacker_epochs']} "
         f"epochs. System threshold (squared L2, fitted on unprotected templates): {results['threshold']:.3f}. "
-        f"Laplace DP: L1 sensitivity {results['laplace_sensitivity_l1']:.2f} (unit-norm 128-d templates), "
+        f"Laplace DP: L1 sensitivity {results['laplace_sensitivity_l1']:.2f} (unit-norm {dim}-d templates), "
         "scale = sensitivity / epsilon.",
         "",
         "## What protection costs: recognition",
@@ -83,6 +90,7 @@ def write_report(
             "TAR@FAR=1e-3 (%)",
             "rank-1 (%)",
             "accuracy protected vs protected (%)",
+            "mean cosine to the clean template",
         ],
         [
             [
@@ -91,6 +99,7 @@ def write_report(
                 f"{util[m]['vs_fresh']['tar_at_far_1e-3']:.1f}",
                 f"{util[m]['vs_fresh']['rank1']:.1f}",
                 f"{util[m]['vs_protected']['acc']:.2f}",
+                _cosine(util[m]),
             ]
             for m in methods
         ],
@@ -134,9 +143,15 @@ def write_report(
     )
     lines += ["", "## Sweep", ""]
     lines += _table(
-        ["method", "eps / DP epsilon / steps / alpha/eps", "accuracy (%)", "mean identity inference (%)"],
         [
-            [r["method"], f"{r['param']:g}", f"{r['acc']:.2f}", f"{r['identity_inference']:.1f}"]
+            "method",
+            "eps / DP epsilon / steps / alpha/eps",
+            "accuracy (%)",
+            "mean identity inference (%)",
+            "mean cosine to the clean template",
+        ],
+        [
+            [r["method"], f"{r['param']:g}", f"{r['acc']:.2f}", f"{r['identity_inference']:.1f}", _cosine(r)]
             for r in results["sweep"]
         ],
     )

@@ -13,6 +13,12 @@ Every file gets a crop and a status; nothing is dropped silently:
 - ``as-is``: ``detector="none"``, for collections that are aligned already (or synthetic): the
   whole image resized to 112x112.
 
+Photos are read as they are shown (their EXIF orientation applied). YuNet finds faces of a limited
+range of sizes, so a photo whose long side exceeds ``detect_side`` is searched at that size (a
+face that fills a 4000-pixel portrait is otherwise missed, and the search takes seconds) and cut
+from the full-resolution image. Files that cannot be decoded stop the call with
+:class:`~advface_fast.errors.ImageReadError` naming all of them, after one pass over the rest.
+
 The cache key hashes the files' contents (not their times: a restored timestamp cannot hide an
 edit), the settings and the detector file, so any change recomputes.
 """
@@ -30,7 +36,7 @@ from typing import Any
 import numpy as np
 
 STATUSES = ("detected", "retried", "fallback", "as-is")
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"  # 2: EXIF orientation, detection at most detect_side wide
 
 
 @dataclass(frozen=True)
@@ -80,28 +86,77 @@ def _pick(faces: np.ndarray, shape: tuple[int, int], pick: str) -> np.ndarray:
 
 
 def _read_rgb(path: Path, max_pixels: int) -> np.ndarray:
-    from PIL import Image
+    """The RGB pixels of ``path`` as displayed (EXIF orientation applied); the pixel bound is
+    checked on the header, before anything is decoded."""
+    from PIL import Image, ImageOps
 
     with Image.open(path) as img:
         if img.width * img.height > max_pixels:
-            raise ValueError(f"{path}: {img.width}x{img.height} exceeds the {max_pixels}-pixel bound")
+            raise ValueError(f"{img.width}x{img.height} exceeds the {max_pixels}-pixel bound")
+        img = ImageOps.exif_transpose(img)
+        if img.mode.startswith("I;16"):  # 16-bit greyscale: keep the high byte, not a clipped 0-255
+            img = Image.fromarray((np.asarray(img, dtype=np.uint16) >> 8).astype(np.uint8))
         return np.asarray(img.convert("RGB"), dtype=np.uint8)
 
 
-def _detect_one(args: tuple[str, float, float, str, int]) -> tuple[np.ndarray | None, int, tuple[int, int], Any]:
-    """``(landmarks or None, status, image shape, aligned crop or None)`` of one file: the crop is
-    cut here, from the image already decoded; only fallbacks are warped later (they need the
-    mean landmarks of the whole call)."""
-    from ..sface import align_face, detect_faces
+def _read_or_error(path: Path, max_pixels: int) -> np.ndarray | str:
+    """:func:`_read_rgb`, or the reason ``path`` cannot be read."""
+    from PIL import UnidentifiedImageError
 
-    path, thr, retry, pick, max_pixels = args
-    img = _read_rgb(Path(path), max_pixels)
+    try:
+        return _read_rgb(path, max_pixels)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:  # PIL raises all four
+        return f"{type(e).__name__}: {e}"
+
+
+def _unreadable(files: Sequence[Path], reasons: Sequence[str | None]) -> None:
+    """Raise :class:`ImageReadError` naming the files whose reason is not None."""
+    from ..errors import ImageReadError
+
+    bad = [(f, r) for f, r in zip(files, reasons, strict=True) if r is not None]
+    if bad:
+        shown = "; ".join(f"{f} ({r})" for f, r in bad[:5])
+        more = f"; and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise ImageReadError(
+            f"{len(bad)} of {len(files)} image files cannot be read: {shown}{more}. Remove or replace them."
+        )
+
+
+def _detect(img: np.ndarray, thr: float, detect_side: int) -> np.ndarray:
+    """YuNet detections of ``img`` searched at most ``detect_side`` pixels wide, in ``img``'s
+    coordinates."""
+    from ..sface import detect_faces
+
+    side = max(img.shape[:2])
+    if side <= detect_side:
+        return detect_faces(img, thr)
+    import cv2
+
+    s = detect_side / side
+    small = cv2.resize(img, (round(img.shape[1] * s), round(img.shape[0] * s)), interpolation=cv2.INTER_AREA)
+    det = detect_faces(small, thr).copy()
+    det[:, :14] /= s  # boxes and landmarks back to full resolution; the score stays
+    return det
+
+
+def _detect_one(
+    args: tuple[str, float, float, str, int, int],
+) -> tuple[np.ndarray | None, int, tuple[int, int], Any, str | None]:
+    """``(landmarks or None, status, image shape, aligned crop or None, why unreadable or None)``
+    of one file: the crop is cut here, from the image already decoded; only fallbacks are warped
+    later (they need the mean landmarks of the whole call)."""
+    from ..sface import align_face
+
+    path, thr, retry, pick, max_pixels, detect_side = args
+    img = _read_or_error(Path(path), max_pixels)
+    if isinstance(img, str):
+        return None, 2, (1, 1), None, img
     for status, t in ((0, thr), (1, retry)):
-        det = detect_faces(img, t)
+        det = _detect(img, t, detect_side)
         if len(det):
             lm = _pick(det, img.shape[:2], pick)[4:14].reshape(5, 2).astype(np.float32)
-            return lm, status, img.shape[:2], align_face(img, lm)
-    return None, 2, img.shape[:2], None
+            return lm, status, img.shape[:2], align_face(img, lm), None
+    return None, 2, img.shape[:2], None, None
 
 
 def align_files(
@@ -114,11 +169,15 @@ def align_files(
     detector: str = "yunet",
     workers: int | None = None,
     progress: bool = True,
-    max_pixels: int = 40_000_000,
+    max_pixels: int = 120_000_000,
+    detect_side: int = 1024,
     desc: str = "aligning faces",
 ) -> AlignedFaces:
     """Detect, pick and align one face per file (see the module docstring); cached under
-    ``cache_dir`` (default :func:`default_cache_dir`; ``cache_dir=False``-ish ``""`` disables)."""
+    ``cache_dir`` (default :func:`default_cache_dir`; ``cache_dir=False``-ish ``""`` disables).
+    ``max_pixels`` bounds a file's pixel count (read from its header before decoding);
+    ``detect_side`` is the largest side YuNet searches at. Raises
+    :class:`~advface_fast.errors.ImageReadError` naming every file that cannot be decoded."""
     from tqdm.auto import tqdm
 
     from ..sface import align_face, yunet_model_path
@@ -127,6 +186,8 @@ def align_files(
         raise ValueError(f"pick must be 'center' or 'largest', got {pick!r}")
     if detector not in ("yunet", "none"):
         raise ValueError(f"detector must be 'yunet' or 'none', got {detector!r}")
+    if detect_side < 64:
+        raise ValueError(f"detect_side must be >= 64 pixels, got {detect_side}")
     if not files:
         raise ValueError("no image files to align")
     files = [Path(f) for f in files]
@@ -135,6 +196,7 @@ def align_files(
         "thr": score_threshold,
         "retry": retry_threshold,
         "pick": pick,
+        "detect_side": detect_side,
         "detector": _sha256_file(yunet_model_path()) if detector == "yunet" else "none",
     }
     cache = None
@@ -148,7 +210,7 @@ def align_files(
         out = _as_is(files, max_pixels, progress)
         _save(cache, out)
         return out
-    jobs = [(str(f), score_threshold, retry_threshold, pick, max_pixels) for f in files]
+    jobs = [(str(f), score_threshold, retry_threshold, pick, max_pixels, detect_side) for f in files]
     workers = workers or min(os.cpu_count() or 1, 8)
     if workers > 1:
         from concurrent.futures import ThreadPoolExecutor  # OpenCV and Pillow release the GIL
@@ -157,20 +219,24 @@ def align_files(
             found = list(tqdm(pool.map(_detect_one, jobs), total=len(jobs), desc=desc, disable=not progress))
     else:
         found = [_detect_one(j) for j in tqdm(jobs, desc=desc, disable=not progress)]
-    status = np.array([s for _, s, _, _ in found], dtype=np.int8)
-    rel = [lm / np.array([shape[1], shape[0]], np.float32) for lm, _, shape, _ in found if lm is not None]
+    _unreadable(files, [why for *_, why in found])
+    status = np.array([s for _, s, _, _, _ in found], dtype=np.int8)
+    rel = [lm / np.array([shape[1], shape[0]], np.float32) for lm, _, shape, _, _ in found if lm is not None]
     mean_rel = (
         np.mean(rel, axis=0)
         if rel
         else np.array([[0.38, 0.45], [0.62, 0.45], [0.5, 0.58], [0.41, 0.72], [0.59, 0.72]], np.float32)
     )
     landmarks = np.stack(
-        [lm if lm is not None else mean_rel * np.array([shape[1], shape[0]], np.float32) for lm, _, shape, _ in found]
+        [
+            lm if lm is not None else mean_rel * np.array([shape[1], shape[0]], np.float32)
+            for lm, _, shape, _, _ in found
+        ]
     ).astype(np.float32)
     faces = np.stack(
         [
             crop if crop is not None else align_face(_read_rgb(f, max_pixels), lm)  # fallbacks: a second read
-            for f, lm, (_, _, _, crop) in zip(files, landmarks, found, strict=True)
+            for f, lm, (_, _, _, crop, _) in zip(files, landmarks, found, strict=True)
         ]
     )
     out = AlignedFaces(faces, status, landmarks)
@@ -182,10 +248,9 @@ def _as_is(files: list[Path], max_pixels: int, progress: bool) -> AlignedFaces:
     from PIL import Image
     from tqdm.auto import tqdm
 
-    faces = []
-    for f in tqdm(files, desc="reading faces", disable=not progress):
-        img = Image.fromarray(_read_rgb(f, max_pixels))
-        faces.append(np.asarray(img.resize((112, 112), Image.BILINEAR), dtype=np.uint8))
+    read = [_read_or_error(f, max_pixels) for f in tqdm(files, desc="reading faces", disable=not progress)]
+    _unreadable(files, [r if isinstance(r, str) else None for r in read])
+    faces = [np.asarray(Image.fromarray(img).resize((112, 112), Image.BILINEAR), dtype=np.uint8) for img in read]
     n = len(files)
     return AlignedFaces(np.stack(faces), np.full(n, STATUSES.index("as-is"), np.int8), np.zeros((n, 5, 2), np.float32))
 

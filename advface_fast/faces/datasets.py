@@ -4,7 +4,9 @@
   matched lines ``name i j`` and ``n`` mismatched lines ``name1 i name2 j``), with the image files
   at ``<root>/<name>/<name>_<NNNN>.jpg``.
 - :func:`read_identity_folder`: one sub-folder per identity (the layout most face datasets and
-  users' own collections have).
+  users' own collections have); an identity's images may sit in nested folders (sessions,
+  cameras), and hidden entries (``.DS_Store``, macOS ``._*`` resource forks, ``__MACOSX``,
+  ``.ipynb_checkpoints``) are not images or identities.
 - :func:`read_identity_file`: a flat image folder plus a ``<file> <identity>`` list (CelebA's
   ``identity_CelebA.txt`` layout).
 """
@@ -19,7 +21,7 @@ import numpy as np
 
 from ..errors import GalleryFormatError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 @dataclass(frozen=True)
@@ -110,23 +112,46 @@ def read_lfw_pairs(pairs_txt: str | os.PathLike[str], image_root: str | os.PathL
     return PairProtocol(files, person, np.array(first), np.array(second), np.array(same, dtype=bool), np.array(fold))
 
 
+def _hidden(name: str) -> bool:
+    """Entries that are never images or identities: dot files and folders, macOS archive debris."""
+    return name.startswith(".") or name == "__MACOSX"
+
+
+def _images_under(folder: Path) -> list[Path]:
+    """The image files anywhere under ``folder`` (sorted; hidden entries skipped; links to files
+    followed, links to folders not, so a cycle of links cannot loop)."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if not _hidden(d)]
+        out += [
+            Path(dirpath) / f
+            for f in filenames
+            if not _hidden(f) and Path(f).suffix.lower() in IMAGE_SUFFIXES and (Path(dirpath) / f).is_file()
+        ]
+    return sorted(out)
+
+
 def read_identity_folder(root: str | os.PathLike[str], min_per_identity: int = 1) -> LabelledFiles:
     """Images of a folder with one sub-folder per identity (sorted), keeping identities with at
-    least ``min_per_identity`` images."""
+    least ``min_per_identity`` images. Images directly in ``root`` belong to no identity and are
+    not read (the error says so when there is nothing else)."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder not found: {root}")
     files, labels, names = [], [], []
-    for d in sorted(p for p in root.iterdir() if p.is_dir()):
-        imgs = sorted(f for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and not _hidden(p.name)):
+        imgs = _images_under(d)
         if len(imgs) < min_per_identity:
             continue
         files += imgs
         labels += [len(names)] * len(imgs)
         names.append(d.name)
     if not files:
+        loose = [p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not _hidden(p.name)]
+        hint = f"; its {len(loose)} images directly in it belong to no identity" if loose else ""
         raise GalleryFormatError(
-            f"{root} holds no identity sub-folders with >= {min_per_identity} images ({', '.join(IMAGE_SUFFIXES)})"
+            f"{root} holds no identity sub-folders with >= {min_per_identity} images "
+            f"({', '.join(IMAGE_SUFFIXES)}){hint}"
         )
     return LabelledFiles(files, np.array(labels, dtype=np.int64), names)
 

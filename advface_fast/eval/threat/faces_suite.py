@@ -115,6 +115,7 @@ def _run(cfg: FacesThreatConfig, out: Path, cache_dir, log, progress) -> dict[st
     if data.judge is None:
         raise ValueError("the threat suite needs the independent judge (faces.judge = 'dlib')")
     z, dim, shape = data.z_test, data.z_test.shape[1], (3, fc.size, fc.size)
+    fc = fc.for_dim(dim)
     rows = torch.from_numpy(data.enrolled)
     p = data.protocol
     id_name = f"{fc.identity_attacker}+id"
