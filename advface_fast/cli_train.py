@@ -31,14 +31,14 @@ def _aligned_folder(folder: str, size: int | None, progress: bool):
     template (cached), as ``(N, 3, S, S)`` in [-1, 1]; photos without a face are dropped and counted."""
     from pathlib import Path
 
-    from .data.readers import IMAGE_SUFFIXES
     from .faces.align import align_files
+    from .faces.datasets import IMAGE_SUFFIXES, images_under
     from .faces.embed import faces_to_tensor
 
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"--align needs an image folder, got {folder}")
-    files = sorted(f for f in root.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+    files = images_under(root)
     if not files:
         raise ValueError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     aligned = align_files(files, pick="largest", progress=progress)

@@ -19,8 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import GalleryFormatError
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+from ..faces.datasets import read_identity_folder
 
 
 def _to_tensor(arrays: list[np.ndarray]) -> torch.Tensor:
@@ -33,9 +32,10 @@ MAX_TOTAL_BYTES = 4 * 2**30  # decoded RGB bytes per call of a reader
 
 
 def decode_image(data: bytes, size: int | None = None, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """JPEG/PNG bytes -> ``(H, W, 3)`` uint8 RGB (resized to ``size`` x ``size`` when given).
+    """JPEG/PNG bytes -> ``(H, W, 3)`` uint8 RGB as displayed (EXIF orientation applied; resized
+    to ``size`` x ``size`` when given).
     Images declaring more than ``max_pixels`` pixels are refused before they are decoded."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         img = Image.open(io.BytesIO(data))  # lazy: reads the header only
@@ -44,7 +44,7 @@ def decode_image(data: bytes, size: int | None = None, max_pixels: int = MAX_PIX
                 f"an image declares {img.width}x{img.height} pixels, above the bound of {max_pixels:,} "
                 "(pass max_pixels= to raise it)"
             )
-        img = img.convert("RGB")
+        img = ImageOps.exif_transpose(img).convert("RGB")  # as displayed
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise GalleryFormatError(f"cannot decode an image ({exc})") from exc
     if size is not None and img.size != (size, size):
@@ -55,30 +55,23 @@ def decode_image(data: bytes, size: int | None = None, max_pixels: int = MAX_PIX
 def read_image_folder(
     root: str | os.PathLike[str], size: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """Images of a folder with one sub-folder per identity.
+    """Images of a folder with one sub-folder per identity (listed by
+    :func:`~advface_fast.faces.datasets.read_identity_folder`).
 
     Returns ``(images (N, 3, S, S) in [-1, 1], labels (N,) int64, identity names)``; files are taken
     in sorted order. Images of different sizes need ``size``.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"image folder not found: {root}")
-    names = sorted(p.name for p in root.iterdir() if p.is_dir())
-    arrays, labels = [], []
-    for k, name in enumerate(names):
-        for f in sorted((root / name).iterdir()):
-            if f.suffix.lower() in IMAGE_SUFFIXES:
-                try:
-                    arrays.append(decode_image(f.read_bytes(), size))
-                except GalleryFormatError as exc:
-                    raise GalleryFormatError(f"{f}: {exc}") from exc
-                labels.append(k)
-    if not arrays:
-        raise GalleryFormatError(f"{root} holds no images in identity sub-folders ({', '.join(IMAGE_SUFFIXES)})")
+    listing = read_identity_folder(root)  # the folder rules of the face readers: nesting, hidden entries
+    arrays = []
+    for f in listing.files:
+        try:
+            arrays.append(decode_image(f.read_bytes(), size))
+        except GalleryFormatError as exc:
+            raise GalleryFormatError(f"{f}: {exc}") from exc
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
         raise GalleryFormatError(f"{root}: images have different sizes {sorted(shapes)}; pass size=")
-    return _to_tensor(arrays), torch.tensor(labels), names
+    return _to_tensor(arrays), torch.from_numpy(listing.labels), listing.names
 
 
 def _bool_scalar(dtype: np.dtype, data: bytes = b"") -> np.bool_:

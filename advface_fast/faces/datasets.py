@@ -117,10 +117,10 @@ def _hidden(name: str) -> bool:
     return name.startswith(".") or name == "__MACOSX"
 
 
-def _images_under(folder: Path) -> list[Path]:
+def images_under(folder: str | os.PathLike[str]) -> list[Path]:
     """The image files anywhere under ``folder`` (sorted; hidden entries skipped; links to files
     followed, links to folders not, so a cycle of links cannot loop)."""
-    out = []
+    out: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = [d for d in dirnames if not _hidden(d)]
         out += [
@@ -140,7 +140,7 @@ def read_identity_folder(root: str | os.PathLike[str], min_per_identity: int = 1
         raise FileNotFoundError(f"image folder not found: {root}")
     files, labels, names = [], [], []
     for d in sorted(p for p in root.iterdir() if p.is_dir() and not _hidden(p.name)):
-        imgs = _images_under(d)
+        imgs = images_under(d)
         if len(imgs) < min_per_identity:
             continue
         files += imgs
@@ -150,8 +150,8 @@ def read_identity_folder(root: str | os.PathLike[str], min_per_identity: int = 1
         loose = [p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not _hidden(p.name)]
         hint = f"; its {len(loose)} images directly in it belong to no identity" if loose else ""
         raise GalleryFormatError(
-            f"{root} holds no identity sub-folders with >= {min_per_identity} images "
-            f"({', '.join(IMAGE_SUFFIXES)}){hint}"
+            f"{root} holds no images in identity sub-folders (at least {min_per_identity} per identity; "
+            f"{', '.join(IMAGE_SUFFIXES)}){hint}"
         )
     return LabelledFiles(files, np.array(labels, dtype=np.int64), names)
 
