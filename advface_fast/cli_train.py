@@ -89,6 +89,22 @@ def _train_shadow(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         run={"encoder": fp, "arch": args.arch, "image_shape": list(shape)},
     )
+    if args.identity_steps:
+        from .train.encoder import embed
+        from .train.identity import differentiable, finetune_identity
+
+        features = differentiable(encoder)  # before the steps: an encoder without one is refused here
+        train = images[n_val:]
+        decoder, _ = finetune_identity(
+            decoder.cpu(),
+            embed(encoder, train, flip=False),
+            train,
+            features,
+            steps=args.identity_steps,
+            seed=args.seed,
+            progress=not args.no_progress,
+            log=lambda s: print(s, file=sys.stderr),
+        )
     save_model(decoder, args.out, metadata={KEY_ENCODER: fp} if fp else None)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
@@ -139,6 +155,13 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
         help="detect and align the photos of --images (a folder) to the ArcFace 112x112 template first (YuNet, cached)",
     )
     ts.add_argument("--epochs", type=int, default=20, help="training epochs")
+    ts.add_argument(
+        "--identity-steps",
+        type=int,
+        default=0,
+        help="then fine-tune this many steps with L1 + an identity loss through the encoder (its reconstructions "
+        "recognised as the template; needs a torch or a known ONNX encoder; default 0: L1 only)",
+    )
     ts.add_argument("--batch-size", type=int, default=256, help="images per step")
     ts.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (cosine schedule)")
     ts.add_argument("--val-fraction", type=float, default=0.05, help="fraction of the images held out for validation")

@@ -160,6 +160,31 @@ def test_train_shadow_command_and_resume(tmp_path, capsys):
     assert (tmp_path / "ck.safetensors").read_bytes() == before  # refused: nothing changed
 
 
+def test_train_shadow_with_an_identity_loss(tmp_path):
+    import torch
+
+    from advface_fast.data import SynthFaces
+    from advface_fast.encoders import TorchEncoder
+
+    enc = LinearEncoder(3 * 16 * 16, 24, seed=3)
+    af.save_model(enc, tmp_path / "enc.safetensors")
+    base = ["train-shadow", "--encoder", str(tmp_path / "enc.safetensors"), "--images", "synthetic:12:4:16"]
+    base += ["--hidden", "32", "--epochs", "2", "--batch-size", "16", "--no-progress", "--device", "cpu"]
+    assert main([*base, "--out", str(tmp_path / "l1.safetensors")]) == 0
+    assert main([*base, "--out", str(tmp_path / "id.safetensors"), "--identity-steps", "120"]) == 0
+    x = SynthFaces(16).dataset(12, 4)[0]
+    e = TorchEncoder(enc)
+    z = e(x)
+
+    def cosine(name: str) -> float:
+        with torch.no_grad():
+            return float(torch.nn.functional.cosine_similarity(e(af.load_model(tmp_path / name)(z)), z).mean())
+
+    # the same L1 training, then fine-tuned: E recognises its reconstructions as the templates
+    assert isinstance(af.load_model(tmp_path / "id.safetensors"), af.MLPDecoder)
+    assert cosine("id.safetensors") > cosine("l1.safetensors") + 0.05
+
+
 def test_every_option_has_help_and_states_its_default():
     import argparse
 

@@ -13,6 +13,7 @@ import torch
 from ..decoders import MLPDecoder
 from ..serialization import KEY_ENCODER, load_model, save_model
 from ..train import fit_decoder
+from ..train.identity import differentiable, finetune_identity
 from .attackers import make_attacker
 from .faces_config import FacesEvalConfig
 from .faces_data import FacesData, cache_key
@@ -54,19 +55,6 @@ def train_cached(
     return model
 
 
-def differentiable(encoder: object):
-    """``images -> unit features`` with autograd for an encoder: a TorchEncoder's own, or an ONNX
-    model's graph in torch (:class:`~advface_fast.onnx_torch.OnnxTorchModule`)."""
-    from ..encoders import OnnxEncoder, TorchEncoder
-    from ..onnx_torch import OnnxTorchModule
-
-    if isinstance(encoder, TorchEncoder):
-        return encoder.features
-    if isinstance(encoder, OnnxEncoder) and encoder.spec is not None:
-        return TorchEncoder(OnnxTorchModule.from_file(encoder.path), spec=encoder.spec).features
-    raise TypeError(f"no differentiable form of {type(encoder).__name__} for the identity-loss attacker")
-
-
 def identity_finetuned(
     name: str,
     model: torch.nn.Module,
@@ -81,8 +69,6 @@ def identity_finetuned(
     (:func:`~advface_fast.train.identity.finetune_identity`), cached under ``name`` and the key of
     ``model``'s own training (``key_parts``) and the data."""
     import copy
-
-    from ..train.identity import finetune_identity
 
     key = cache_key(name, data.train_key, data.encoder_key, cfg.size, *key_parts, steps, cfg.seed)
     path = data.cache / "models" / f"{name}-{key}.safetensors"

@@ -19,6 +19,19 @@ from torch import nn
 from tqdm.auto import tqdm
 
 
+def differentiable(encoder: object) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``images -> unit features`` with autograd for an encoder: a TorchEncoder's own, or an ONNX
+    model's graph in torch (:class:`~advface_fast.onnx_torch.OnnxTorchModule`, e.g. SFace)."""
+    from ..encoders import OnnxEncoder, TorchEncoder
+    from ..onnx_torch import OnnxTorchModule
+
+    if isinstance(encoder, TorchEncoder):
+        return encoder.features
+    if isinstance(encoder, OnnxEncoder) and encoder.spec is not None:
+        return TorchEncoder(OnnxTorchModule.from_file(encoder.path), spec=encoder.spec).features
+    raise TypeError(f"no differentiable form of {type(encoder).__name__} for an identity loss")
+
+
 def finetune_identity(
     decoder: nn.Module,
     features: torch.Tensor,

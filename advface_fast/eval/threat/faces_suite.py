@@ -29,9 +29,10 @@ from ...errors import PublicRandomnessWarning
 from ...keys import keyed_rotation, rotate
 from ...metrics import pair_distances, verification_accuracy
 from ...protector import protect
+from ...train.identity import differentiable
 from ..config import config_from_json
 from ..faces import FacesEvalConfig, attack_scores, prepare
-from ..faces_models import differentiable, train_cached
+from ..faces_models import train_cached
 from ..unlinkability import cross_pairs, linkability
 from .base import DEFENDER_KEY, Knowledge
 from .key_recovery import moment_alignment, oracle_scores, score_oracle
