@@ -130,8 +130,9 @@ def _detect(img: np.ndarray, thr: float, detect_side: int) -> np.ndarray:
     side = max(img.shape[:2])
     if side <= detect_side:
         return detect_faces(img, thr)
-    import cv2
+    from ..optional import import_optional
 
+    cv2 = import_optional("cv2", "YuNet face detection")
     s = detect_side / side
     small = cv2.resize(img, (round(img.shape[1] * s), round(img.shape[0] * s)), interpolation=cv2.INTER_AREA)
     det = detect_faces(small, thr).copy()
