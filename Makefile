@@ -15,7 +15,7 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip
 
 $(STAMP): $(PY) $(SOURCES)
-	$(PY) -m pip install -q -c constraints-cpu.txt -e ".[test,onnx,sface,triton,bench,dev,ray,eval,judge,serve,faiss,postgres]"
+	$(PY) -m pip install -q -c constraints-cpu.txt -e ".[test,onnx,sface,tflite,triton,bench,dev,ray,eval,judge,serve,faiss,postgres]"
 	@touch $(STAMP)
 
 demo: $(STAMP)

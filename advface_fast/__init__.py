@@ -16,6 +16,7 @@ from .input_spec import InputSpec
 from .protector import Protector, protect
 from .serialization import load_model, register_model, save_model
 from .settings import ProtectParams, RunSettings
+from .tflite_encoder import TFLiteEncoder
 
 __version__ = "0.1.0"
 
@@ -34,6 +35,7 @@ __all__ = [
     "Protector",
     "ResumeMismatchError",
     "RunSettings",
+    "TFLiteEncoder",
     "TorchEncoder",
     "available_backends",
     "load_default",

@@ -127,7 +127,11 @@ def _add_faces_data_args(p: argparse.ArgumentParser) -> None:
         help="'<file> <identity>' list for --train-images (default: CelebA's; with --train-images alone, "
         "the folder has one sub-folder per identity)",
     )
-    p.add_argument("--encoder", default=None, help="'sface' (default), or an .onnx/.safetensors with its contract")
+    p.add_argument(
+        "--encoder",
+        default=None,
+        help="'sface' (default), 'mobilefacenet', or an .onnx/.tflite/.safetensors with its contract",
+    )
     p.add_argument("--judge", default=None, choices=("dlib", "none"), help="independent recogniser (default dlib)")
     p.add_argument("--config", default=None, help="JSON file overriding FacesEvalConfig settings")
     p.add_argument("--cache-dir", default=None, help="cache folder (default $ADVFACE_CACHE or ~/.cache/advface_fast)")

@@ -58,7 +58,8 @@ def add_setting_args(pr: argparse.ArgumentParser, key_required: bool = False) ->
     pr.add_argument("--decoder", required=True, help="shadow decoder (.safetensors written by advface_fast)")
     pr.add_argument(
         "--encoder",
-        help="face encoder ('sface', .safetensors, or .onnx with a known or sidecar input contract); needed for "
+        help="face encoder ('sface', 'mobilefacenet', .safetensors, or .onnx/.tflite with a known or sidecar input "
+        "contract); needed for "
         "--start shadow; refused if the decoder file records another",
     )
     pr.add_argument(

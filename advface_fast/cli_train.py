@@ -136,8 +136,8 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
     ts.add_argument(
         "--encoder",
         required=True,
-        help="face encoder: 'sface', .safetensors (advface_fast) or .onnx (known, or with a <file>.onnx.json "
-        "input contract); recorded in the decoder file",
+        help="face encoder: 'sface', 'mobilefacenet', .safetensors (advface_fast), or .onnx/.tflite (known, or "
+        "with a <file>.onnx.json / <file>.tflite.json input contract); recorded in the decoder file",
     )
     ts.add_argument(
         "--images",

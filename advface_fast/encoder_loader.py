@@ -14,8 +14,10 @@ from .input_spec import InputSpec, spec_for_file
 
 def as_encoder(encoder: object, spec: InputSpec | None = None) -> Encoder | None:
     """``None`` stays ``None``; an ``nn.Module`` becomes a :class:`TorchEncoder`; a path to an
-    ``.onnx`` file an :class:`OnnxEncoder` (with its known or sidecar contract, or ``spec``);
-    ``"sface"`` the SFace model of the ``sface`` extra; any other callable is used as it is.
+    ``.onnx`` file an :class:`OnnxEncoder` and a ``.tflite`` file a
+    :class:`~advface_fast.tflite_encoder.TFLiteEncoder` (with its known or sidecar contract, or ``spec``);
+    ``"sface"`` the SFace model of the ``sface`` extra, ``"mobilefacenet"`` the MobileFaceNet
+    TFLite file in the cache folder's ``models/``; any other callable is used as it is.
     The CLI resolves ``--encoder`` with this function, so both give the same features."""
     if encoder is None:
         return None
@@ -25,9 +27,17 @@ def as_encoder(encoder: object, spec: InputSpec | None = None) -> Encoder | None
         from .sface import sface_encoder
 
         return sface_encoder()
+    if isinstance(encoder, str) and encoder == "mobilefacenet":
+        from .tflite_encoder import mobilefacenet_encoder
+
+        return mobilefacenet_encoder()
     if isinstance(encoder, (str, os.PathLike)):
         if str(encoder).endswith(".onnx"):
             return OnnxEncoder(encoder, spec=spec)
+        if str(encoder).endswith(".tflite"):
+            from .tflite_encoder import TFLiteEncoder
+
+            return TFLiteEncoder(encoder, spec=spec)
         from .serialization import load_model
 
         module = load_model(encoder)

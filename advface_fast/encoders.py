@@ -181,13 +181,19 @@ class OnnxEncoder:
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         x = self.transform(images) if self.transform is not None else images
         arr = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
-        step = self.fixed_batch or len(arr)
-        outs = []
-        for i in range(0, len(arr), step):
-            chunk = arr[i : i + step]
-            if len(chunk) < step:  # pad the last chunk of a fixed-batch model
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - len(chunk), axis=0)])
-            out = self.session.run(None, {self.input_name: chunk})[0]
-            outs.append(out.reshape(len(chunk), -1)[: len(arr) - i])
-        z = torch.from_numpy(np.concatenate(outs)).to(images.device)
+        out = run_in_batches(arr, self.fixed_batch, lambda chunk: self.session.run(None, {self.input_name: chunk})[0])
+        z = torch.from_numpy(out).to(images.device)
         return F.normalize(z, dim=1) if self.normalize else z
+
+
+def run_in_batches(arr: np.ndarray, fixed_batch: int | None, run: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``run`` over ``arr`` ``(N, ...)`` -> ``(N, D)``: in one call, or in chunks of a model's fixed
+    batch size (the last chunk padded with copies of its last row, whose outputs are dropped)."""
+    step = fixed_batch or len(arr)
+    outs = []
+    for i in range(0, len(arr), step):
+        chunk = arr[i : i + step]
+        if len(chunk) < step:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - len(chunk), axis=0)])
+        outs.append(np.asarray(run(chunk)).reshape(len(chunk), -1)[: len(arr) - i])
+    return np.concatenate(outs)

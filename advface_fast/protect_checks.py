@@ -16,13 +16,14 @@ from torch import nn
 from .arrays import RowSource
 from .decoders import ConvDecoder, MLPDecoder
 from .encoders import OnnxEncoder, TorchEncoder
+from .tflite_encoder import TFLiteEncoder
 
 
 def encoder_fingerprint(encoder: object) -> str | None:
     """What identifies the encoder in a run manifest: weights and input contract, else its class."""
     if encoder is None:
         return None
-    if isinstance(encoder, (TorchEncoder, OnnxEncoder)):  # weights and input contract
+    if isinstance(encoder, (TorchEncoder, OnnxEncoder, TFLiteEncoder)):  # weights and input contract
         return hashlib.blake2b(json.dumps(encoder.fingerprint(), sort_keys=True).encode(), digest_size=16).hexdigest()
     return f"callable:{type(encoder).__module__}.{type(encoder).__qualname__}"
 

@@ -48,7 +48,9 @@ class Protector:
         decoder: the shadow decoder, ``(B, D) -> (B, C, H, W)``. A private frozen copy is used in
             eval mode; the caller's module is never changed.
         encoder: the face encoder (needed for ``start="shadow"``): an ``nn.Module``, an
-            :class:`~advface_fast.encoders.OnnxEncoder`, a model path, or any callable
+            :class:`~advface_fast.encoders.OnnxEncoder` or
+            :class:`~advface_fast.tflite_encoder.TFLiteEncoder`, a model path (``.onnx``,
+            ``.tflite``, ``.safetensors``), ``"sface"``, ``"mobilefacenet"``, or any callable
             ``(B, C, H, W) -> (B, D)``.
         settings: a :class:`~advface_fast.settings.RunSettings` (default: the defaults).
         **keywords: fields of :class:`~advface_fast.settings.RunSettings` replacing those of

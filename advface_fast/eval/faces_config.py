@@ -28,7 +28,7 @@ class FacesEvalConfig:
     # the faces the defender and the attackers train on (disjoint from the evaluated images)
     train_images: str = "../shared/data/celeba_subset/images"
     train_identity: str | None = "../shared/data/celeba_subset/identity.txt"  # None: identity folders
-    encoder: str = "sface"  # "sface", or an .onnx / .safetensors path with its input contract
+    encoder: str = "sface"  # "sface", "mobilefacenet", or an .onnx / .tflite / .safetensors path with its contract
     detector: str = "yunet"  # "yunet" (five-point alignment) or "none" (the images are aligned already)
     judge: str = "dlib"  # "dlib" or "none"
     size: int = 64  # decoder output side (RGB); the encoder's contract resizes to its input
