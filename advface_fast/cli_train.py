@@ -55,7 +55,7 @@ def _train_shadow(args: argparse.Namespace) -> int:
     from .decoders import ConvDecoder, MLPDecoder
     from .encoder_loader import as_encoder
     from .serialization import KEY_ENCODER, save_model
-    from .train import train_decoder
+    from .train import embed, fit_decoder
 
     encoder = as_encoder(args.encoder)
     if args.align:
@@ -73,12 +73,21 @@ def _train_shadow(args: argparse.Namespace) -> int:
         dim = encoder(images[:2]).shape[1]
     shape = tuple(images.shape[1:])
     decoder = MLPDecoder(dim, args.hidden, shape) if args.arch == "mlp" else ConvDecoder(dim, shape, args.base_channels)
+    features = None
+    if args.identity_steps:  # an encoder with no differentiable form is refused before any training
+        from .train.identity import differentiable
+
+        features = differentiable(encoder)
     n_val = max(1, int(len(images) * args.val_fraction))
-    decoder, _ = train_decoder(
-        encoder,
-        images[n_val:],
+    train, val = images[n_val:], images[:n_val]
+    dev = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    # the features are computed once: for equation (1) and, with --identity-steps, the fine-tuning
+    feats = embed(encoder, train, flip=False, device=dev)
+    decoder, _ = fit_decoder(
+        feats,
+        train,
         decoder,
-        val_images=images[:n_val],
+        val=(embed(encoder, val, flip=False, device=dev), val),
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
@@ -89,15 +98,12 @@ def _train_shadow(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         run={"encoder": fp, "arch": args.arch, "image_shape": list(shape)},
     )
-    if args.identity_steps:
-        from .train.encoder import embed
-        from .train.identity import differentiable, finetune_identity
+    if features is not None:
+        from .train.identity import finetune_identity
 
-        features = differentiable(encoder)  # before the steps: an encoder without one is refused here
-        train = images[n_val:]
         decoder, _ = finetune_identity(
             decoder.cpu(),
-            embed(encoder, train, flip=False),
+            feats.cpu(),
             train,
             features,
             steps=args.identity_steps,

