@@ -122,15 +122,22 @@ def test_identity_folder_as_collections_are_copied_around(tmp_path):
         read_identity_folder(flat)
 
 
-def test_pairs_from_identities_is_identity_disjoint_across_folds(tmp_path):
-    for ident in range(25):
-        for k in range(2 + ident % 3):
+@pytest.mark.parametrize("per_identity", [1, 2, 3])
+def test_pairs_from_identities_is_identity_disjoint_across_folds(tmp_path, per_identity):
+    for ident in range(25):  # 2, 3 or 6 images: up to 1, 1 or 3 disjoint matched pairs
+        for k in range((2, 3, 6)[ident % 3]):
             _jpg(tmp_path / f"id{ident:02d}" / f"{k}.jpg", ident * 10 + k, size=8)
     data = read_identity_folder(tmp_path)
-    p = pairs_from_identities(data, n_folds=10, seed=1)
-    assert p.n_folds == 10 and p.same.sum() == 25 and (~p.same).sum() == 25
-    # only the images the pairs use: each identity's first two (the remaining 24 are never read)
-    assert len(p.files) == 50 and set(p.files) == {f for f in data.files if f.stem in ("0", "1")}
+    p = pairs_from_identities(data, n_folds=10, seed=1, pairs_per_identity=per_identity)
+    n_six = sum(1 for ident in range(25) if ident % 3 == 2)
+    n_matched = 25 + n_six * (min(per_identity, 3) - 1)
+    assert p.n_folds == 10 and p.same.sum() == n_matched and (~p.same).sum() == n_matched
+    # only the images the pairs use: the first 2 per pair of each identity (the rest are never read)
+    used = {f for f in data.files if int(f.stem) < 2 * min(per_identity, (1, 1, 3)[int(f.parent.name[2:]) % 3])}
+    assert set(p.files) == used and len(p.files) == len(used)
+    # matched pairs share no image: each enrolled template and probe is used by one matched pair
+    matched = np.concatenate([p.first[p.same], p.second[p.same]])
+    assert len(np.unique(matched)) == len(matched)
     assert all(f.parent.name == name for f, name in zip(p.files, p.person, strict=True))
     label = np.array(p.person)
     for k in range(len(p.first)):
@@ -142,6 +149,8 @@ def test_pairs_from_identities_is_identity_disjoint_across_folds(tmp_path):
         assert not ids_f & others
     with pytest.raises(ValueError, match="at least 40 identities"):
         pairs_from_identities(data, n_folds=20)
+    with pytest.raises(ValueError, match="pairs_per_identity"):
+        pairs_from_identities(data, pairs_per_identity=0)
 
 
 def test_verification_accuracy_uses_the_protocol_folds():

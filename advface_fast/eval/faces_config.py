@@ -25,6 +25,7 @@ class FacesEvalConfig:
     pairs: str | None = "../shared/data/lfw/pairs.txt"
     pairs_images: str | None = None  # LFW image root (default: lfw-deepfunneled beside pairs.txt)
     test_folder: str | None = None  # instead of pairs: identity folders, pairs drawn LFW-style
+    pairs_per_identity: int = 1  # with test_folder: matched (and as many mismatched) pairs per identity
     # the faces the defender and the attackers train on (disjoint from the evaluated images)
     train_images: str = "../shared/data/celeba_subset/images"
     train_identity: str | None = "../shared/data/celeba_subset/identity.txt"  # None: identity folders

@@ -33,7 +33,9 @@ class FacesData:
         from ..faces.protocol import pairs_from_identities
 
         if cfg.test_folder:
-            self.protocol = pairs_from_identities(read_identity_folder(cfg.test_folder), seed=cfg.seed)
+            self.protocol = pairs_from_identities(
+                read_identity_folder(cfg.test_folder), seed=cfg.seed, pairs_per_identity=cfg.pairs_per_identity
+            )
             pick = "largest"
         elif cfg.pairs:
             self.protocol = read_lfw_pairs(cfg.pairs, cfg.pairs_images)
