@@ -48,9 +48,12 @@ def _frontier(results: dict[str, Any], path: Path) -> Path | None:
         return None
     sweep = results["sweep"]
     fig, axes = plt.subplots(1, 2 if results.get("judge") else 1, figsize=(11, 4.4), dpi=110, squeeze=False)
-    judges = [("identity_inference_E", "judged by E (SFace, system threshold)")]
-    if results.get("judge"):
-        judges.append(("identity_inference_E2", "judged by E2 (dlib, independent)"))
+    enc, judge = results.get("encoder"), results.get("judge")
+    e_name = enc.get("name", "E") if isinstance(enc, dict) else str(enc or "E")
+    judges = [("identity_inference_E", f"judged by E ({e_name}, system threshold)")]
+    if judge:
+        e2_name = judge.get("name", "E2") if isinstance(judge, dict) else str(judge)
+        judges.append(("identity_inference_E2", f"judged by E2 ({e2_name}, independent)"))
     base = results["utility"]["Unprotected"]["acc"]
     for ax, (key, title) in zip(axes[0], judges, strict=False):
         for method in dict.fromkeys(r["method"] for r in sweep):
@@ -97,7 +100,7 @@ def write_faces_report(
         f"Decoders output {cfg['size']}x{cfg['size']} RGB and are trained on `{cfg['train_images']}` "
         f"(alignment {results['alignment']['train']}; faces never detected are dropped; "
         f"{results['train_test_identical_crops']} crops identical to an evaluated one), with flips. "
-        f"AdvFace eps = {cfg['eps']}, alpha = {results['alpha']:g}, steps = {cfg['steps']}, shadow decoder "
+        f"AdvFace eps = {cfg['eps']:.4g}, alpha = {results['alpha']:g}, steps = {cfg['steps']}, shadow decoder "
         f"MLPDecoder {cfg['shadow_hidden']}"
         + (
             f" (the identity-trained shadow: the same decoder fine-tuned {cfg['shadow_identity_steps']} steps "

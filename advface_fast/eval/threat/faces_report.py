@@ -29,8 +29,10 @@ def write_faces_threat_report(results: dict[str, Any], out: Path, command: str |
     attacks = list(dict.fromkeys(a for d in defences for a in table[d]))
     first = next(iter(table[defences[0]].values()))
     floor = max(r.get("wrong_person_E2", 0.0) for d in defences for r in table[d].values())
+    enc = results["encoder"]
+    e_name = enc.get("name", "E") if isinstance(enc, dict) else str(enc)
     lines = [
-        "# Threat model on real faces: LFW, SFace, attackers who know the method",
+        f"# Threat model on real faces: LFW, {e_name}, attackers who know the method",
         "",
         *([f"**{cfg['note']}**", ""] if cfg.get("note") else []),
         f"System encoder E: `{_name(results['encoder'])}`; independent judge E2: `{_name(results['judge'])}` "
@@ -44,7 +46,7 @@ def write_faces_threat_report(results: dict[str, Any], out: Path, command: str |
         f"{first['pairs']}). Each cell: **E2 / E** (%). The wrong-person floor (a reconstruction accepted as "
         f"another person, E2) is at most {floor:.1f}% in every cell: nothing below it means anything. The "
         f"optimisation attack runs on {cfg['optimisation_people']} people ({cfg['optimisation_steps']} Adam "
-        f"steps through SFace's graph in torch) and only where the attacker has a template to match.",
+        f"steps through E's graph in torch) and only where the attacker has a template to match.",
         "",
         "## Attackers and what they know",
         "",
