@@ -14,7 +14,7 @@ import copy
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -128,22 +128,9 @@ class OnnxEncoder:
     ) -> None:
         ort = import_optional("onnxruntime", "ONNX encoders")
 
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise FileNotFoundError(f"ONNX model not found: {self.path}")
-        if spec is not None and transform is not None:
-            raise ValueError("give an encoder a spec or a transform, not both")
-        self.name = self.path.stem
-        if spec is None and transform is None:
-            known = spec_for_file(self.path)
-            if known is None:
-                raise ValueError(
-                    f"{self.path}: unknown input contract (size, channel order, value range). Pass "
-                    f"spec=InputSpec(...) or write {sidecar_path(self.path).name} beside it, e.g. "
-                    f"{InputSpec().to_json()} for a model that takes (pixel - 127.5) / 127.5 RGB 112x112 "
-                    "ArcFace-aligned faces"
-                )
-            self.name, spec = known
+        self.path, self.name, spec = model_file_contract(
+            path, spec, transform, "ONNX", InputSpec(), "(pixel - 127.5) / 127.5 RGB 112x112 ArcFace-aligned faces"
+        )
         if providers is None:
             avail = ort.get_available_providers()
             providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in avail]
@@ -175,8 +162,7 @@ class OnnxEncoder:
         self.normalize = normalize
 
     def fingerprint(self) -> dict:
-        spec = self.spec.to_json() if self.spec is not None else "transform:" + _qualname(self.transform)
-        return {"name": self.name, "weights": "sha256:" + file_sha256(self.path), "input": spec}
+        return file_fingerprint(self)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         x = self.transform(images) if self.transform is not None else images
@@ -184,6 +170,43 @@ class OnnxEncoder:
         out = run_in_batches(arr, self.fixed_batch, lambda chunk: self.session.run(None, {self.input_name: chunk})[0])
         z = torch.from_numpy(out).to(images.device)
         return F.normalize(z, dim=1) if self.normalize else z
+
+
+def model_file_contract(
+    path: str | os.PathLike[str],
+    spec: InputSpec | None,
+    transform: Transform | None,
+    kind: str,
+    example: InputSpec,
+    example_means: str,
+) -> tuple[Path, str, InputSpec | None]:
+    """``(path, name, spec)`` of a model file an encoder runs: the file must exist; without
+    ``spec`` or ``transform`` its contract comes from a sidecar or the known-models table, else it
+    is refused with a message showing ``example`` (a contract for "a model that takes
+    ``example_means``")."""
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"{kind} model not found: {file}")
+    if spec is not None and transform is not None:
+        raise ValueError("give an encoder a spec or a transform, not both")
+    if spec is not None or transform is not None:
+        return file, file.stem, spec
+    known = spec_for_file(file)
+    if known is None:
+        raise ValueError(
+            f"{file}: unknown input contract (size, channel order, value range). Pass "
+            f"spec=InputSpec(...) or write {sidecar_path(file).name} beside it, e.g. "
+            f"{example.to_json()} for a model that takes {example_means}"
+        )
+    return file, known[0], known[1]
+
+
+def file_fingerprint(encoder: Any) -> dict:
+    """What identifies a model-file encoder (``path``, ``name``, ``spec``, ``transform``): its
+    name, the file's SHA-256 and its input contract."""
+    spec = encoder.spec
+    contract = spec.to_json() if spec is not None else "transform:" + _qualname(encoder.transform)
+    return {"name": encoder.name, "weights": "sha256:" + file_sha256(encoder.path), "input": contract}
 
 
 def run_in_batches(arr: np.ndarray, fixed_batch: int | None, run: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:

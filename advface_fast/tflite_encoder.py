@@ -19,8 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .encoders import Transform, _qualname, run_in_batches
-from .input_spec import InputSpec, file_sha256, sidecar_path, spec_for_file
+from .encoders import Transform, file_fingerprint, model_file_contract, run_in_batches
+from .input_spec import InputSpec
 from .optional import import_optional
 
 MOBILEFACENET_FILE = "MobileFaceNet.tflite"
@@ -78,22 +78,14 @@ class TFLiteEncoder:
     ) -> None:
         litert = import_optional("ai_edge_litert.interpreter", "TFLite encoders")
 
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise FileNotFoundError(f"TFLite model not found: {self.path}")
-        if spec is not None and transform is not None:
-            raise ValueError("give an encoder a spec or a transform, not both")
-        self.name = self.path.stem
-        if spec is None and transform is None:
-            known = spec_for_file(self.path)
-            if known is None:
-                raise ValueError(
-                    f"{self.path}: unknown input contract (size, channel order, value range). Pass "
-                    f"spec=InputSpec(...) or write {sidecar_path(self.path).name} beside it, e.g. "
-                    f"{InputSpec(mean=127.5, std=128.0).to_json()} for a model that takes (pixel - 127.5) / 128 "
-                    "RGB 112x112 ArcFace-aligned faces"
-                )
-            self.name, spec = known
+        self.path, self.name, spec = model_file_contract(
+            path,
+            spec,
+            transform,
+            "TFLite",
+            InputSpec(mean=127.5, std=128.0),
+            "(pixel - 127.5) / 128 RGB 112x112 ArcFace-aligned faces",
+        )
         try:
             self.interpreter = litert.Interpreter(model_path=str(self.path), num_threads=num_threads)
             self.interpreter.allocate_tensors()
@@ -116,8 +108,7 @@ class TFLiteEncoder:
         self._lock = threading.Lock()
 
     def fingerprint(self) -> dict:
-        spec = self.spec.to_json() if self.spec is not None else "transform:" + _qualname(self.transform)
-        return {"name": self.name, "weights": "sha256:" + file_sha256(self.path), "input": spec}
+        return file_fingerprint(self)
 
     def _run(self, chunk: np.ndarray) -> np.ndarray:
         self.interpreter.set_tensor(self.input_index, np.ascontiguousarray(chunk))
