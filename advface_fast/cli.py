@@ -194,7 +194,9 @@ def _check_device(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The CLI: every failure is one line on stderr and a non-zero status, never a traceback."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # the command as typed, for reports that state how to reproduce them
     try:
         _check_device(args)
         return int(args.func(args))

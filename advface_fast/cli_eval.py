@@ -67,6 +67,13 @@ def _faces_overrides(args: argparse.Namespace) -> dict:
     return overrides
 
 
+def command_line(args: argparse.Namespace) -> str:
+    """The command that produced a report, as typed (shell-quoted), for the report to state."""
+    import shlex
+
+    return shlex.join(["advface-fast", *getattr(args, "argv", [args.command])])
+
+
 def _faces_config(args: argparse.Namespace):
     """FacesEvalConfig from --config and the data options."""
     import dataclasses
@@ -96,7 +103,9 @@ def _eval_faces(args: argparse.Namespace) -> int:
             judge_per_fold=min(cfg.judge_per_fold, 5),
             note="--quick run: a smoke test with undertrained decoders, not for conclusions",
         )
-    run_faces_evaluation(cfg, args.out_dir, cache_dir=args.cache_dir, progress=not args.no_progress)
+    run_faces_evaluation(
+        cfg, args.out_dir, cache_dir=args.cache_dir, progress=not args.no_progress, command=command_line(args)
+    )
     return 0
 
 
@@ -110,6 +119,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         max_loss=args.max_loss,
         cache_dir=args.cache_dir,
         progress=not args.no_progress,
+        command=command_line(args),
     )
     print(f"eps = {result['recommendation']['eps']}: {result['recommendation']['reason']}")
     return 0 if result["recommendation"]["eps"] is not None else 1
@@ -190,7 +200,9 @@ def _threat_faces(args: argparse.Namespace) -> int:
             oracle_queries=[128],
             note="--quick run: a smoke test with undertrained models, not for conclusions",
         )
-    run_faces_threat_suite(cfg, args.out_dir, cache_dir=args.cache_dir, progress=not args.no_progress)
+    run_faces_threat_suite(
+        cfg, args.out_dir, cache_dir=args.cache_dir, progress=not args.no_progress, command=command_line(args)
+    )
     return 0
 
 

@@ -3,7 +3,9 @@ default synthetic encoder, no face detector): the pipeline any user runs on thei
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shlex
 
 import numpy as np
 import pytest
@@ -83,7 +85,11 @@ def test_eval_faces_on_identity_folders_through_the_cli(tmp_path):
     assert 0.3 < util["AdvFace, identity-trained shadow (start=random)"]["mean_cosine_to_clean"] < 0.999
     assert res["config"]["eps"] == 0.08  # resolved for the 128-d encoder
     report = (tmp_path / "out" / "report.md").read_text()
-    assert "AdvFace offline (start=shadow, eq. 3)" in report and "Data credit" in report
+    assert "AdvFace offline (start=shadow, eq. 3)" in report
+    # the report states the command that wrote it, and credits no public dataset it did not read
+    assert res["command"] == shlex.join(["advface-fast", *args])
+    assert f"Command: `{res['command']}`" in report
+    assert "Labeled Faces" not in report and "CelebA" not in report
     assert "| AdvFace offline, identity-trained shadow (start=shadow) | " in report
     assert "fine-tuned 5 steps" in report
     assert (tmp_path / "out" / "grid.png").stat().st_size > 0
@@ -107,6 +113,7 @@ def test_eval_faces_on_identity_folders_through_the_cli(tmp_path):
     acc = {p["eps"]: p["acc"] for p in res["points"]}
     assert acc[0.6] < res["unprotected_acc"] - 3 <= acc[0.005]
     assert res["recommendation"]["eps"] == 0.005
+    assert res["command"].startswith("advface-fast calibrate --test-folder ")
     assert main([*cal, "--eps-grid", "0.6", "--max-loss", "3"]) == 1  # nothing qualifies: a non-zero exit
 
 
@@ -196,4 +203,17 @@ def test_threat_faces_suite_on_identity_folders_through_the_cli(tmp_path):
     link = res["unlinkability"]
     assert link["unprotected (both systems store E(x))"]["d_sys"] > link["keyed rotation, two keys"]["d_sys"]
     report = (tmp_path / "out" / "report.md").read_text()
-    assert "score oracle" in report and "D_sys" in report and "Data credit" in report
+    assert "score oracle" in report and "D_sys" in report
+    assert f"Command: `{shlex.join(['advface-fast', *args])}`" in report
+    assert f"identity folders `{tmp_path / 'test'}`" in report and "LFW" not in report
+
+
+def test_data_credit_names_the_public_datasets_a_run_read():
+    from advface_fast.eval.faces_config import FacesEvalConfig
+    from advface_fast.eval.faces_report import data_credit
+
+    default = data_credit(dataclasses.asdict(FacesEvalConfig()))  # LFW pairs, CelebA training faces
+    assert "Labeled Faces in the Wild" in default and "CelebA" in default
+    own = {"pairs": None, "test_folder": "/data/staff_photos", "train_images": "/data/lfw-deepfunneled"}
+    assert "Labeled Faces in the Wild" in data_credit(own) and "CelebA" not in data_credit(own)
+    assert "not known to the harness" in data_credit({"test_folder": "/x/mine", "train_images": "/x/other"})

@@ -52,9 +52,11 @@ def run_calibration(
     cache_dir: str | Path | None = None,
     log: Callable[[str], None] = print,
     progress: bool = True,
+    command: str | None = None,
 ) -> dict[str, Any]:
     """Sweep AdvFace (package default start) over ``eps_grid`` on ``cfg``'s protocol; write
-    ``calibration.json`` to ``out_dir`` and return it with the recommendation."""
+    ``calibration.json`` to ``out_dir`` and return it with the recommendation (and ``command``, the
+    command line that ran it, when the CLI passes it)."""
     t0 = time.time()
     out = Path(out_dir)
     data, shadow, attackers = prepare(cfg, out, cache_dir, log, progress)
@@ -86,6 +88,7 @@ def run_calibration(
         "unprotected_acc": base,
         "points": points,
         "recommendation": rec,
+        "command": command,
         "seconds": time.time() - t0,
     }
     (out / "calibration.json").write_text(json.dumps(result, indent=2) + "\n")

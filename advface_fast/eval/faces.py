@@ -114,9 +114,11 @@ def run_faces_evaluation(
     cache_dir: str | Path | None = None,
     log: Callable[[str], None] = print,
     progress: bool = True,
+    command: str | None = None,
 ) -> dict[str, Any]:
     """Run the real-faces evaluation; write ``report.md``, ``results.json``, ``frontier.png`` and
-    ``grid.png`` to ``out_dir`` and return the results."""
+    ``grid.png`` to ``out_dir`` and return the results. ``command``: the command line that ran it,
+    stated in the report so that it can be reproduced (the CLI passes it)."""
     t0 = time.time()
     out = Path(out_dir)
     data, shadow, attackers = prepare(cfg, out, cache_dir, log, progress)
@@ -231,6 +233,7 @@ def run_faces_evaluation(
         "laplace_sensitivity_l1": laplace_sensitivity(dim),
         "alpha": alpha,
         "paper_lfw": PAPER_LFW,
+        "command": command,
         "seconds": time.time() - t0,
     }
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")

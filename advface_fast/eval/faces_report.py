@@ -13,9 +13,34 @@ from .report import FRONTIER_SKIPPED, _table
 LFW_CREDIT = (
     'LFW: G. B. Huang, M. Ramesh, T. Berg, E. Learned-Miller, "Labeled Faces in the Wild: A Database for '
     'Studying Face Recognition in Unconstrained Environments", UMass TR 07-49, 2007; deep funneling: G. B. '
-    "Huang, M. Mattar, H. Lee, E. Learned-Miller, NIPS 2012. CelebA: Z. Liu, P. Luo, X. Wang, X. Tang, "
-    '"Deep Learning Face Attributes in the Wild", ICCV 2015.'
+    "Huang, M. Mattar, H. Lee, E. Learned-Miller, NIPS 2012."
 )
+CELEBA_CREDIT = 'CelebA: Z. Liu, P. Luo, X. Wang, X. Tang, "Deep Learning Face Attributes in the Wild", ICCV 2015.'
+DATA_PATH_KEYS = ("pairs", "pairs_images", "test_folder", "train_images", "train_identity")
+
+
+def data_credit(cfg: dict[str, Any]) -> str:
+    """The credit line for the public datasets a run read (recognised by "lfw" / "celeba" in its data
+    paths); other data gets a line saying that its credit is the user's to add."""
+    paths = " ".join(str(cfg.get(k) or "") for k in DATA_PATH_KEYS).lower()
+    credits = [c for key, c in (("lfw", LFW_CREDIT), ("celeba", CELEBA_CREDIT)) if key in paths]
+    if not credits:
+        return "Data: the folders named above (their credit, if any, is not known to the harness)."
+    return "Data credit. " + " ".join(credits)
+
+
+def protocol_source(cfg: dict[str, Any]) -> str:
+    """Where the evaluated pairs come from, for a report's prose."""
+    if cfg.get("test_folder"):
+        return f"identity folders `{cfg['test_folder']}`"
+    return f"the pairs of `{cfg['pairs']}`"
+
+
+def command_sentence(results: dict[str, Any]) -> str:
+    """How to reproduce a report: the command that wrote it, or where its settings are."""
+    if results.get("command"):
+        return f"Command: `{results['command']}`."
+    return "Written by the Python API; its settings are in results.json."
 
 
 def _paper(method: str, table: str, paper: dict[str, dict[str, float]]) -> str:
@@ -67,7 +92,7 @@ def _frontier(results: dict[str, Any], path: Path) -> Path | None:
         if unp is not None:
             ax.scatter([unp], [base], marker="*", s=120, color="k", label="unprotected", zorder=3)
         ax.set_xlabel(f"identity inference of the {results['sweep_attacker']} attacker (%)")
-        ax.set_ylabel("LFW verification accuracy (%)")
+        ax.set_ylabel("verification accuracy (%)")
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
@@ -233,9 +258,10 @@ def write_faces_report(
         "",
         "Protection speed (CPU, backend auto, including E for the shadow start): "
         + ", ".join(f"{k}: {v:.0f} templates/s" for k, v in results["protect_templates_per_s"].items())
-        + f". Total time of this run: {results['seconds']:.0f} s (with the caches it had).",
+        + f". Total time of this run: {results['seconds']:.0f} s (with the caches it had). "
+        + command_sentence(results),
         "",
-        "Data credit. " + LFW_CREDIT,
+        data_credit(cfg),
     ]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     return written

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..faces_report import LFW_CREDIT
+from ..faces_report import command_sentence, data_credit, protocol_source
 from ..report import _table
 
 
@@ -32,14 +32,15 @@ def write_faces_threat_report(results: dict[str, Any], out: Path, command: str |
     enc = results["encoder"]
     e_name = enc.get("name", "E") if isinstance(enc, dict) else str(enc)
     lines = [
-        f"# Threat model on real faces: LFW, {e_name}, attackers who know the method",
+        f"# Threat model on real faces ({e_name}): attackers who know the method",
         "",
         *([f"**{cfg['note']}**", ""] if cfg.get("note") else []),
         f"System encoder E: `{_name(results['encoder'])}`; independent judge E2: `{_name(results['judge'])}` "
         "(no defender or "
-        f"attacker uses it; clean LFW accuracy {results['clean_accuracy_E2']:.2f}%). Stored templates: the first "
-        f"image of each of LFW's {results['n_pairs']} pairs; probes: the second. The defender's shadow decoder "
-        f"(MLPDecoder {fc['shadow_hidden']}) and every attacker train on the CelebA subset. AdvFace eps "
+        f"attacker uses it; clean-pair accuracy {results['clean_accuracy_E2']:.2f}%). Stored templates: the first "
+        f"image of each of the {results['n_pairs']} pairs ({protocol_source(fc)}); probes: the second. The "
+        f"defender's shadow decoder (MLPDecoder {fc['shadow_hidden']}) and every attacker train on "
+        f"`{fc['train_images']}`, disjoint from the evaluated images. AdvFace eps "
         f"{fc['eps']:.4g}, {fc['steps']} steps, random start. Identity inference = the reconstruction is "
         f"accepted as the person against the pair's probe (E2 at its threshold {results['threshold_E2']:.3f} on "
         f"{first.get('judged_pairs')} pairs; E at the system threshold {results['threshold_E']:.3f} on "
@@ -69,7 +70,7 @@ def write_faces_threat_report(results: dict[str, Any], out: Path, command: str |
         "",
         "Each estimate of the rotation is undone on the stolen gallery, then the attack that fits what it "
         "recovers runs: the identity-loss decoder on clean templates (rotation alone), the purifier (own "
-        "shadow) + identity-loss decoder on AdvFace templates. Known pairs: the attacker's own CelebA faces "
+        "shadow) + identity-loss decoder on AdvFace templates. Known pairs: the attacker's own training faces "
         "enrolled through the system (an insider). Moment alignment: the stolen gallery's covariance "
         "eigenvectors matched to those of the attacker's own templates (no pairs). Score oracle: the attacker "
         "submits its own faces as probes for a claimed identity and reads the matcher's rounded cosine score; "
@@ -109,11 +110,11 @@ def write_faces_threat_report(results: dict[str, Any], out: Path, command: str |
             for n, v in results["unlinkability"].items()
         ],
     )
-    cmd = command or f"advface-fast threat-faces --out-dir {out}"
     lines += [
         "",
-        f"Total time: {results['seconds']:.0f} s (2 CPU cores, with the caches it had). Command: `{cmd}`.",
+        f"Total time: {results['seconds']:.0f} s (with the caches it had). "
+        + command_sentence({**results, "command": command or results.get("command")}),
         "",
+        data_credit(fc),
     ]
-    lines += ["Data credit. " + LFW_CREDIT]
     (out / "report.md").write_text("\n".join(lines) + "\n")

@@ -102,14 +102,16 @@ def run_faces_threat_suite(
     cache_dir: str | Path | None = None,
     log: Callable[[str], None] = print,
     progress: bool = True,
+    command: str | None = None,
 ) -> dict[str, Any]:
-    """Cross the defences with the attacks on real faces; write ``report.md`` and ``results.json``."""
+    """Cross the defences with the attacks on real faces; write ``report.md`` and ``results.json``.
+    ``command``: the command line that ran it, stated in the report (the CLI passes it)."""
     with warnings.catch_warnings():  # the public-seed configuration is measured on purpose
         warnings.simplefilter("ignore", PublicRandomnessWarning)
-        return _run(cfg, Path(out_dir), cache_dir, log, progress)
+        return _run(cfg, Path(out_dir), cache_dir, log, progress, command)
 
 
-def _run(cfg: FacesThreatConfig, out: Path, cache_dir, log, progress) -> dict[str, Any]:
+def _run(cfg: FacesThreatConfig, out: Path, cache_dir, log, progress, command: str | None) -> dict[str, Any]:
     t0 = time.time()
     fc = cfg.faces_config()
     data, shadow, attackers = prepare(fc, out, cache_dir, log, progress)
@@ -265,11 +267,12 @@ def _run(cfg: FacesThreatConfig, out: Path, cache_dir, log, progress) -> dict[st
         "knowledge": knowledge,
         "key_recovery": recovery,
         "unlinkability": link,
+        "command": command,
         "seconds": time.time() - t0,
     }
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     from .faces_report import write_faces_threat_report
 
-    write_faces_threat_report(results, out)
+    write_faces_threat_report(results, out, command)
     log(f"wrote {out}/report.md and results.json in {time.time() - t0:.0f} s")
     return results
