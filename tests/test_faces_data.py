@@ -4,6 +4,9 @@ embedding caches, fold-aware verification. No dataset is needed."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -92,6 +95,32 @@ def test_identity_folder_and_identity_file(tmp_path):
     (tmp_path / "bad.txt").write_text("000000.jpg\n")
     with pytest.raises(GalleryFormatError, match=r"bad\.txt:1"):
         read_identity_file(flat, tmp_path / "bad.txt")
+
+
+def test_an_identity_list_laid_out_as_identity_folders_reads_back_the_same(tmp_path):
+    """benchmarks/identity_folders.py: CelebA's layout as identity folders of links, read back by
+    the folder reader with the same files per identity; an existing destination is refused."""
+    flat = tmp_path / "flat"
+    for k in range(5):
+        _jpg(flat / f"{k:06d}.jpg", k)
+    (tmp_path / "identity.txt").write_text("000000.jpg 17\n000001.jpg 3\n000002.jpg 17\n000003.jpg 3\n000004.jpg 9\n")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "identity_folders.py"
+    dest = tmp_path / "by_id"
+    run = subprocess.run(
+        [sys.executable, script, flat, tmp_path / "identity.txt", dest], capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    listed, folders = read_identity_file(flat, tmp_path / "identity.txt"), read_identity_folder(dest)
+    assert sorted(folders.names) == sorted(listed.names)
+    for name in listed.names:
+        want = {f.resolve() for f, y in zip(listed.files, listed.labels, strict=True) if listed.names[y] == name}
+        got = {f.resolve() for f, y in zip(folders.files, folders.labels, strict=True) if folders.names[y] == name}
+        assert got == want
+    again = subprocess.run(
+        [sys.executable, script, flat, tmp_path / "identity.txt", dest], capture_output=True, text=True
+    )
+    assert again.returncode != 0 and "exists" in again.stderr
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".by_id")] == []  # no half-written layout
 
 
 def test_identity_folder_as_collections_are_copied_around(tmp_path):
