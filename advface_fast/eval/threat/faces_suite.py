@@ -1,14 +1,15 @@
-"""The threat-model suite on real faces: LFW with SFace, every identity figure also judged by dlib.
+"""The threat-model suite on real faces (by default LFW with SFace), every identity figure also
+judged by dlib.
 
 World (as ``eval-faces``, whose data, shadow decoder and attackers it reuses from the cache): the
-enrolled templates are LFW's first pair images under SFace, probes the second images; the defender
-and the attackers train on the CelebA subset. The defender's shadow decoder is its own (never
-published); "shadow leaked" attacks hold it. Defences (``unprotected``, AdvFace with the public
-seed, AdvFace with a secret key, the keyed rotation alone, AdvFace with key and rotation) are
-crossed with attacks that know the method (purifiers trained on the attacker's own CelebA
-templates protected by the package, white-box optimisation through SFace) and the naive ones;
-then the attacks on the rotation's key (known pairs, distribution alignment, a score oracle) and
-unlinkability across two keys.
+enrolled templates are the first images of the protocol's pairs under E (by default LFW's, under
+SFace), probes the second images; the defender and the attackers train on the training faces (by
+default the CelebA subset). The defender's shadow decoder is its own (never published); "shadow
+leaked" attacks hold it. Defences (``unprotected``, AdvFace with the public seed, AdvFace with a
+secret key, the keyed rotation alone, AdvFace with key and rotation) are crossed with attacks that
+know the method (purifiers trained on the attacker's own training-face templates protected by the
+package, white-box optimisation through E) and the naive ones; then the attacks on the rotation's
+key (known pairs, distribution alignment, a score oracle) and unlinkability across two keys.
 """
 
 from __future__ import annotations
@@ -149,7 +150,7 @@ def _run(cfg: FacesThreatConfig, out: Path, cache_dir, log, progress, command: s
     }
     log(f"defences applied ({time.time() - t0:.0f} s)")
 
-    # ---- the attacks that know the method: purifiers on the attacker's own (CelebA) templates
+    # ---- the attacks that know the method: purifiers on the attacker's own (training-face) templates
     own = data.z_train
     own_shadow = train_cached(
         "attacker-shadow-gelu",
