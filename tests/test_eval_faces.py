@@ -90,6 +90,15 @@ def test_eval_faces_on_identity_folders_through_the_cli(tmp_path):
     assert res["command"] == shlex.join(["advface-fast", *args])
     assert f"Command: `{res['command']}`" in report
     assert "Labeled Faces" not in report and "CelebA" not in report
+    assert "paper, LFW" not in report  # the paper's LFW figures stand beside LFW-format pairs only
+    from advface_fast.eval.faces_report import write_faces_report
+
+    as_pairs = {**res, "config": {**res["config"], "test_folder": None, "pairs": "lfw/pairs.txt"}}
+    (tmp_path / "as_pairs").mkdir()
+    write_faces_report(as_pairs, torch.zeros(8, 3, 16, 16), {}, tmp_path / "as_pairs")
+    lfw_report = (tmp_path / "as_pairs" / "report.md").read_text()
+    assert "| method | accuracy (%) | paper, LFW (%) |" in lfw_report and "| 98.13 |" in lfw_report
+    assert "Labeled Faces in the Wild" in lfw_report  # a path naming LFW gets its credit
     assert "| AdvFace offline, identity-trained shadow (start=shadow) | " in report
     assert "fine-tuned 5 steps" in report
     assert (tmp_path / "out" / "grid.png").stat().st_size > 0

@@ -109,6 +109,8 @@ def write_faces_report(
     """Write ``report.md``, ``grid.png`` and (with matplotlib) ``frontier.png``; returns what was
     written and a line for what was skipped."""
     cfg, util, priv, paper = results["config"], results["utility"], results["privacy"], results["paper_lfw"]
+    # the paper's figures are LFW's: beside a pairs protocol only, never beside the user's own folders
+    beside = [] if cfg.get("test_folder") else ["paper, LFW"]
     methods = list(util)
     attackers = list(priv["Unprotected"])
     judge = results.get("judge")
@@ -148,12 +150,18 @@ def write_faces_report(
         "",
     ]
     lines += _table(
-        ["method", "accuracy (%)", "paper, LFW (%)", "TAR@FAR=1e-3 (%)", "mean cosine to the clean template"],
+        [
+            "method",
+            "accuracy (%)",
+            *[f"{b} (%)" for b in beside],
+            "TAR@FAR=1e-3 (%)",
+            "mean cosine to the clean template",
+        ],
         [
             [
                 m,
                 f"{util[m]['acc']:.2f} ± {util[m]['acc_std']:.2f}",
-                _paper(m, "accuracy", paper),
+                *[_paper(m, "accuracy", paper) for _ in beside],
                 "n/a" if util[m]["tar_at_far_1e-3"] is None else f"{util[m]['tar_at_far_1e-3']:.1f}",
                 f"{util[m]['mean_cosine_to_clean']:.3f}",
             ]
@@ -188,8 +196,11 @@ def write_faces_report(
         return f"{r['identity_inference_E']:.1f}{e2}"
 
     lines += _table(
-        ["method", *attackers, "paper, LFW"],
-        [[m, *[cell(m, a) for a in attackers], _paper(m, "identity_inference", paper)] for m in methods],
+        ["method", *attackers, *beside],
+        [
+            [m, *[cell(m, a) for a in attackers], *[_paper(m, "identity_inference", paper) for _ in beside]]
+            for m in methods
+        ],
     )
     lines += [
         "",
