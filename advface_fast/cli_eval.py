@@ -278,7 +278,8 @@ def add_eval_commands(sub: argparse._SubParsersAction) -> None:
 
     tf = sub.add_parser(
         "threat-faces",
-        help="the threat-model suite on real faces (LFW with SFace, judged by dlib)",
+        help="the threat-model suite on real faces (LFW with SFace by default, or your own identity "
+        "folders; judged by dlib)",
         description="The defences (public seed, secret key, keyed rotation, both) against attackers that know "
         "the method on the real-faces protocol of eval-faces (whose cached data, shadow decoder and attackers "
         "it reuses), the attacks on the rotation's key (known pairs, moment alignment, a score oracle) and "
