@@ -7,6 +7,7 @@ import io
 import json
 import socket
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -108,15 +109,25 @@ def service():
         ray.shutdown()
 
 
-def _all_stats(client) -> dict[str, dict]:
-    """/stats of every replica (a request reaches one of them: ask until both answered)."""
+def _all_stats(client, timeout_s: float = 60.0) -> dict[str, dict]:
+    """/stats of every replica (a request reaches one of them: ask until both answered).
+
+    Spaced in time, not only in count: on a loaded 2-core machine the proxy's router can keep
+    choosing one replica for a burst of back-to-back requests (its view of the replicas' queues
+    is cached). A replica that restarted would answer with fresh counters, so the totals the
+    tests check would still catch it."""
+    from ray import serve
+
     seen: dict[str, dict] = {}
-    for _ in range(60):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
         st = client.stats()
         seen[st["replica"]] = st
         if len(seen) == 2:
             return seen
-    raise AssertionError(f"only replicas {sorted(seen)} answered")
+        time.sleep(0.1)
+    status = serve.status()
+    raise AssertionError(f"only replicas {sorted(seen)} answered in {timeout_s:.0f} s; serve.status(): {status}")
 
 
 def _total(stats: dict[str, dict], key: str) -> int:
