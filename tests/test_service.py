@@ -112,10 +112,9 @@ def service():
 def _all_stats(client, timeout_s: float = 60.0) -> dict[str, dict]:
     """/stats of every replica (a request reaches one of them: ask until both answered).
 
-    Spaced in time, not only in count: on a loaded 2-core machine the proxy's router can keep
-    choosing one replica for a burst of back-to-back requests (its view of the replicas' queues
-    is cached). A replica that restarted would answer with fresh counters, so the totals the
-    tests check would still catch it."""
+    Spaced in time, not only in count: in one CI run 60 back-to-back requests all reached one
+    replica (cause not found; not reproduced here). A replica that restarted would answer with
+    fresh counters, so the totals the tests check would still catch it."""
     from ray import serve
 
     seen: dict[str, dict] = {}
