@@ -6,17 +6,18 @@ but make reconstruction (template inversion) attacks fail. See :func:`protect`.
 
 from __future__ import annotations
 
-from .decoders import ConvDecoder, MLPDecoder
-from .defaults import load_default
-from .encoders import Encoder, OnnxEncoder, TorchEncoder
+from .encoders.base import Encoder, TorchEncoder
+from .encoders.input_spec import InputSpec
+from .encoders.onnx import OnnxEncoder
+from .encoders.tflite import TFLiteEncoder
 from .engines import available_backends
 from .errors import BackendUnavailableError, GalleryFormatError, ImageReadError, ModelFormatError, ResumeMismatchError
-from .face_encoder import FaceEncoder
-from .input_spec import InputSpec
+from .models.decoders import ConvDecoder, MLPDecoder
+from .models.defaults import load_default
+from .models.face_encoder import FaceEncoder
+from .models.serialization import load_model, register_model, save_model
 from .protector import Protector, protect
-from .serialization import load_model, register_model, save_model
 from .settings import ProtectParams, RunSettings
-from .tflite_encoder import TFLiteEncoder
 
 __version__ = "0.1.0"
 

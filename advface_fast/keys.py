@@ -1,4 +1,4 @@
-"""Secret keys for the defender's randomness and the keyed feature-space rotation.
+"""Secret keys: the key material behind the defender's randomness and the keyed rotation.
 
 AdvFace and this package are public, and so is anything derived from a default seed: an attacker
 can rerun ``protect`` on their own faces with the same settings and learn to undo it. A secret
@@ -8,7 +8,7 @@ key changes what only the defender can compute:
   keyed hash per row), so the noise of one row says nothing about another's, nor about the key;
 - the rotation (``rotate=True``): stored templates are ``Q z`` for a secret orthogonal ``Q``
   drawn from the key (Haar-distributed, from 256 bits of key material). Probes are rotated with
-  the same key at match time (:func:`rotate`); cosine similarity, hence verification, is
+  the same key at match time (:func:`~advface_fast.rotation.rotate`); cosine similarity, hence verification, is
   unchanged by construction. Templates of one person under two keys do not match
   (unlinkability), and re-keying ``Q2 Q1^T (Q1 z) = Q2 z`` needs no re-enrolment
   (renewability). The rotation protects only while the key is not stolen with the database,
@@ -30,7 +30,6 @@ import secrets
 from pathlib import Path
 
 import numpy as np
-import torch
 
 KEY_BYTES = 32
 _MASK63 = (1 << 63) - 1
@@ -69,45 +68,20 @@ def load_key(key: KeyLike) -> bytes:
     return raw
 
 
-def _derive(key: bytes, purpose: bytes) -> bytes:
+def derive(key: bytes, purpose: bytes) -> bytes:
     return hmac.new(key, b"advface_fast/" + purpose, hashlib.sha256).digest()
 
 
 def key_id(key: bytes) -> str:
     """A public identifier of a key (a keyed hash; it does not reveal the key)."""
-    return _derive(key, b"key-id").hex()[:16]
+    return derive(key, b"key-id").hex()[:16]
 
 
 def keyed_row_ids(key: bytes, ids: np.ndarray) -> np.ndarray:
     """Row ids -> 63-bit keyed hashes (the counters of the random start's noise)."""
-    k = _derive(key, b"random-start")
+    k = derive(key, b"random-start")
     out = np.empty(len(ids), dtype=np.int64)
     for n, i in enumerate(np.asarray(ids, dtype=np.int64).tolist()):
         h = hashlib.blake2b(int(i).to_bytes(8, "little", signed=True), key=k, digest_size=8).digest()
         out[n] = int.from_bytes(h, "little") & _MASK63
     return out
-
-
-def keyed_rotation(key: bytes, dim: int) -> torch.Tensor:
-    """The key's secret ``(dim, dim)`` orthogonal matrix, float64 (Haar: QR of a Gaussian matrix
-    with the signs of R's diagonal folded in)."""
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-        raise ValueError(f"dim must be a positive integer, got {dim!r}")
-    seed = int.from_bytes(_derive(key, b"rotation/%d" % dim), "big")
-    g = np.random.default_rng(seed).standard_normal((dim, dim))
-    q, r = np.linalg.qr(g)
-    q *= np.sign(np.diag(r))[None, :]
-    return torch.from_numpy(q)
-
-
-def rotate(features: torch.Tensor | np.ndarray, key: KeyLike) -> torch.Tensor | np.ndarray:
-    """Apply the key's rotation to ``(N, D)`` features (stored templates or probes): ``z Q^T``.
-    Returns the input's type (numpy or torch, its dtype and device)."""
-    k = load_key(key)
-    is_np = isinstance(features, np.ndarray)
-    z = torch.from_numpy(features) if is_np else features
-    if z.ndim != 2:
-        raise ValueError(f"expected (N, D) features, got shape {tuple(z.shape)}")
-    q = keyed_rotation(k, int(z.shape[1])).to(device=z.device)
-    out = (z.to(torch.float64) @ q.T).to(z.dtype)
-    return out.numpy() if is_np else out

@@ -13,10 +13,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .arrays import RowSource
-from .decoders import ConvDecoder, MLPDecoder
-from .encoders import OnnxEncoder, TorchEncoder
-from .tflite_encoder import TFLiteEncoder
+from .encoders.base import TorchEncoder
+from .encoders.onnx import OnnxEncoder
+from .encoders.tflite import TFLiteEncoder
+from .io.arrays import RowSource
+from .models.decoders import ConvDecoder, MLPDecoder
 
 
 def encoder_fingerprint(encoder: object) -> str | None:

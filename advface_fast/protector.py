@@ -15,17 +15,17 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .arrays import MemorySink, RowSource
-from .encoder_loader import as_encoder
+from .encoders.loader import as_encoder
 from .engines import Engine, resolve_backend
 from .engines.batch import protect_batch
+from .engines.staging import HostStaging
 from .errors import PublicRandomnessWarning, SharedNoiseWarning
-from .fingerprint import module_fingerprint
+from .io.arrays import MemorySink, RowSource
+from .io.streaming import NpyFileSink
 from .keys import key_id, keyed_row_ids
+from .models.fingerprint import module_fingerprint
 from .protect_checks import check_out, check_row_ids, encoder_fingerprint, in_dim, probe_output_shape
 from .settings import REFERENCE_DIM, RunSettings, resolve_eps_alpha
-from .staging import HostStaging
-from .streaming import NpyFileSink
 
 _DEFAULT_BATCH = {"cpu": 256, "cuda": 8192}
 
@@ -48,8 +48,8 @@ class Protector:
         decoder: the shadow decoder, ``(B, D) -> (B, C, H, W)``. A private frozen copy is used in
             eval mode; the caller's module is never changed.
         encoder: the face encoder (needed for ``start="shadow"``): an ``nn.Module``, an
-            :class:`~advface_fast.encoders.OnnxEncoder` or
-            :class:`~advface_fast.tflite_encoder.TFLiteEncoder`, a model path (``.onnx``,
+            :class:`~advface_fast.encoders.onnx.OnnxEncoder` or
+            :class:`~advface_fast.encoders.tflite.TFLiteEncoder`, a model path (``.onnx``,
             ``.tflite``, ``.safetensors``), ``"sface"``, ``"mobilefacenet"``, or any callable
             ``(B, C, H, W) -> (B, D)``.
         settings: a :class:`~advface_fast.settings.RunSettings` (default: the defaults).
@@ -102,7 +102,7 @@ class Protector:
         """``z Q^T`` with the key's rotation when ``rotate``, else ``z``."""
         if not self.rotate:
             return z
-        from .keys import keyed_rotation
+        from .rotation import keyed_rotation
 
         k = (z.shape[1], z.device, z.dtype)
         if k not in self._rotations:

@@ -106,7 +106,7 @@ class RunSettings:
         start's noise per row by a keyed hash instead of the public ``seed`` alone. Without it,
         ``start="random"`` warns (:class:`~advface_fast.errors.PublicRandomnessWarning`).
     rotate: store ``Q z~`` for the key's secret orthogonal ``Q`` (needs ``key``); probes must be
-        rotated with :func:`advface_fast.keys.rotate` and the same key before matching.
+        rotated with :func:`advface_fast.rotation.rotate` and the same key before matching.
     batch_size: rows per batch (default 256 on CPU, 8192 on CUDA).
     device: compute device (default: the input's CUDA device, else CUDA if available, else CPU).
     progress: show a tqdm progress bar.

@@ -13,9 +13,10 @@ import argparse
 
 import torch
 
-from advface_fast.defaults import IDS, load_default
+from advface_fast.data.world import IDS
+from advface_fast.encoders.embed import embed
 from advface_fast.metrics import genuine_impostor_pairs, pair_distances, tar_at_far, verification_accuracy
-from advface_fast.train.encoder import embed
+from advface_fast.models.defaults import load_default
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ torch.compile of the reference step (mode="reduce-overhead": Inductor + CUDA gra
 and bf16, and the fused Triton engine in fp32 (IEEE), tf32 and bf16 (on Hopper and newer its bf16 GEMMs
 run on the TMA kernel, kernels/mlp_gemm_tma.py; "triton-pointer bf16" is the same engine held to
 the pointer kernel, side by side). Throughput is features per
-second; TFLOP/s counts the loop's GEMMs from the layer sizes (advface_fast.flops); the bf16 peak
+second; TFLOP/s counts the loop's GEMMs from the layer sizes (advface_fast.engines.flops); the bf16 peak
 is measured in the same run with an 8192^3 torch.matmul.
 
 Run by benchmarks/gpu_check.sh. ``--smoke`` runs tiny sizes on the CPU under Triton's
@@ -39,9 +39,9 @@ from baselines.torchattacks_style import torchattacks_style
 
 import advface_fast as af
 from advface_fast.engines import resolve_backend
+from advface_fast.engines.flops import mlp_pgd_flops_per_row_step
+from advface_fast.engines.reference import l1_input_grad_ref, pgd_ref
 from advface_fast.engines.torch_reference import torch_pgd
-from advface_fast.flops import mlp_pgd_flops_per_row_step
-from advface_fast.reference import l1_input_grad_ref, pgd_ref
 
 T0 = time.monotonic()
 
@@ -448,7 +448,9 @@ def environment(device: torch.device) -> dict:
         env["commit"] = None
     # the device machines get a copy of the working tree whose .git may be older than the tree
     env["commit"] = os.environ.get("ADVFACE_COMMIT") or env["commit"]
-    env["extension"] = af._ext.build_info() if hasattr(af, "_ext") else None
+    from advface_fast.engines import extension
+
+    env["extension"] = extension.build_info()
     env["triton_gemm"] = triton_gemm_state(device)
     return env
 

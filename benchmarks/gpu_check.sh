@@ -41,7 +41,7 @@ if ! $PY -m pip install -q --no-build-isolation --no-deps -e . > "$OUT/build.log
   $PY setup.py build_ext --inplace >> "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
   [ -e advface_fast/kernels ] || ln -s ../kernels advface_fast/kernels
 fi
-$PY -c "import advface_fast._ext as e; print('extension:', e.build_info())"
+$PY -c "import advface_fast.engines.extension as e; print('extension:', e.build_info())"
 $PY -m advface_fast backends --device cuda  # every registered engine: available, or why not
 
 echo "== tests (GPU tests included; interpreter tests run on the CPU as in CI)"

@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 
 import advface_fast as af
+from advface_fast.cli.demo import run_demo
 from advface_fast.data import SynthFaces
-from advface_fast.demo import run_demo
-from advface_fast.encoders import TorchEncoder
+from advface_fast.encoders.base import TorchEncoder
 from advface_fast.train import train_decoder, train_encoder
 
 

@@ -25,7 +25,7 @@ import torch
 
 import advface_fast as af
 from advface_fast.engines import resolve_backend
-from advface_fast.flops import mlp_pgd_flops_per_row_step
+from advface_fast.engines.flops import mlp_pgd_flops_per_row_step
 
 
 def write_gallery(path: Path, rows: int, dim: int, chunk: int = 100_000) -> None:

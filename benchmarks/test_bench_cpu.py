@@ -29,7 +29,7 @@ from baselines.torchattacks_style import torchattacks_style
 from conftest import RESULTS
 
 import advface_fast as af
-from advface_fast.seeding import row_uniform
+from advface_fast.engines.seeding import row_uniform
 
 SIZES = {"small": (128, [256], (3, 16, 16)), "medium": (512, [1024, 2048], (3, 32, 32))}
 EPS, ALPHA, STEPS = 0.08, 0.016, 10

@@ -5,10 +5,10 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from advface_fast import overrides
+from advface_fast.engines import overrides
 
 # The constexpr codes ACT / OUT_ACT of the kernels below are the activation catalogue's
-# (advface_fast.activations: relu 0, leaky_relu 1, gelu 2; none 0, tanh 1, sigmoid 2), the C++ kernels' too.
+# (advface_fast.engines.activations: relu 0, leaky_relu 1, gelu 2; none 0, tanh 1, sigmoid 2), the C++ kernels' too.
 
 
 def is_interpreting() -> bool:

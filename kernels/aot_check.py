@@ -31,11 +31,10 @@ from pathlib import Path
 os.environ["TRITON_INTERPRET"] = "0"
 
 import triton
+from advface_fast.kernels import mlp_gemm as P
+from advface_fast.kernels import mlp_gemm_tma as T
 
-from advface_fast.activations import ACT_CODES, OUT_ACT_CODES
-
-from . import mlp_gemm as P
-from . import mlp_gemm_tma as T
+from advface_fast.engines.activations import ACT_CODES, OUT_ACT_CODES
 
 # Shared memory a block may use (opt-in maximum) per compute capability major.minor, bytes.
 SMEM_LIMIT = {90: 232448, 100: 232448, 120: 101376}

@@ -33,11 +33,8 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
-
-from advface_fast.activations import ACT_CODES, OUT_ACT_CODES, hidden_activation, output_activation
-
-from . import mlp_gemm_tma
-from ._common import (
+from advface_fast.kernels import mlp_gemm_tma
+from advface_fast.kernels._common import (
     epilogue_math,
     gemm_configs,
     is_interpreting,
@@ -45,6 +42,8 @@ from ._common import (
     tile_origin,
     to_bf16,
 )
+
+from advface_fast.engines.activations import ACT_CODES, OUT_ACT_CODES, hidden_activation, output_activation
 
 EPI_ACT, EPI_LAST, EPI_BWD, EPI_STEP, EPI_OUT = 0, 1, 2, 3, 4
 

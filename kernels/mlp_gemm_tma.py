@@ -37,10 +37,9 @@ import warnings
 import torch
 import triton
 import triton.language as tl
+from advface_fast.kernels._common import epilogue_math, is_interpreting, smallest_when_small, tile_origin, to_bf16
 
-from advface_fast import overrides
-
-from ._common import epilogue_math, is_interpreting, smallest_when_small, tile_origin, to_bf16
+from advface_fast.engines import overrides
 
 try:  # Triton >= 3.4 (host-side descriptors); the GPU machines have 3.6, CI 3.7
     from triton.tools.tensor_descriptor import TensorDescriptor

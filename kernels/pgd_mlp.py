@@ -18,15 +18,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+from advface_fast.kernels import mlp_gemm_tma
+from advface_fast.kernels._common import is_interpreting
+from advface_fast.kernels.mlp_gemm import (
+    input_grad_sign_step,
+    last_layer_l1_sign,
+    linear_act,
+    linear_act_backward,
+    linear_out,
+)
 from torch import nn
 
-from advface_fast.cuda_graphs import GraphRunner
-from advface_fast.plan_cache import PlanCache
+from advface_fast.engines.cuda_graphs import GraphRunner
+from advface_fast.engines.plan_cache import PlanCache
 from advface_fast.settings import PRECISIONS
-
-from . import mlp_gemm_tma
-from ._common import is_interpreting
-from .mlp_gemm import input_grad_sign_step, last_layer_l1_sign, linear_act, linear_act_backward, linear_out
 
 
 @dataclass
@@ -54,7 +59,7 @@ class MLPPlan:
     use_graphs: bool
     target_bf16: bool
     workspaces: dict[int, _Workspace] = field(default_factory=dict)
-    graphs: GraphRunner | None = None  # the loop's CUDA graph (advface_fast.cuda_graphs), one batch shape
+    graphs: GraphRunner | None = None  # the loop's CUDA graph (advface_fast.engines.cuda_graphs), one batch shape
 
     def __post_init__(self) -> None:
         self.graphs = GraphRunner(self.device, self.use_graphs, "Triton loop")
@@ -80,7 +85,7 @@ def plan_for(
     target_bf16: bool | None = None,
 ) -> MLPPlan:
     """The (cached) plan for ``decoder`` on ``device``; rebuilt when a parameter is
-    replaced or changed in place (:func:`advface_fast.fingerprint.params_key`).
+    replaced or changed in place (:func:`advface_fast.engines.plan_cache.params_key`).
 
     ``use_graphs`` defaults to True on CUDA; ``target_bf16`` (store the L1 target image in bf16:
     half the epilogue's memory traffic) defaults to True for ``precision="bf16"``."""
@@ -170,7 +175,7 @@ def pgd_mlp(
     alpha: float,
     steps: int,
 ) -> torch.Tensor:
-    """:func:`advface_fast.reference.pgd_ref` on the fused kernels. ``z0``, ``centre`` ``(B, D)``;
+    """:func:`advface_fast.engines.reference.pgd_ref` on the fused kernels. ``z0``, ``centre`` ``(B, D)``;
     ``target`` ``(B, *out_shape)``. Returns a new float32 ``(B, D)``."""
     if steps == 0:
         return z0.float().clone()

@@ -75,7 +75,7 @@ def test_finite_check_is_exact_when_a_sum_would_overflow():
     """check_finite clears a chunk by its sum; a sum that overflows (finite float64 values near
     the maximum) must fall through to the exact test, not reject the gallery, and an Inf and a NaN
     in one chunk (sum NaN) must still be found at the right row."""
-    from advface_fast.arrays import RowSource
+    from advface_fast.io.arrays import RowSource
 
     big = np.full((6, 4), np.finfo(np.float64).max / 2, dtype=np.float64)
     RowSource(big, "features", ndim=2).check_finite()  # the sum is inf, every value is finite

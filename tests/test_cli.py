@@ -164,7 +164,7 @@ def test_train_shadow_with_an_identity_loss(tmp_path):
     import torch
 
     from advface_fast.data import SynthFaces
-    from advface_fast.encoders import TorchEncoder
+    from advface_fast.encoders.base import TorchEncoder
 
     enc = LinearEncoder(3 * 16 * 16, 24, seed=3)
     af.save_model(enc, tmp_path / "enc.safetensors")
@@ -188,7 +188,7 @@ def test_train_shadow_with_an_identity_loss(tmp_path):
 def test_every_option_has_help_and_states_its_default():
     import argparse
 
-    from advface_fast.cli import build_parser
+    from advface_fast.cli.app import build_parser
 
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     for name, cmd in sub.choices.items():

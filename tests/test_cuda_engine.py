@@ -16,8 +16,8 @@ import torch
 from helpers import ODD_D, ODD_HIDDEN, ODD_OUT, odd_pair, unit_rows
 
 import advface_fast as af
-from advface_fast import _ext
 from advface_fast.engines import cuda_loop as cuda_engine
+from advface_fast.engines import extension as _ext
 from advface_fast.engines.cuda_loop import unavailable_reason
 
 needs_gpu = pytest.mark.skipif(

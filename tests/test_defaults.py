@@ -6,10 +6,11 @@ import pytest
 import torch
 
 import advface_fast as af
-from advface_fast.defaults import ASSETS, IDS, load_default
-from advface_fast.encoders import TorchEncoder
+from advface_fast.data.world import IDS
+from advface_fast.encoders.base import TorchEncoder
+from advface_fast.encoders.embed import embed
 from advface_fast.metrics import genuine_impostor_pairs, pair_distances, verification_accuracy
-from advface_fast.train.encoder import embed
+from advface_fast.models.defaults import ASSETS, load_default
 
 pytestmark = pytest.mark.skipif(
     not (ASSETS / "encoder.safetensors").exists(), reason="default models not trained (advface-fast train-default)"
@@ -52,7 +53,7 @@ def test_missing_assets_name_the_command(tmp_path):
 
 
 def test_demo_runs_and_writes_the_picture(tmp_path):
-    from advface_fast.demo import run_demo
+    from advface_fast.cli.demo import run_demo
 
     res = run_demo(tmp_path, users=120)
     assert (tmp_path / "demo_grid.png").stat().st_size > 1000
@@ -66,7 +67,7 @@ def test_user_models_folder_from_the_environment(tmp_path, monkeypatch):
     import shutil
 
     from advface_fast.cli import main
-    from advface_fast.defaults import ASSETS, MODELS_ENV, default_models_dir
+    from advface_fast.models.defaults import ASSETS, MODELS_ENV, default_models_dir
 
     monkeypatch.setenv(MODELS_ENV, str(tmp_path / "empty"))
     assert default_models_dir() == tmp_path / "empty"
@@ -83,7 +84,7 @@ def test_user_models_folder_from_the_environment(tmp_path, monkeypatch):
 
 
 def test_train_default_at_another_dimension(tmp_path):
-    from advface_fast.defaults import train_default
+    from advface_fast.train.defaults import train_default
 
     info = train_default(
         tmp_path, ids=12, per_id=2, encoder_epochs=1, decoder_epochs=1, dim=40, progress=False, log=lambda s: None

@@ -8,6 +8,7 @@ import torch
 from helpers import assert_same_protection, make_pair, unit_rows
 
 import advface_fast as af
+from advface_fast.engines.seeding import row_uniform
 
 KW = {"eps": 0.05, "alpha": 0.01, "steps": 5, "progress": False}
 
@@ -85,7 +86,7 @@ def test_protection_increases_shadow_reconstruction_loss():
     out = af.protect(z, dec, enc, start="random", renorm=False, steps=10, eps=0.1, alpha=0.02, progress=False)
     with torch.no_grad():
         x_shadow = dec(z)
-        z0 = z + 0.1 * af.seeding.row_uniform(0, np.arange(40), 24).float()
+        z0 = z + 0.1 * row_uniform(0, np.arange(40), 24).float()
         before = (dec(z0) - x_shadow).abs().sum()
         after = (dec(out) - x_shadow).abs().sum()
     assert after > 1.5 * before

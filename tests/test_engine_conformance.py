@@ -23,8 +23,8 @@ import torch
 from helpers import ODD_D, ODD_OUT, odd_pair, unit_rows
 
 from advface_fast.engines import ENGINES, FAMILIES
+from advface_fast.engines.reference import pgd_ref
 from advface_fast.engines.registry import ALIASES, backend_names
-from advface_fast.reference import pgd_ref
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 EPS, ALPHA = 0.05, 0.01

@@ -11,11 +11,10 @@ import torch
 from helpers import odd_pair
 
 import advface_fast as af
-from advface_fast import cuda_graphs
-from advface_fast.cuda_graphs import GraphRunner
-from advface_fast.engines import registry
+from advface_fast.engines import cuda_graphs, registry
+from advface_fast.engines.cuda_graphs import GraphRunner
+from advface_fast.engines.plan_cache import PlanCache
 from advface_fast.engines.registry import Engine, resolve_backend, supports
-from advface_fast.plan_cache import PlanCache
 from advface_fast.settings import RunSettings
 
 CPU = torch.device("cpu")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from advface_fast import _ext
+from advface_fast.engines import extension as _ext
 from advface_fast.engines.ops import (
     act_backward_,
     act_backward_ref,

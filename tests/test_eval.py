@@ -8,9 +8,9 @@ import math
 import pytest
 import torch
 
-from advface_fast.defaults import ASSETS
 from advface_fast.eval import ATTACKERS, EvalConfig, gaussian_same_l2, laplace_dp, make_attacker, run_evaluation
 from advface_fast.eval.baselines import laplace_sensitivity, uniform_linf
+from advface_fast.models.defaults import ASSETS
 
 
 @pytest.mark.parametrize("name", [a for a in ATTACKERS if a != "shipped_conv"])

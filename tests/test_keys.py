@@ -11,7 +11,8 @@ import torch
 
 import advface_fast as af
 from advface_fast.errors import PublicRandomnessWarning, SharedNoiseWarning
-from advface_fast.keys import generate_key, key_id, keyed_rotation, keyed_row_ids, load_key, rotate
+from advface_fast.keys import generate_key, key_id, keyed_row_ids, load_key
+from advface_fast.rotation import keyed_rotation, rotate
 
 K1, K2 = b"k" * 32, b"q" * 32
 
@@ -116,7 +117,7 @@ def test_key_files(tmp_path):
 
 
 def test_runs_record_a_key_id_not_the_key(tmp_path, setup):
-    from advface_fast.arrays import RowSource
+    from advface_fast.io.arrays import RowSource
 
     dec, z = setup
     np.save(tmp_path / "g.npy", z.numpy())

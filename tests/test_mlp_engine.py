@@ -21,7 +21,7 @@ from helpers import ODD_D, ODD_HIDDEN, ODD_OUT, odd_pair, unit_rows
 import advface_fast as af
 from advface_fast.engines import mlp_eager as mlp_engine
 from advface_fast.engines.mlp_eager import mlp_decode, mlp_pgd, mlp_weights
-from advface_fast.reference import l1_input_grad_ref, pgd_ref
+from advface_fast.engines.reference import l1_input_grad_ref, pgd_ref
 
 D, HIDDEN, OUT = ODD_D, ODD_HIDDEN, ODD_OUT
 KW = {"eps": 0.05, "alpha": 0.01, "progress": False, "device": "cpu"}

@@ -26,11 +26,11 @@ import torch
 from helpers import ODD_D, ODD_HIDDEN, ODD_OUT, unit_rows
 
 import advface_fast as af
-from advface_fast import _ext
-from advface_fast.activations import hidden_activation
 from advface_fast.engines import cuda_loop as cuda_engine
+from advface_fast.engines import extension as _ext
 from advface_fast.engines import mlp_eager as mlp_engine
 from advface_fast.engines import nvrtc_kernels
+from advface_fast.engines.activations import hidden_activation
 from advface_fast.engines.nvrtc_loop import PyPgdLoop, TorchKernels
 
 needs_gpu = pytest.mark.skipif(

@@ -39,7 +39,7 @@ def test_a_large_portrait_is_searched_at_detect_side(tmp_path, upright):
 
 
 def test_a_large_face_is_area_averaged_before_the_warp(upright):
-    from advface_fast.sface import align_face
+    from advface_fast.faces.yunet import align_face
 
     # the same face 8x larger, cut at the same landmarks, gives the same crop: 2.9 grey levels of
     # mean absolute difference (resampling); a bilinear warp straight from 4096 pixels aliases (5.7)

@@ -17,16 +17,12 @@ from helpers import assert_same_protection, make_pair, unit_rows
 from pg_server import PgServer, pg_bin_dir
 
 import advface_fast as af
+from advface_fast.keys import key_id
 
 psycopg = pytest.importorskip("psycopg")
 pytestmark = pytest.mark.skipif(pg_bin_dir() is None, reason="PostgreSQL server binaries not installed")
 
-from advface_fast.deploy.postgres_table import (  # noqa: E402
-    ConcurrentUpdateError,
-    SettingsMismatchError,
-    protect_table,
-    table_state,
-)
+from advface_fast.deploy.postgres_table import ConcurrentUpdateError, SettingsMismatchError, protect_table, table_state  # noqa: E402
 
 KEY = b"k" * 32
 DIM = 24
@@ -85,7 +81,7 @@ def test_in_place_equals_protect(dsn, kind):
     assert_same_protection(got, want)
     assert not np.allclose(got, feats)
     st = table_state(dsn, "faces")
-    assert st["rows_done"] == 70 and st["finished_at"] is not None and st["settings"]["key"] == af.keys.key_id(KEY)
+    assert st["rows_done"] == 70 and st["finished_at"] is not None and st["settings"]["key"] == key_id(KEY)
 
 
 def test_other_settings_refused_and_appended_rows_protected(dsn):

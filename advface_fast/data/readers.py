@@ -171,7 +171,7 @@ def read_insightface_bin(
 def read_npy_images(path: str | os.PathLike[str]) -> torch.Tensor:
     """An ``.npy`` image array: ``(N, 3, H, W)`` float (taken as is) or ``(N, H, W, 3)`` uint8
     (converted to [-1, 1])."""
-    from ..npy_io import NpyRowReader
+    from ..io.npy import NpyRowReader
 
     path = Path(path)
     reader = NpyRowReader(path, ndim=4)

@@ -9,7 +9,7 @@ Recognising the identity is therefore a real task: images of one person differ m
 than some images of two different people.
 
 Everything is a pure function of ``(seed, identity)`` for traits and ``(seed, identity, variation)``
-for an image, through the counter-based hash of :mod:`advface_fast.seeding`: deterministic,
+for an image, through the counter-based hash of :mod:`advface_fast.engines.seeding`: deterministic,
 independent of batching, and identity sets are disjoint by construction (different id ranges).
 Rendering is vectorised over the batch with soft-edged signed-distance shapes (anti-aliased at any
 size from 32 to 112 pixels and beyond). Images are float32 ``(B, 3, S, S)`` in ``[-1, 1]``.
@@ -21,7 +21,7 @@ import math
 
 import torch
 
-from ..seeding import row_uniform
+from ..engines.seeding import row_uniform
 
 # trait and variation slots of the counter-based uniforms (each a column of row_uniform)
 _N_TRAITS = 40

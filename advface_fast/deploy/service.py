@@ -79,9 +79,9 @@ class Enroller:
     def __init__(self, decoder: Any, encoder: Any, key: bytes, api_key_digest: bytes, config: ServiceConfig) -> None:
         import torch
 
-        from ..encoder_loader import as_encoder
+        from ..encoders.loader import as_encoder
+        from ..models.serialization import load_model
         from ..protector import Protector
-        from ..serialization import load_model
 
         torch.set_num_threads(max(1, int(config.torch_threads or config.cpus_per_replica)))
         dec = load_model(decoder) if isinstance(decoder, str) else decoder
@@ -171,7 +171,7 @@ def _error(status: int, message: str) -> tuple[int, bytes, str, dict]:
 
 def build_app(decoder: Any, encoder: Any, key: bytes, api_key: str, config: ServiceConfig) -> Any:
     """The Serve application (``serve.run(app)``). ``decoder``: an ``nn.Module`` or a model path
-    readable by every replica; ``encoder``: what :func:`~advface_fast.encoder_loader.as_encoder` takes
+    readable by every replica; ``encoder``: what :func:`~advface_fast.encoders.loader.as_encoder` takes
     (``"sface"``, a path) or None; ``key``: the defender's key bytes; ``api_key``: the token
     clients send (only its SHA-256 digest reaches the replicas)."""
     serve = import_optional("ray.serve", "the enrolment service (pip install 'advface_fast[serve]')")

@@ -94,7 +94,7 @@ def protect_into_faiss(
 
 def search(index: Any, probes: Any, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Cosine scores and ids ``(P, k)`` of the ``k`` best gallery entries for each probe ``(P, D)``
-    (normalised here). Rotate probes first (:func:`advface_fast.keys.rotate`) for a rotated gallery."""
+    (normalised here). Rotate probes first (:func:`advface_fast.rotation.rotate`) for a rotated gallery."""
     return index.search(_unit(np.asarray(probes)), k)
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import GalleryFormatError
-from ..npy_io import NpyRowReader, NpyRowWriter
+from ..io.npy import NpyRowReader, NpyRowWriter
 from .run_state import replace_durably
 
 FORMATS = ("npy", "parquet")

@@ -174,10 +174,10 @@ def protect_distributed(
             (the message names the file); nothing is published.
         ResumeMismatchError / FileExistsError: ``out_dir`` holds another run or other files.
     """
-    from ..fingerprint import module_fingerprint
+    from ..models.fingerprint import module_fingerprint
+    from ..models.serialization import load_model
     from ..protect_checks import encoder_fingerprint, in_dim
     from ..protector import Protector
-    from ..serialization import load_model
 
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     if isinstance(rows_per_task, bool) or not isinstance(rows_per_task, int) or rows_per_task < 1:

@@ -77,8 +77,8 @@ class ProtectWorker:
     def __init__(self, config: WorkerConfig) -> None:
         import torch
 
+        from ..models.serialization import load_model
         from ..protector import Protector
-        from ..serialization import load_model
 
         if config.threads:
             torch.set_num_threads(config.threads)

@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..face_encoder import _block
-from ..serialization import register_model
+from ..models.face_encoder import _block
+from ..models.serialization import register_model
 from .dct import BLOCK, block_dct, split_channels
 
 

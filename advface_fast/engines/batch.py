@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from ..errors import NonFiniteError
-from ..reference import renorm_ref
-from ..seeding import row_uniform
 from ..settings import ProtectParams
+from .reference import renorm_ref
+from .seeding import row_uniform
 
 PGDFn = Callable[..., torch.Tensor]  # pgd_ref's signature plus precision=
 

@@ -1,19 +1,19 @@
 """Engines ``"cuda-compiled"`` and ``"cuda-nvrtc"`` (family ``"cuda"``: compiled where it can run,
 else NVRTC; ``ADVFACE_CUDA_LOOP`` overrides): the protection loop for
-:class:`~advface_fast.decoders.MLPDecoder` on cuBLAS(Lt) GEMMs and the package's CUDA kernels.
+:class:`~advface_fast.models.decoders.MLPDecoder` on cuBLAS(Lt) GEMMs and the package's CUDA kernels.
 
 ``cuda-compiled`` drives the loop from C++ (``csrc/pgd_loop.cu``): cuBLASLt GEMMs with the bias
 epilogue, the elementwise kernels of ``csrc/epilogues.cu`` and the sign step of
 ``csrc/clipped_sign_step.cu``, the ``steps`` of a batch captured in one CUDA graph from the second
 batch of a shape on. ``cuda-nvrtc`` (:class:`~advface_fast.engines.nvrtc_loop.PyPgdLoop`) runs the
 same kernels compiled at run time by NVRTC through CuPy, torch's cuBLAS GEMMs and the loop in
-Python under :class:`~advface_fast.cuda_graphs.GraphRunner`: for installs without nvcc or
+Python under :class:`~advface_fast.engines.cuda_graphs.GraphRunner`: for installs without nvcc or
 cublasLt.h.
 
 This module owns the memory (torch tensors: weights in the GEMM dtype, activations, gradients,
 a cuBLASLt workspace) and hands raw device addresses to the extension, which has no libtorch
 ABI. A plan is built per (decoder weights, device, precision, batch size, loop) and kept in
-:data:`PLANS` (:class:`~advface_fast.plan_cache.PlanCache`).
+:data:`PLANS` (:class:`~advface_fast.engines.plan_cache.PlanCache`).
 
 Arithmetic: the same as the eager engine (GEMM operands and outputs in the GEMM dtype, fp32
 accumulation; the output activation, the L1 sign, the projection and ``z`` in fp32), with
@@ -31,12 +31,13 @@ from typing import Any
 
 import torch
 
-from .. import _ext, overrides
-from ..activations import ACT_CODES, OUT_ACT_CODES
-from ..decoders import MLPDecoder
-from ..plan_cache import PlanCache
+from ..models.decoders import MLPDecoder
+from . import extension as _ext
+from . import overrides
+from .activations import ACT_CODES, OUT_ACT_CODES
 from .mlp_eager import GEMM_DTYPE
 from .ops import DTYPE_CODES
+from .plan_cache import PlanCache
 from .registry import Engine, Family, mlp_decoder_only, nvidia_gpu_only, register
 
 WORKSPACE_BYTES = 32 << 20  # cuBLASLt's recommended workspace on Hopper
@@ -215,7 +216,7 @@ def cuda_pgd(
     precision: str = "fp32",
     impl: str | None = None,
 ) -> torch.Tensor:
-    """:func:`~advface_fast.reference.pgd_ref` on the CUDA loop ``impl`` (``"compiled"``,
+    """:func:`~advface_fast.engines.reference.pgd_ref` on the CUDA loop ``impl`` (``"compiled"``,
     ``"nvrtc"``; None: :func:`active_impl`); shapes as there, ``z0``'s dtype out."""
     plan = _plan(decoder, z0.device, precision, z0.shape[0], impl)
     plan.z.copy_(z0)

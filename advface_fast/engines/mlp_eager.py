@@ -1,14 +1,14 @@
 """Engine ``"mlp-eager"`` (old name ``"mlp"``, kept as an alias): the protection loop for
-:class:`~advface_fast.decoders.MLPDecoder` in PyTorch ops with the backward pass written out, on
+:class:`~advface_fast.models.decoders.MLPDecoder` in PyTorch ops with the backward pass written out, on
 any device; ``auto``'s choice off CUDA.
 
-Same arithmetic as autograd through the reference (:func:`~advface_fast.reference.pgd_ref`): the
+Same arithmetic as autograd through the reference (:func:`~advface_fast.engines.reference.pgd_ref`): the
 forward is ``addmm`` per layer, the backward ``g @ W`` per layer with ATen's own activation
 backward kernels (``leaky_relu_backward``, ``gelu_backward``, ``tanh_backward``, ...), and the L1
 sign is ``sign(y - x~)``, so in fp32 with plain weights it returns the reference's bytes. What it
 saves: the autograd graph per step (and every saved tensor the input gradient never needs) and,
 in bf16, the casts: ``torch.autocast`` converts every weight to bf16 on every call, here they are
-converted once per decoder and kept in the plan cache (:mod:`advface_fast.plan_cache`).
+converted once per decoder and kept in the plan cache (:mod:`advface_fast.engines.plan_cache`).
 
 bf16 means bf16 GEMM operands and outputs with fp32 accumulation (oneDNN/cuBLAS), the output
 activation, the L1 sign, the projection and ``z`` in fp32. On the CPU the weights are packed for
@@ -24,10 +24,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .. import overrides
-from ..activations import hidden_activation, output_activation_
-from ..decoders import MLPDecoder
-from ..plan_cache import PlanCache
+from ..models.decoders import MLPDecoder
+from . import overrides
+from .activations import hidden_activation, output_activation_
 from .ops import (
     act_backward_ref,
     amx_linear,
@@ -36,6 +35,7 @@ from .ops import (
     clipped_sign_step,
     l1_sign_grad_from_output,
 )
+from .plan_cache import PlanCache
 from .registry import Engine, mlp_decoder_only, register
 from .torch_reference import torch_precision
 
@@ -209,7 +209,7 @@ def mlp_pgd(
     steps: int,
     precision: str = "fp32",
 ) -> torch.Tensor:
-    """:func:`~advface_fast.reference.pgd_ref` for an MLPDecoder, backward written out; ``z`` and
+    """:func:`~advface_fast.engines.reference.pgd_ref` for an MLPDecoder, backward written out; ``z`` and
     the step in fp32 whatever ``precision`` (tf32: tf32 matmuls, CUDA). Shapes as in ``pgd_ref``;
     returns ``z0``'s dtype."""
     w = mlp_weights(decoder, z0.device, precision, batch=z0.shape[0])

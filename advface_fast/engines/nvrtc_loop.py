@@ -2,7 +2,7 @@
 loop (no nvcc or no cublasLt.h at build time): torch's cuBLAS GEMMs into preallocated buffers and
 the package's own elementwise kernels (``csrc/cuda_kernels.cuh`` compiled by NVRTC,
 :mod:`advface_fast.engines.nvrtc_kernels`), the ``steps`` of a batch captured in one CUDA graph
-(:mod:`advface_fast.cuda_graphs`) from the second call with the same settings on.
+(:mod:`advface_fast.engines.cuda_graphs`) from the second call with the same settings on.
 
 :class:`PyPgdLoop` has the interface of the extension's ``PgdLoop`` (``run``, ``decode``,
 ``captured``) over the same buffers (``cuda_loop.build_plan``), and the same step:
@@ -24,8 +24,8 @@ from typing import Any, Protocol
 
 import torch
 
-from ..activations import hidden_activation
-from ..cuda_graphs import GraphRunner
+from .activations import hidden_activation
+from .cuda_graphs import GraphRunner
 from .ops import act_backward_ref, clipped_sign_step_ref, l1_sign_out_grad_ref, out_activation_ref
 
 
@@ -149,7 +149,7 @@ class PyPgdLoop:
         """``steps`` projected sign steps on ``tensors["z"]`` in place, on torch's current stream
         (``stream`` is accepted for the extension's signature; torch's current stream is the one
         it would be). On CUDA devices the steps are captured in one CUDA graph and replayed
-        (:class:`~advface_fast.cuda_graphs.GraphRunner`: eager for the first call with a
+        (:class:`~advface_fast.engines.cuda_graphs.GraphRunner`: eager for the first call with a
         (steps, eps, alpha), captured on the second)."""
 
         def body() -> None:

@@ -6,7 +6,7 @@ Two kinds of entries: an :class:`Engine` (one implementation, e.g. ``"cuda-nvrtc
 :class:`Family` (a name for "the best variant of this engine here", e.g. ``"cuda"``: the compiled
 C++ loop where it can run, else NVRTC). Asking for a family resolves to one of its engines, so the
 engine that ran is always a concrete name. Every engine's ``pgd`` has
-:func:`~advface_fast.reference.pgd_ref`'s signature plus ``precision``: ``"fp32"`` (IEEE fp32
+:func:`~advface_fast.engines.reference.pgd_ref`'s signature plus ``precision``: ``"fp32"`` (IEEE fp32
 GEMMs), ``"tf32"`` (tensor-core tf32, CUDA only) or ``"bf16"`` (bf16 GEMM operands, fp32
 accumulation; the sign, the projection and z stay fp32). ``decode(decoder, z, precision)`` is the
 shadow image ``S(z)`` with the loop's forward arithmetic (so that at ``z`` itself the L1 signs are
@@ -25,9 +25,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .. import overrides
 from ..errors import BackendUnavailableError
 from ..settings import PRECISIONS
+from . import overrides
 from .batch import PGDFn
 
 Check = Callable[[nn.Module, torch.device, str], "str | None"]  # None: fine, else the reason it cannot
@@ -61,7 +61,7 @@ class Engine:
 @dataclass(frozen=True)
 class Family:
     """A name that resolves to the first of ``variants(device)`` that can run (the order may
-    follow an environment override, :mod:`advface_fast.overrides`)."""
+    follow an environment override, :mod:`advface_fast.engines.overrides`)."""
 
     name: str
     description: str
@@ -122,12 +122,12 @@ def device_ready(decoder: nn.Module, device: torch.device, precision: str) -> st
 
 
 def mlp_decoder_only(label: str) -> Check:
-    """The fast engines' decoder family: exactly :class:`~advface_fast.decoders.MLPDecoder` (a
+    """The fast engines' decoder family: exactly :class:`~advface_fast.models.decoders.MLPDecoder` (a
     subclass may change ``forward``, which the engines would not see), in float32 (the GEMM
     precision is ``precision=``'s business)."""
 
     def check(decoder: nn.Module, device: torch.device, precision: str) -> str | None:
-        from ..decoders import MLPDecoder
+        from ..models.decoders import MLPDecoder
 
         if type(decoder) is not MLPDecoder:
             return f"{label} runs MLPDecoder only, got {type(decoder).__name__}"
@@ -209,7 +209,7 @@ def available_backends(
 ) -> dict[str, str | None]:
     """``{name: None if it can run, else the reason}`` for every family, engine and alias (the
     decoder defaults to a small MLPDecoder)."""
-    from ..decoders import MLPDecoder
+    from ..models.decoders import MLPDecoder
 
     dec = decoder if decoder is not None else MLPDecoder(8, [8], (1, 2, 2))
     dev = torch.device(device)

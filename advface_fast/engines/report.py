@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from .. import overrides
 from ..errors import BackendUnavailableError
 from ..settings import PRECISIONS
+from . import overrides
 from .registry import ALIASES, ENGINES, FAMILIES, backend_names, resolve_backend, supports
 
 
@@ -24,7 +24,7 @@ def _detail(name: str, device: torch.device) -> str:
 
 def engine_report(device: str | torch.device) -> list[str]:
     """The lines of the report for ``device``."""
-    from ..decoders import MLPDecoder
+    from ..models.decoders import MLPDecoder
 
     dev = torch.device(device)
     dec = MLPDecoder(8, [8], (1, 2, 2))

@@ -1,4 +1,4 @@
-"""Engine ``"torch"``: the reference loop (:func:`~advface_fast.reference.pgd_ref`, autograd
+"""Engine ``"torch"``: the reference loop (:func:`~advface_fast.engines.reference.pgd_ref`, autograd
 through the decoder) for any ``nn.Module`` decoder on any device; ``auto``'s last resort."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from ..reference import pgd_ref
+from .reference import pgd_ref
 from .registry import Engine, register
 
 

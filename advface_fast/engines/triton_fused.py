@@ -1,5 +1,5 @@
 """Engines ``"triton-pointer"`` and ``"triton-tma"`` (family ``"triton"``): the fused Triton loop
-for :class:`~advface_fast.decoders.MLPDecoder` (``kernels/pgd_mlp.py``: 2L kernels a step, no
+for :class:`~advface_fast.models.decoders.MLPDecoder` (``kernels/pgd_mlp.py``: 2L kernels a step, no
 weight gradient, no image in memory) on NVIDIA GPUs; on the CPU only under Triton's interpreter
 (``TRITON_INTERPRET=1``), which is for tests and never taken by ``auto``.
 
@@ -19,7 +19,7 @@ import sys
 import torch
 from torch import nn
 
-from .. import overrides
+from . import overrides
 from .registry import Engine, Family, mlp_decoder_only, nvidia_gpu_only, register
 
 
@@ -64,7 +64,7 @@ def triton_pgd(
     precision: str = "fp32",
     gemm: str = "auto",
 ) -> torch.Tensor:
-    """:func:`~advface_fast.reference.pgd_ref` on the fused loop, GEMM kernel ``gemm`` (``"auto"``,
+    """:func:`~advface_fast.engines.reference.pgd_ref` on the fused loop, GEMM kernel ``gemm`` (``"auto"``,
     ``"tma"``, ``"pointer"``: ``mlp_gemm_tma.forced``); ``z0``'s dtype out."""
     from ..kernels.mlp_gemm_tma import forced
     from ..kernels.pgd_mlp import pgd_mlp, plan_for

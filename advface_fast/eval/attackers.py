@@ -1,6 +1,6 @@
 """Reconstruction attackers of architectures the defender did not use.
 
-The defender's shadow decoder is an :class:`~advface_fast.decoders.MLPDecoder` 128-512-1024;
+The defender's shadow decoder is an :class:`~advface_fast.models.decoders.MLPDecoder` 128-512-1024;
 the attackers differ in width, depth, activation, or are convolutional:
 
 - ``mlp_wide``: MLP 1024-2048, relu
@@ -19,9 +19,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..activations import output_activation
-from ..decoders import ConvDecoder, MLPDecoder, _check_out_shape, _upsampling_plan
-from ..serialization import register_model
+from ..engines.activations import output_activation
+from ..models.decoders import ConvDecoder, MLPDecoder, _check_out_shape, _upsampling_plan
+from ..models.serialization import register_model
 
 
 class _ResBlock(nn.Module):

@@ -16,8 +16,8 @@ import math
 
 import torch
 
-from ..reference import renorm_ref
-from ..seeding import row_uniform
+from ..engines.reference import renorm_ref
+from ..engines.seeding import row_uniform
 
 
 def _renorm(out: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

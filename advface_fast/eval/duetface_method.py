@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from ..duetface.dct import block_idct, merge_channels
 from ..duetface.model import DuetFace
 from ..duetface.train import train_duetface
-from ..encoders import TorchEncoder
-from ..serialization import load_model, save_model
-from ..train.encoder import embed
+from ..encoders.base import TorchEncoder
+from ..encoders.embed import embed
+from ..models.serialization import load_model, save_model
 from .methods import InputMethod, register_method
 
 

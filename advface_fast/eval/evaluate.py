@@ -27,14 +27,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..defaults import IDS, load_default
-from ..encoders import TorchEncoder
+from ..data.world import IDS
+from ..encoders.base import TorchEncoder
+from ..encoders.embed import embed
 from ..metrics import genuine_impostor_pairs, pair_distances, psnr, ssim_skimage, tar_at_far, verification_accuracy
+from ..models.defaults import load_default
+from ..models.serialization import load_model, read_model_header, save_model
 from ..protector import protect
-from ..serialization import load_model, read_model_header, save_model
 from ..settings import DEFAULT_ALPHA, DEFAULT_EPS, DEFAULT_STEPS, default_eps
 from ..train import fit_decoder
-from ..train.encoder import embed
 from .attackers import make_attacker
 from .baselines import laplace_dp, laplace_sensitivity, uniform_linf
 from .config import config_from_json

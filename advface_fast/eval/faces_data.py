@@ -26,7 +26,7 @@ class FacesData:
     """The protocol, the aligned faces and their embeddings, computed once (cached)."""
 
     def __init__(self, cfg: FacesEvalConfig, cache: Path, log: Callable[[str], None], progress: bool) -> None:
-        from ..encoder_loader import as_encoder
+        from ..encoders.loader import as_encoder
         from ..faces.align import align_files
         from ..faces.datasets import read_identity_file, read_identity_folder, read_lfw_pairs
         from ..faces.embed import embed_faces, encoder_key, faces_to_tensor
@@ -87,7 +87,7 @@ class FacesData:
         self.judge = None
         self.e2_test = None
         if cfg.judge == "dlib":
-            from ..faces.dlib_encoder import DlibEncoder
+            from ..encoders.dlib import DlibEncoder
 
             self.judge = DlibEncoder()
             self.e2_test = embed_faces(self.judge, test.faces, cache_dir=cache, progress=progress, desc="E2(test)")

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..defaults import IDS
+from ..data.world import IDS
 from ..metrics import pair_distances, verification_accuracy
 from .attackers import ChannelInverter, make_attacker
 from .config import config_from_json

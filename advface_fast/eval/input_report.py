@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ..png import image_grid, write_png
+from ..io.png import image_grid, write_png
 from .report import _table
 
 # the paper's LFW figures (AdvFace, CVPR 2023, Table 2): accuracy / identity inference

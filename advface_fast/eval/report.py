@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from ..png import image_grid, write_png
+from ..io.png import image_grid, write_png
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:

@@ -1,5 +1,5 @@
 """Face alignment of photo files with a disk cache: YuNet's five landmarks, a similarity transform
-to the ArcFace 112x112 template (:func:`advface_fast.sface.align_face`).
+to the ArcFace 112x112 template (:func:`advface_fast.faces.yunet.align_face`).
 
 Every file gets a crop and a status; nothing is dropped silently:
 
@@ -25,8 +25,6 @@ edit), the settings and the detector file, so any change recomputes.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .cache import default_cache_dir, files_key, sha256_file
 
 STATUSES = ("detected", "retried", "fallback", "as-is")
 CACHE_VERSION = "2"  # 2: EXIF orientation, detection at most detect_side wide
@@ -54,27 +54,6 @@ class AlignedFaces:
     def ok(self) -> np.ndarray:
         """Rows whose face was found by the detector (at either threshold) or taken as is."""
         return self.status != STATUSES.index("fallback")
-
-
-def default_cache_dir() -> Path:
-    """``$ADVFACE_CACHE``, else ``~/.cache/advface_fast``."""
-    return Path(os.environ.get("ADVFACE_CACHE") or Path.home() / ".cache" / "advface_fast")
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def files_key(files: Sequence[Path], settings: dict) -> str:
-    """A hex key for ``files`` (their contents, in order) and ``settings``."""
-    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
-    for f in files:
-        h.update(_sha256_file(Path(f)).encode())
-    return h.hexdigest()[:32]
 
 
 def _pick(faces: np.ndarray, shape: tuple[int, int], pick: str) -> np.ndarray:
@@ -125,7 +104,7 @@ def _unreadable(files: Sequence[Path], reasons: Sequence[str | None]) -> None:
 def _detect(img: np.ndarray, thr: float, detect_side: int) -> np.ndarray:
     """YuNet detections of ``img`` searched at most ``detect_side`` pixels wide, in ``img``'s
     coordinates."""
-    from ..sface import detect_faces
+    from .yunet import detect_faces
 
     side = max(img.shape[:2])
     if side <= detect_side:
@@ -146,7 +125,7 @@ def _detect_one(
     """``(landmarks or None, status, image shape, aligned crop or None, why unreadable or None)``
     of one file: the crop is cut here, from the image already decoded; only fallbacks are warped
     later (they need the mean landmarks of the whole call)."""
-    from ..sface import align_face
+    from .yunet import align_face
 
     path, thr, retry, pick, max_pixels, detect_side = args
     img = _read_or_error(Path(path), max_pixels)
@@ -181,7 +160,7 @@ def align_files(
     :class:`~advface_fast.errors.ImageReadError` naming every file that cannot be decoded."""
     from tqdm.auto import tqdm
 
-    from ..sface import align_face, yunet_model_path
+    from .yunet import align_face, yunet_model_path
 
     if pick not in ("center", "largest"):
         raise ValueError(f"pick must be 'center' or 'largest', got {pick!r}")
@@ -198,7 +177,7 @@ def align_files(
         "retry": retry_threshold,
         "pick": pick,
         "detect_side": detect_side,
-        "detector": _sha256_file(yunet_model_path()) if detector == "yunet" else "none",
+        "detector": sha256_file(yunet_model_path()) if detector == "yunet" else "none",
     }
     cache = None
     if cache_dir != "":

@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ..errors import ModelFormatError, ResumeMismatchError
-from ..serialization import default_file_mode
+from ..models.serialization import default_file_mode
 
 
 def save_checkpoint(

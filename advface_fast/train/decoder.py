@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..encoders.embed import embed
 from ..metrics import psnr, ssim
-from .encoder import embed
 from .loop import cosine_lr, run_epochs
 
 

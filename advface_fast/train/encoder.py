@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..face_encoder import FaceEncoder
+from ..encoders.embed import embed
 from ..metrics import pair_distances, verification_accuracy
+from ..models.face_encoder import FaceEncoder
 from .loop import cosine_lr, run_epochs
 
 
@@ -61,25 +62,6 @@ def verification_pairs(labels: torch.Tensor, n_pairs: int, seed: int = 0) -> tup
         j.append(b)
         same.append(p % 2 == 0)
     return np.array(i), np.array(j), np.array(same)
-
-
-@torch.no_grad()
-def embed(
-    encoder: Callable[[torch.Tensor], torch.Tensor],
-    images: torch.Tensor,
-    batch: int = 1024,
-    flip: bool = True,
-    device: torch.device | str = "cpu",
-) -> torch.Tensor:
-    """L2-normalised embeddings; with ``flip``, of the image plus its mirror (the insightface protocol)."""
-    out = []
-    for a in range(0, len(images), batch):
-        x = images[a : a + batch].to(device)
-        e = encoder(x)
-        if flip:
-            e = e + encoder(x.flip(3))
-        out.append(F.normalize(e.float(), dim=1).cpu())
-    return torch.cat(out)
 
 
 def fit_margin(

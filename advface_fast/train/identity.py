@@ -4,7 +4,7 @@ Loss per batch: ``|D(z) - x|_1 + lam * (1 - cos(E(D(z)), z))``: the reconstructi
 the face *and* be recognised as the template by ``E``. An attacker who has the recognition model
 (it ships in a package, or was stolen with the templates) can train this; it is the strongest
 decoder family of the threat-model literature. ``E`` must be differentiable
-(:class:`~advface_fast.encoders.TorchEncoder`, e.g. :func:`~advface_fast.sface.sface_torch_encoder`).
+(:class:`~advface_fast.encoders.base.TorchEncoder`, e.g. :func:`~advface_fast.encoders.sface.sface_torch_encoder`).
 
 Typical use fine-tunes an L1-trained decoder for a few hundred steps (through a real encoder a
 step costs ~100x a plain L1 step on a CPU).
@@ -21,12 +21,13 @@ from tqdm.auto import tqdm
 
 def differentiable(encoder: object) -> Callable[[torch.Tensor], torch.Tensor]:
     """``images -> unit features`` with autograd for an encoder: a TorchEncoder's own, or an ONNX
-    model's graph in torch (:class:`~advface_fast.onnx_torch.OnnxTorchModule`, e.g. SFace), or a
-    TFLite model's (:class:`~advface_fast.tflite_torch.TFLiteTorchModule`, e.g. MobileFaceNet)."""
-    from ..encoders import OnnxEncoder, TorchEncoder
-    from ..onnx_torch import OnnxTorchModule
-    from ..tflite_encoder import TFLiteEncoder
-    from ..tflite_torch import TFLiteTorchModule
+    model's graph in torch (:class:`~advface_fast.encoders.onnx_torch.OnnxTorchModule`, e.g. SFace), or a
+    TFLite model's (:class:`~advface_fast.encoders.tflite_torch.TFLiteTorchModule`, e.g. MobileFaceNet)."""
+    from ..encoders.base import TorchEncoder
+    from ..encoders.onnx import OnnxEncoder
+    from ..encoders.onnx_torch import OnnxTorchModule
+    from ..encoders.tflite import TFLiteEncoder
+    from ..encoders.tflite_torch import TFLiteTorchModule
 
     if isinstance(encoder, TorchEncoder):
         return encoder.features

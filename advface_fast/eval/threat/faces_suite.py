@@ -25,11 +25,11 @@ from typing import Any
 
 import torch
 
-from ...decoders import MLPDecoder
 from ...errors import PublicRandomnessWarning
-from ...keys import keyed_rotation, rotate
 from ...metrics import pair_distances, verification_accuracy
+from ...models.decoders import MLPDecoder
 from ...protector import protect
+from ...rotation import keyed_rotation, rotate
 from ...train.identity import differentiable
 from ..config import config_from_json
 from ..faces import FacesEvalConfig, attack_scores, prepare

@@ -24,16 +24,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...decoders import MLPDecoder
-from ...defaults import IDS, load_default
-from ...encoders import TorchEncoder
+from ...data.world import IDS
+from ...encoders.base import TorchEncoder
+from ...encoders.embed import embed
 from ...errors import PublicRandomnessWarning
-from ...keys import keyed_rotation, rotate
 from ...metrics import genuine_impostor_pairs, pair_distances, ssim_skimage, verification_accuracy
+from ...models.decoders import MLPDecoder
+from ...models.defaults import load_default
+from ...models.serialization import load_model, save_model
 from ...protector import protect
-from ...serialization import load_model, save_model
+from ...rotation import keyed_rotation, rotate
 from ...train import fit_decoder
-from ...train.encoder import embed, train_encoder
+from ...train.encoder import train_encoder
 from ...train.identity import finetune_identity
 from ..config import config_from_json
 from .base import DEFENDER_KEY, Knowledge

@@ -1,0 +1,120 @@
+"""The options of the commands that protect, and their translation into Protector keywords."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..engines import BACKEND_NAMES
+from ..settings import DEFAULT_EPS, DEFAULT_START, DEFAULT_STEPS, PRECISIONS, START_MODES
+
+
+def setting_kwargs(args: argparse.Namespace) -> dict:
+    """The :class:`~advface_fast.settings.RunSettings` fields of the options ``add_setting_args`` declares
+    (every command that protects)."""
+    return {
+        "eps": args.eps,
+        "alpha": args.alpha,
+        "steps": args.steps,
+        "start": args.start,
+        "renorm": not args.no_renorm,
+        "backend": args.backend,
+        "precision": args.precision,
+        "seed": args.seed,
+        "key": args.key_file,
+        "rotate": args.rotate,
+    }
+
+
+def protection_kwargs(args: argparse.Namespace) -> dict:
+    """The keywords of the options ``add_protection_args`` declares (the two gallery-file commands)."""
+    return {
+        **setting_kwargs(args),
+        "batch_size": args.batch_size,
+        "overwrite": args.overwrite,
+        "resume": not args.no_resume,
+        "progress": not args.no_progress,
+    }
+
+
+def check_trained_for(decoder_path: str, encoder: object) -> None:
+    """Refuse an encoder other than the one the decoder file says it was trained for."""
+    from ..models.serialization import trained_for_encoder
+
+    want = trained_for_encoder(decoder_path)
+    got = getattr(encoder, "fingerprint", None)
+    if want is None or got is None:
+        return
+    got = got()
+    if (want.get("weights"), want.get("input")) != (got.get("weights"), got.get("input")):
+        raise ValueError(
+            f"{decoder_path} was trained for encoder {want.get('name')!r} (weights {want.get('weights')}, input "
+            f"{want.get('input')}), not for the given {got.get('name')!r} (weights {got.get('weights')}, input "
+            f"{got.get('input')}): its shadow images would not match this encoder's features"
+        )
+
+
+def add_setting_args(pr: argparse.ArgumentParser, key_required: bool = False) -> None:
+    """The decoder, encoder and settings of the protection: every command that protects."""
+    pr.add_argument("--decoder", required=True, help="shadow decoder (.safetensors written by advface_fast)")
+    pr.add_argument(
+        "--encoder",
+        help="face encoder ('sface', 'mobilefacenet', .safetensors, or .onnx/.tflite with a known or sidecar input "
+        "contract); needed for "
+        "--start shadow; refused if the decoder file records another",
+    )
+    pr.add_argument(
+        "--eps",
+        type=float,
+        default=None,
+        help=f"L-inf radius, in the features' units (default {DEFAULT_EPS} x sqrt(128 / D): {DEFAULT_EPS} for 128-d, "
+        f"{DEFAULT_EPS / 2:g} for 512-d unit templates; `advface-fast calibrate` measures it on your data)",
+    )
+    pr.add_argument("--alpha", type=float, default=None, help="sign-step size (default eps / 5)")
+    pr.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"number of steps (default {DEFAULT_STEPS})")
+    pr.add_argument(
+        "--start",
+        choices=START_MODES,
+        default=DEFAULT_START,
+        help=f"start point (default {DEFAULT_START}; 'shadow' is the paper's)",
+    )
+    pr.add_argument(
+        "--no-renorm", action="store_true", help="keep the raw result instead of rescaling to the input norm"
+    )
+    pr.add_argument("--backend", choices=BACKEND_NAMES, default="auto", help="engine; advface-fast backends lists them")
+    pr.add_argument("--precision", choices=PRECISIONS, default="fp32", help="GEMM precision inside the loop")
+    pr.add_argument("--seed", type=int, default=0, help="public seed of the random start (default 0)")
+    pr.add_argument(
+        "--key-file",
+        default=None,
+        required=key_required,
+        help="the defender's secret key (advface-fast keygen): keys the random start"
+        + ("" if key_required else "; default none (warns)"),
+    )
+    pr.add_argument(
+        "--rotate",
+        action="store_true",
+        help="store Q z for the key's secret rotation Q (probes: advface-fast rotate with the same key)",
+    )
+
+
+def add_protection_args(pr: argparse.ArgumentParser) -> None:
+    """The options ``protect`` and ``protect-distributed`` share: the settings and the output's."""
+    add_setting_args(pr)
+    pr.add_argument(
+        "--batch-size", type=int, default=None, help="rows per batch (default: chosen from the device's memory)"
+    )
+    pr.add_argument("--overwrite", action="store_true", help="replace an existing (complete) output")
+    pr.add_argument("--no-resume", action="store_true", help="discard a partial output instead of resuming it")
+    pr.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def load_models(args: argparse.Namespace) -> tuple:
+    """``(decoder, encoder or None)`` of ``--decoder``/``--encoder``, refusing an encoder other
+    than the one the decoder file records."""
+    from ..encoders.loader import as_encoder
+    from ..models.serialization import load_model
+
+    decoder = load_model(args.decoder)
+    encoder = as_encoder(args.encoder) if args.encoder else None
+    check_trained_for(args.decoder, encoder)
+    return decoder, encoder
