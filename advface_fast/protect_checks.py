@@ -1,11 +1,10 @@
-"""The checks a protection run makes before it writes anything: the decoder's input dimension and
+"""The checks a protection run makes before it writes anything: the encoder the decoder was trained
+for, the decoder's input dimension and
 output shape (a probe through the decoder and, for the shadow start, the encoder), the row ids,
-the output path; and the encoder's identity in run manifests."""
+the output path."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,20 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .encoders.base import TorchEncoder
-from .encoders.onnx import OnnxEncoder
-from .encoders.tflite import TFLiteEncoder
 from .io.arrays import RowSource
 from .models.decoders import ConvDecoder, MLPDecoder
-
-
-def encoder_fingerprint(encoder: object) -> str | None:
-    """What identifies the encoder in a run manifest: weights and input contract, else its class."""
-    if encoder is None:
-        return None
-    if isinstance(encoder, (TorchEncoder, OnnxEncoder, TFLiteEncoder)):  # weights and input contract
-        return hashlib.blake2b(json.dumps(encoder.fingerprint(), sort_keys=True).encode(), digest_size=16).hexdigest()
-    return f"callable:{type(encoder).__module__}.{type(encoder).__qualname__}"
 
 
 def in_dim(decoder: nn.Module) -> int | None:
@@ -97,3 +84,23 @@ def check_out(out: Any, src: RowSource, imgs: RowSource | None, overwrite: bool)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it")
     return path
+
+
+def check_trained_for(decoder: nn.Module, encoder: object) -> None:
+    """Refuse an encoder other than the one the decoder's file says it was trained for (a decoder
+    loaded by :func:`~advface_fast.models.serialization.load_model` from a file that records one;
+    an encoder without ``fingerprint()`` cannot be compared and passes)."""
+    from .models.serialization import recorded_encoder
+
+    recorded = recorded_encoder(decoder)
+    got = getattr(encoder, "fingerprint", None)
+    if recorded is None or not callable(got):
+        return
+    path, want = recorded
+    got = got()
+    if (want.get("weights"), want.get("input")) != (got.get("weights"), got.get("input")):
+        raise ValueError(
+            f"{path} was trained for encoder {want.get('name')!r} (weights {want.get('weights')}, input "
+            f"{want.get('input')}), not for the given {got.get('name')!r} (weights {got.get('weights')}, input "
+            f"{got.get('input')}): its shadow images would not match this encoder's features"
+        )

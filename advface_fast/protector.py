@@ -15,16 +15,17 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .encoders.base import encoder_fingerprint
 from .encoders.loader import as_encoder
 from .engines import Engine, resolve_backend
 from .engines.batch import protect_batch
-from .engines.staging import HostStaging
 from .errors import PublicRandomnessWarning, SharedNoiseWarning
 from .io.arrays import MemorySink, RowSource
+from .io.staging import HostStaging
 from .io.streaming import NpyFileSink
 from .keys import key_id, keyed_row_ids
 from .models.fingerprint import module_fingerprint
-from .protect_checks import check_out, check_row_ids, encoder_fingerprint, in_dim, probe_output_shape
+from .protect_checks import check_out, check_row_ids, check_trained_for, in_dim, probe_output_shape
 from .settings import REFERENCE_DIM, RunSettings, resolve_eps_alpha
 
 _DEFAULT_BATCH = {"cpu": 256, "cuda": 8192}
@@ -86,6 +87,7 @@ class Protector:
         self.params = run.params(REFERENCE_DIM)  # eps/alpha defaults resolved per input dimension in __call__
         self.decoder = decoder
         self.encoder = as_encoder(encoder)
+        check_trained_for(decoder, self.encoder)
         self.batch_size = run.batch_size
         self.device = torch.device(run.device) if run.device is not None else None
         self.backend_name = run.backend

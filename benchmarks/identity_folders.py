@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from advface_fast.faces.datasets import read_identity_file
+from advface_fast.data.photo_sets import read_identity_file
 
 
 def make_identity_folders(images: str | os.PathLike[str], identity_txt: str | os.PathLike[str], dest: Path) -> int:

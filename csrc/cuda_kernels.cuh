@@ -1,7 +1,7 @@
 // Every CUDA kernel of the package, as templates in a named namespace, so that the same text
 // serves two compilers:
 //   nvcc   (clipped_sign_step.cu, epilogues.cu, pgd_loop.cu include this file and launch them);
-//   NVRTC  (advface_fast/nvrtc_kernels.py compiles this file at run time through cupy.RawModule
+//   NVRTC  (advface_fast/engines/nvrtc_kernels.py compiles this file at run time through cupy.RawModule
 //           and finds each instantiation by its name expression, e.g.
 //           "advface::kernels::act_backward<float, unsigned short>"), for installs without nvcc.
 // Templates also keep the header ODR-safe when several .cu files include it.

@@ -12,7 +12,7 @@
 // an ulp.
 //
 // The header also compiles under NVRTC (cupy.RawModule, the CUDA backend's fallback for installs
-// without nvcc: advface_fast/nvrtc_kernels.py), which has no C/C++ standard headers.
+// without nvcc: advface_fast/engines/nvrtc_kernels.py), which has no C/C++ standard headers.
 #pragma once
 #if defined(__CUDACC_RTC__)
 typedef long int64_t;  // as <cstdint> on LP64 Linux, so kernel names mangle as under nvcc

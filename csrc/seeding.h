@@ -1,5 +1,5 @@
 // Counter-based uniform noise keyed by (seed, row id, column): SplitMix64 as a hash of a counter
-// (advface_fast/seeding.py states the function; row_uniform_ref there is the numpy reference).
+// (advface_fast/engines/seeding.py states the function; row_uniform_ref there is the numpy reference).
 //   key_i  = splitmix(splitmix(row_i) ^ seed)
 //   u_ij   = (splitmix(splitmix(key_i + j * GOLDEN)) >> 11) * 2^-52 - 1      in [-1, 1)
 // Integer arithmetic wraps modulo 2^64; the last line is exact in double, so every build gives

@@ -8,7 +8,7 @@ import triton.language as tl
 from advface_fast.engines import overrides
 
 # The constexpr codes ACT / OUT_ACT of the kernels below are the activation catalogue's
-# (advface_fast.engines.activations: relu 0, leaky_relu 1, gelu 2; none 0, tanh 1, sigmoid 2), the C++ kernels' too.
+# (advface_fast.models.activations: relu 0, leaky_relu 1, gelu 2; none 0, tanh 1, sigmoid 2), the C++ kernels' too.
 
 
 def is_interpreting() -> bool:

@@ -34,7 +34,7 @@ import triton
 from advface_fast.kernels import mlp_gemm as P
 from advface_fast.kernels import mlp_gemm_tma as T
 
-from advface_fast.engines.activations import ACT_CODES, OUT_ACT_CODES
+from advface_fast.models.activations import ACT_CODES, OUT_ACT_CODES
 
 # Shared memory a block may use (opt-in maximum) per compute capability major.minor, bytes.
 SMEM_LIMIT = {90: 232448, 100: 232448, 120: 101376}

@@ -43,7 +43,7 @@ from advface_fast.kernels._common import (
     to_bf16,
 )
 
-from advface_fast.engines.activations import ACT_CODES, OUT_ACT_CODES, hidden_activation, output_activation
+from advface_fast.models.activations import ACT_CODES, OUT_ACT_CODES, hidden_activation, output_activation
 
 EPI_ACT, EPI_LAST, EPI_BWD, EPI_STEP, EPI_OUT = 0, 1, 2, 3, 4
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import advface_fast as af
-from advface_fast.engines.activations import HIDDEN_ACTS, OUT_ACTS, hidden_activation, output_activation
+from advface_fast.models.activations import HIDDEN_ACTS, OUT_ACTS, hidden_activation, output_activation
 
 
 @af.register_model

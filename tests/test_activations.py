@@ -1,4 +1,4 @@
-"""The activation catalogue (advface_fast.engines.activations) is the one encoding: the C++ enums say the
+"""The activation catalogue (advface_fast.models.activations) is the one encoding: the C++ enums say the
 same, the Triton kernels' constexpr branches compute the named function for each code, and the
 torch backward equals autograd's."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from advface_fast.engines.activations import (
+from advface_fast.models.activations import (
     ACT_CODES,
     HIDDEN_ACTS,
     OUT_ACT_CODES,

@@ -13,8 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
+from advface_fast.data.photo_sets import read_identity_file, read_identity_folder, read_lfw_pairs
 from advface_fast.errors import GalleryFormatError
-from advface_fast.faces.datasets import read_identity_file, read_identity_folder, read_lfw_pairs
 from advface_fast.faces.embed import embed_faces
 from advface_fast.faces.protocol import pairs_from_identities
 from advface_fast.metrics import verification_accuracy

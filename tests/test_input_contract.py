@@ -154,6 +154,13 @@ def test_train_shadow_aligns_records_its_encoder_and_protect_refuses_another(tmp
     assert main([*base, "--encoder", str(tmp_path / "other.safetensors"), "--start", "shadow"]) == 2
     assert not (tmp_path / "p.npy").exists()
     assert main([*base, "--encoder", "sface", "--start", "shadow"]) == 0
+    # the Python API makes the same check: a decoder loaded from the file refuses another encoder
+    shadow = af.load_model(out)
+    with pytest.raises(ValueError, match="was trained for encoder"):
+        af.Protector(shadow, str(tmp_path / "other.safetensors"), start="shadow")
+    assert af.Protector(shadow, "sface", start="shadow").encoder is not None
+    with pytest.raises(ValueError, match="was trained for encoder"):  # a module is fingerprinted too
+        af.Protector(shadow, other, start="shadow")
 
 
 def test_the_independent_judge_recognises_a_person_and_not_another(face):

@@ -30,8 +30,8 @@ from advface_fast.engines import cuda_loop as cuda_engine
 from advface_fast.engines import extension as _ext
 from advface_fast.engines import mlp_eager as mlp_engine
 from advface_fast.engines import nvrtc_kernels
-from advface_fast.engines.activations import hidden_activation
 from advface_fast.engines.nvrtc_loop import PyPgdLoop, TorchKernels
+from advface_fast.models.activations import hidden_activation
 
 needs_gpu = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs a CUDA GPU (run by benchmarks/gpu_check.sh)"

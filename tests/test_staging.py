@@ -9,8 +9,8 @@ import torch
 from helpers import make_pair, unit_rows
 
 import advface_fast as af
-from advface_fast.engines.staging import HostStaging
 from advface_fast.io.arrays import RowSource
+from advface_fast.io.staging import HostStaging
 
 
 @pytest.mark.parametrize("first", [0, 20])

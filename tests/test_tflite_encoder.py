@@ -21,11 +21,11 @@ pytest.importorskip("tflite", reason="the tflite extra is not installed")
 
 from tflite_builder import Op, build
 
+from advface_fast.encoders.base import differentiable
 from advface_fast.encoders.input_spec import MOBILEFACENET, InputSpec
 from advface_fast.encoders.loader import as_encoder
 from advface_fast.encoders.tflite import TFLiteEncoder, mobilefacenet_encoder, mobilefacenet_path
 from advface_fast.encoders.tflite_torch import TFLiteTorchModule
-from advface_fast.train.identity import differentiable
 
 RNG = np.random.default_rng(0)
 

@@ -36,23 +36,6 @@ def protection_kwargs(args: argparse.Namespace) -> dict:
     }
 
 
-def check_trained_for(decoder_path: str, encoder: object) -> None:
-    """Refuse an encoder other than the one the decoder file says it was trained for."""
-    from ..models.serialization import trained_for_encoder
-
-    want = trained_for_encoder(decoder_path)
-    got = getattr(encoder, "fingerprint", None)
-    if want is None or got is None:
-        return
-    got = got()
-    if (want.get("weights"), want.get("input")) != (got.get("weights"), got.get("input")):
-        raise ValueError(
-            f"{decoder_path} was trained for encoder {want.get('name')!r} (weights {want.get('weights')}, input "
-            f"{want.get('input')}), not for the given {got.get('name')!r} (weights {got.get('weights')}, input "
-            f"{got.get('input')}): its shadow images would not match this encoder's features"
-        )
-
-
 def add_setting_args(pr: argparse.ArgumentParser, key_required: bool = False) -> None:
     """The decoder, encoder and settings of the protection: every command that protects."""
     pr.add_argument("--decoder", required=True, help="shadow decoder (.safetensors written by advface_fast)")
@@ -113,8 +96,9 @@ def load_models(args: argparse.Namespace) -> tuple:
     than the one the decoder file records."""
     from ..encoders.loader import as_encoder
     from ..models.serialization import load_model
+    from ..protect_checks import check_trained_for
 
     decoder = load_model(args.decoder)
     encoder = as_encoder(args.encoder) if args.encoder else None
-    check_trained_for(args.decoder, encoder)
+    check_trained_for(decoder, encoder)
     return decoder, encoder

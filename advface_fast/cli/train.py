@@ -31,8 +31,8 @@ def _aligned_folder(folder: str, size: int | None, progress: bool):
     template (cached), as ``(N, 3, S, S)`` in [-1, 1]; photos without a face are dropped and counted."""
     from pathlib import Path
 
+    from ..data.photo_sets import IMAGE_SUFFIXES, images_under
     from ..faces.align import align_files
-    from ..faces.datasets import IMAGE_SUFFIXES, images_under
     from ..faces.embed import faces_to_tensor
 
     root = Path(folder)
@@ -76,7 +76,7 @@ def _train_shadow(args: argparse.Namespace) -> int:
     decoder = MLPDecoder(dim, args.hidden, shape) if args.arch == "mlp" else ConvDecoder(dim, shape, args.base_channels)
     features = None
     if args.identity_steps:  # an encoder with no differentiable form is refused before any training
-        from ..train.identity import differentiable
+        from ..encoders.base import differentiable
 
         features = differentiable(encoder)
     n_val = max(1, int(len(images) * args.val_fraction))

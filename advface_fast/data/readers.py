@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import GalleryFormatError
-from ..faces.datasets import read_identity_folder
+from .photo_sets import read_identity_folder
 
 
 def _to_tensor(arrays: list[np.ndarray]) -> torch.Tensor:
@@ -56,7 +56,7 @@ def read_image_folder(
     root: str | os.PathLike[str], size: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Images of a folder with one sub-folder per identity (listed by
-    :func:`~advface_fast.faces.datasets.read_identity_folder`).
+    :func:`~advface_fast.data.photo_sets.read_identity_folder`).
 
     Returns ``(images (N, 3, S, S) in [-1, 1], labels (N,) int64, identity names)``; files are taken
     in sorted order. Images of different sizes need ``size``.

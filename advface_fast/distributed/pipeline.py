@@ -174,9 +174,10 @@ def protect_distributed(
             (the message names the file); nothing is published.
         ResumeMismatchError / FileExistsError: ``out_dir`` holds another run or other files.
     """
+    from ..encoders.base import encoder_fingerprint
     from ..models.fingerprint import module_fingerprint
     from ..models.serialization import load_model
-    from ..protect_checks import encoder_fingerprint, in_dim
+    from ..protect_checks import in_dim
     from ..protector import Protector
 
     in_dir, out_dir = Path(in_dir), Path(out_dir)

@@ -6,15 +6,25 @@ RGB 0..255) owns an :class:`~advface_fast.encoders.input_spec.InputSpec` that ma
 free-form ``transform``). Features come back L2-normalised by default, since galleries are
 compared by cosine. ``fingerprint()`` identifies the function an encoder computes (its weights and
 its input contract): decoders trained for an encoder record it.
+
+A model format is one :class:`ModelEncoder` subclass (its own file in this package) that carries
+everything the package needs of it: ``suffix`` (the one table of suffixes,
+:data:`~advface_fast.encoders.loader.FORMATS`, is built from it), ``from_file`` (loading, with the
+model's input contract), ``fingerprint`` (what run manifests, caches and decoders record) and
+``differentiable`` (its twin with autograd, for white-box attackers). Adding a format is that
+class and one entry in ``FORMATS``.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -34,7 +44,56 @@ class Encoder(Protocol):
     def __call__(self, images: torch.Tensor) -> torch.Tensor: ...
 
 
-class TorchEncoder:
+class ModelEncoder(ABC):
+    """An encoder of one model format: images ``(B, C, H, W)`` float -> features ``(B, D)``.
+
+    Subclasses set ``suffix`` (the file suffix of the format, e.g. ``".onnx"``) and ``name`` (a
+    label for reports), and implement loading (:meth:`from_file`), :meth:`__call__`,
+    :meth:`fingerprint` and, where the format has one, :meth:`differentiable`.
+    """
+
+    suffix: ClassVar[str]
+    name: str
+
+    @classmethod
+    @abstractmethod
+    def from_file(cls, path: str | os.PathLike[str], spec: InputSpec | None = None) -> ModelEncoder:
+        """Load a model file of this format; ``spec`` overrides the contract its sidecar or the
+        known-models table gives."""
+
+    @abstractmethod
+    def __call__(self, images: torch.Tensor) -> torch.Tensor: ...
+
+    @abstractmethod
+    def fingerprint(self) -> dict:
+        """``{"name", "weights", "input"}``: what identifies the function the encoder computes."""
+
+    def differentiable(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``images -> unit features`` with autograd (for attackers that optimise through E)."""
+        raise TypeError(f"no differentiable form of {type(self).__name__} for an identity loss")
+
+
+def encoder_fingerprint(encoder: object) -> str | None:
+    """What identifies an encoder in a run manifest: a digest of its :meth:`~ModelEncoder.fingerprint`
+    (weights and input contract), else its class (a plain callable; ``None`` for no encoder)."""
+    if encoder is None:
+        return None
+    fp = getattr(encoder, "fingerprint", None)
+    if callable(fp):
+        return hashlib.blake2b(json.dumps(fp(), sort_keys=True).encode(), digest_size=16).hexdigest()
+    return f"callable:{type(encoder).__module__}.{type(encoder).__qualname__}"
+
+
+def differentiable(encoder: object) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``images -> unit features`` with autograd for an encoder: its format's twin
+    (:meth:`ModelEncoder.differentiable`); a plain callable has none."""
+    fn = getattr(encoder, "differentiable", None)
+    if not callable(fn):
+        raise TypeError(f"no differentiable form of {type(encoder).__name__} for an identity loss")
+    return fn()
+
+
+class TorchEncoder(ModelEncoder):
     """Wrap an ``nn.Module`` as an encoder.
 
     The module is copied, frozen and put in eval mode (the caller's module is never changed), and
@@ -48,8 +107,11 @@ class TorchEncoder:
         name: a label for reports.
 
     ``features(images)`` is the same function with autograd (for attackers that optimise through
-    the encoder); calling the encoder runs it without.
+    the encoder); calling the encoder runs it without. Files: ``.safetensors`` written by
+    :func:`~advface_fast.models.serialization.save_model`.
     """
+
+    suffix = ".safetensors"
 
     def __init__(
         self,
@@ -84,6 +146,23 @@ class TorchEncoder:
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         return self.features(images)
+
+    def differentiable(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        return self.features
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], spec: InputSpec | None = None) -> TorchEncoder:
+        """A model file of :func:`~advface_fast.models.serialization.save_model`; its contract is
+        ``spec``, else a sidecar ``<model>.json``, else the package's images at the model's own
+        size."""
+        from ..models.serialization import load_model
+
+        module = load_model(path)
+        if spec is None:
+            known = spec_for_file(path)
+            size = getattr(module, "image_size", 0)
+            spec = known[1] if known else InputSpec(size=int(size), alignment="none")
+        return cls(module, spec=spec, name=Path(path).stem)
 
     def fingerprint(self) -> dict:
         from ..models.fingerprint import module_fingerprint

@@ -4,18 +4,18 @@ twin for white-box attackers is :class:`~advface_fast.encoders.onnx_torch.OnnxTo
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..optional import import_optional
-from .base import Transform, file_fingerprint, model_file_contract, run_in_batches
+from .base import ModelEncoder, Transform, file_fingerprint, model_file_contract, run_in_batches
 from .input_spec import InputSpec
 
 
-class OnnxEncoder:
+class OnnxEncoder(ModelEncoder):
     """An ONNX face recognition model run by onnxruntime.
 
     Args:
@@ -30,6 +30,8 @@ class OnnxEncoder:
     Models that declare unused or initialiser graph inputs, which onnxruntime rejects, are repaired
     in memory (needs the ``onnx`` package).
     """
+
+    suffix = ".onnx"
 
     def __init__(
         self,
@@ -75,8 +77,21 @@ class OnnxEncoder:
         self.transform = transform if transform is not None else spec
         self.normalize = normalize
 
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], spec: InputSpec | None = None) -> OnnxEncoder:
+        return cls(path, spec=spec)
+
     def fingerprint(self) -> dict:
         return file_fingerprint(self)
+
+    def differentiable(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The graph evaluated in torch (:class:`~advface_fast.encoders.onnx_torch.OnnxTorchModule`)."""
+        if self.spec is None:
+            return super().differentiable()
+        from .base import TorchEncoder
+        from .onnx_torch import OnnxTorchModule
+
+        return TorchEncoder(OnnxTorchModule.from_file(self.path), spec=self.spec).features
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         x = self.transform(images) if self.transform is not None else images

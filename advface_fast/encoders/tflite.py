@@ -6,13 +6,14 @@ images ``(B, 3, H, W)`` in [-1, 1] -> unit features ``(B, D)``, through the mode
 (:class:`~advface_fast.encoders.input_spec.InputSpec`: a known file's, a sidecar ``<model>.tflite.json``,
 or ``spec=``), and NCHW -> NHWC for the interpreter. Its differentiable twin for white-box
 attackers is :class:`~advface_fast.encoders.tflite_torch.TFLiteTorchModule` (see
-:func:`~advface_fast.train.identity.differentiable`). Optional extra: ``advface_fast[tflite]``.
+:meth:`TFLiteEncoder.differentiable`). Optional extra: ``advface_fast[tflite]``.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..optional import import_optional
-from .base import Transform, file_fingerprint, model_file_contract, run_in_batches
+from .base import ModelEncoder, Transform, file_fingerprint, model_file_contract, run_in_batches
 from .input_spec import InputSpec
 
 MOBILEFACENET_FILE = "MobileFaceNet.tflite"
@@ -29,7 +30,7 @@ MOBILEFACENET_FILE = "MobileFaceNet.tflite"
 def mobilefacenet_path() -> Path:
     """Where ``"mobilefacenet"`` is looked for: ``<cache>/models/MobileFaceNet.tflite`` (the cache
     folder is ``$ADVFACE_CACHE`` or ``~/.cache/advface_fast``)."""
-    from ..faces.cache import default_cache_dir
+    from ..io.cache import default_cache_dir
 
     return default_cache_dir() / "models" / MOBILEFACENET_FILE
 
@@ -52,7 +53,7 @@ def mobilefacenet_encoder(num_threads: int | None = None) -> TFLiteEncoder:
     return enc
 
 
-class TFLiteEncoder:
+class TFLiteEncoder(ModelEncoder):
     """A ``.tflite`` face recognition model as an encoder.
 
     Args:
@@ -66,6 +67,8 @@ class TFLiteEncoder:
     A model with a fixed batch size is run one chunk of that size at a time. Calls are serialised
     (a LiteRT interpreter is not safe to invoke from two threads at once).
     """
+
+    suffix = ".tflite"
 
     def __init__(
         self,
@@ -107,8 +110,21 @@ class TFLiteEncoder:
         self.normalize = normalize
         self._lock = threading.Lock()
 
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], spec: InputSpec | None = None) -> TFLiteEncoder:
+        return cls(path, spec=spec)
+
     def fingerprint(self) -> dict:
         return file_fingerprint(self)
+
+    def differentiable(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The graph in torch (:class:`~advface_fast.encoders.tflite_torch.TFLiteTorchModule`)."""
+        if self.spec is None:
+            return super().differentiable()
+        from .base import TorchEncoder
+        from .tflite_torch import TFLiteTorchModule
+
+        return TorchEncoder(TFLiteTorchModule.from_file(self.path), spec=self.spec).features
 
     def _run(self, chunk: np.ndarray) -> np.ndarray:
         self.interpreter.set_tensor(self.input_index, np.ascontiguousarray(chunk))

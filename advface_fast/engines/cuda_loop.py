@@ -31,10 +31,10 @@ from typing import Any
 
 import torch
 
+from ..models.activations import ACT_CODES, OUT_ACT_CODES
 from ..models.decoders import MLPDecoder
 from . import extension as _ext
 from . import overrides
-from .activations import ACT_CODES, OUT_ACT_CODES
 from .mlp_eager import GEMM_DTYPE
 from .ops import DTYPE_CODES
 from .plan_cache import PlanCache

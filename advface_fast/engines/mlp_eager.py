@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 import torch
 
+from ..models.activations import hidden_activation, output_activation_
 from ..models.decoders import MLPDecoder
 from . import overrides
-from .activations import hidden_activation, output_activation_
 from .ops import (
     act_backward_ref,
     amx_linear,

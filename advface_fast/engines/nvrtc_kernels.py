@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .activations import ACT_CODES, OUT_ACT_CODES
+from ..models.activations import ACT_CODES, OUT_ACT_CODES
 
 SOURCE = "cuda_kernels.cuh"
 HEADERS = (SOURCE, "epilogues.h")

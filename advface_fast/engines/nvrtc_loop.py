@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import torch
 
-from .activations import hidden_activation
+from ..models.activations import hidden_activation
 from .cuda_graphs import GraphRunner
 from .ops import act_backward_ref, clipped_sign_step_ref, l1_sign_out_grad_ref, out_activation_ref
 

@@ -30,14 +30,14 @@ import functools
 import torch
 
 from ..errors import BackendUnavailableError
-from . import extension as _ext
-from .activations import (
+from ..models.activations import (
     ACT_CODES,
     OUT_ACT_CODES,
     hidden_activation_backward,
     output_activation,
     output_activation_backward,
 )
+from . import extension as _ext
 from .reference import clipped_sign_step_ref
 
 __all__ = [
@@ -174,7 +174,7 @@ def l1_sign_out_grad_ref(a: torch.Tensor, target: torch.Tensor, out_act: str, dt
 
 
 def act_backward_ref(g: torch.Tensor, a: torch.Tensor, act: str, slope: float) -> torch.Tensor:
-    """``g * act'(a)`` (the catalogue's :func:`~advface_fast.engines.activations.hidden_activation_backward`:
+    """``g * act'(a)`` (the catalogue's :func:`~advface_fast.models.activations.hidden_activation_backward`:
     ATen's own backward kernels, what autograd runs), in ``g``'s dtype."""
     return hidden_activation_backward(g, a, act, slope)
 

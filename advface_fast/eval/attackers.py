@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..engines.activations import output_activation
+from ..models.activations import output_activation
 from ..models.decoders import ConvDecoder, MLPDecoder, _check_out_shape, _upsampling_plan
 from ..models.serialization import register_model
 

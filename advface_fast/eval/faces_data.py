@@ -26,9 +26,9 @@ class FacesData:
     """The protocol, the aligned faces and their embeddings, computed once (cached)."""
 
     def __init__(self, cfg: FacesEvalConfig, cache: Path, log: Callable[[str], None], progress: bool) -> None:
+        from ..data.photo_sets import read_identity_file, read_identity_folder, read_lfw_pairs
         from ..encoders.loader import as_encoder
         from ..faces.align import align_files
-        from ..faces.datasets import read_identity_file, read_identity_folder, read_lfw_pairs
         from ..faces.embed import embed_faces, encoder_key, faces_to_tensor
         from ..faces.protocol import pairs_from_identities
 

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import torch
 
+from ..encoders.base import differentiable
 from ..models.decoders import MLPDecoder
 from ..models.serialization import KEY_ENCODER, load_model, save_model
 from ..train import fit_decoder
-from ..train.identity import differentiable, finetune_identity
+from ..train.identity import finetune_identity
 from .attackers import make_attacker
 from .faces_config import FacesEvalConfig
 from .faces_data import FacesData, cache_key
@@ -126,7 +127,7 @@ def prepare(
     cfg: FacesEvalConfig, out: Path, cache_dir: str | Path | None, log: Callable[[str], None], progress: bool
 ) -> tuple[FacesData, torch.nn.Module, dict[str, torch.nn.Module]]:
     """What every real-faces run starts from (all cached): the data, the shadow decoder, the attackers."""
-    from ..faces.cache import default_cache_dir
+    from ..io.cache import default_cache_dir
 
     out.mkdir(parents=True, exist_ok=True)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()

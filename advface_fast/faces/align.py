@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from .cache import default_cache_dir, files_key, sha256_file
+from ..io.cache import default_cache_dir, files_key, sha256_file
 
 STATUSES = ("detected", "retried", "fallback", "as-is")
 CACHE_VERSION = "2"  # 2: EXIF orientation, detection at most detect_side wide

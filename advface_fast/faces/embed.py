@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .cache import default_cache_dir
+from ..io.cache import default_cache_dir
 
 
 def faces_to_tensor(faces: np.ndarray, size: int | None = None) -> torch.Tensor:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .datasets import LabelledFiles, PairProtocol
+from ..data.photo_sets import LabelledFiles, PairProtocol
 
 
 def pairs_from_identities(

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..engines.activations import check_act, check_out_act, hidden_activation, output_activation
+from .activations import check_act, check_out_act, hidden_activation, output_activation
 from .serialization import register_model
 
 

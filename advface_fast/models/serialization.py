@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import weakref
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,6 +27,8 @@ _KEY_CLASS = "advface_fast.class"
 _KEY_CONFIG = "advface_fast.config"
 KEY_ENCODER = "advface_fast.encoder"  # JSON fingerprint of the encoder a decoder was trained for
 
+# the encoder each loaded model's file records (weakly: it goes with the model)
+_RECORDED_ENCODER: weakref.WeakKeyDictionary[nn.Module, tuple[str, dict]] = weakref.WeakKeyDictionary()
 _REGISTRY: dict[str, type[nn.Module]] = {}
 
 M = TypeVar("M", bound=type[nn.Module])
@@ -195,4 +198,13 @@ def load_model(path: str | os.PathLike[str], map_location: str | torch.device = 
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:
         raise ModelFormatError(f"{path}: weights do not match the {cls.__name__} config ({exc})") from exc
-    return model.to(map_location).eval()
+    model = model.to(map_location).eval()
+    if meta.get(KEY_ENCODER) is not None:
+        _RECORDED_ENCODER[model] = (str(path), trained_for_encoder(path))
+    return model
+
+
+def recorded_encoder(model: nn.Module) -> tuple[str, dict] | None:
+    """``(file, fingerprint)`` of the encoder a model loaded by :func:`load_model` was trained for,
+    where its file records one (``train-shadow`` writes it); ``None`` otherwise."""
+    return _RECORDED_ENCODER.get(model)

@@ -19,25 +19,6 @@ from torch import nn
 from tqdm.auto import tqdm
 
 
-def differentiable(encoder: object) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``images -> unit features`` with autograd for an encoder: a TorchEncoder's own, or an ONNX
-    model's graph in torch (:class:`~advface_fast.encoders.onnx_torch.OnnxTorchModule`, e.g. SFace), or a
-    TFLite model's (:class:`~advface_fast.encoders.tflite_torch.TFLiteTorchModule`, e.g. MobileFaceNet)."""
-    from ..encoders.base import TorchEncoder
-    from ..encoders.onnx import OnnxEncoder
-    from ..encoders.onnx_torch import OnnxTorchModule
-    from ..encoders.tflite import TFLiteEncoder
-    from ..encoders.tflite_torch import TFLiteTorchModule
-
-    if isinstance(encoder, TorchEncoder):
-        return encoder.features
-    if isinstance(encoder, OnnxEncoder) and encoder.spec is not None:
-        return TorchEncoder(OnnxTorchModule.from_file(encoder.path), spec=encoder.spec).features
-    if isinstance(encoder, TFLiteEncoder) and encoder.spec is not None:
-        return TorchEncoder(TFLiteTorchModule.from_file(encoder.path), spec=encoder.spec).features
-    raise TypeError(f"no differentiable form of {type(encoder).__name__} for an identity loss")
-
-
 def finetune_identity(
     decoder: nn.Module,
     features: torch.Tensor,

@@ -25,12 +25,12 @@ from typing import Any
 
 import torch
 
+from ...encoders.base import differentiable
 from ...errors import PublicRandomnessWarning
 from ...metrics import pair_distances, verification_accuracy
 from ...models.decoders import MLPDecoder
 from ...protector import protect
 from ...rotation import keyed_rotation, rotate
-from ...train.identity import differentiable
 from ..config import config_from_json
 from ..faces import FacesEvalConfig, attack_scores, prepare
 from ..faces_models import train_cached

@@ -1,4 +1,4 @@
-"""The cache-folder policy of the photo pipeline: where aligned faces, embeddings, trained
+"""The cache-folder policy: where aligned faces, embeddings, trained
 decoders and fetched model files are kept, and the content key that names a cached result."""
 
 from __future__ import annotations

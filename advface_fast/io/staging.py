@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..io.arrays import RowSource
+from .arrays import RowSource
 
 
 @dataclass
