@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.advface-installed
 SOURCES := setup.py pyproject.toml constraints-cpu.txt $(wildcard csrc/*)
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test test-fast lint docs bench install clean
 
 install: $(STAMP)
 
@@ -21,12 +21,21 @@ $(STAMP): $(PY) $(SOURCES)
 demo: $(STAMP)
 	$(VENV)/bin/advface-fast demo
 
+# every test (CI runs this), with the slowest 25 listed at the end
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q tests --durations=25
+
+# the development loop: no slow, server or GPU tests (markers in pyproject.toml; about a minute)
+test-fast: $(STAMP)
+	$(PY) -m pytest -q tests -m "not slow and not server and not gpu" --durations=10
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check advface_fast kernels tests benchmarks csrc setup.py
-	$(VENV)/bin/ruff format --check advface_fast kernels tests benchmarks csrc setup.py
+	$(VENV)/bin/ruff check advface_fast kernels tests benchmarks docs csrc setup.py
+	$(VENV)/bin/ruff format --check advface_fast kernels tests benchmarks docs csrc setup.py
+
+# the result tables in docs/ from the committed results.json files (tests/test_docs.py checks them)
+docs: $(STAMP)
+	$(PY) docs/generate.py
 
 # the CPU benchmark suite, with the real torchattacks/advertorch beside the "-style" loops, then the
 # README's performance section from the results

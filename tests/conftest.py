@@ -22,3 +22,14 @@ def pair():
 @pytest.fixture
 def gallery() -> np.ndarray:
     return unit_rows(50, 24, seed=123)
+
+
+# Tests that start a server through one of these fixtures are marked ``server`` (Ray, Ray Serve,
+# PostgreSQL): the marker follows the fixture, so a new test that uses one cannot be left unmarked.
+SERVER_FIXTURES = {"local_ray", "cluster", "service", "server", "dsn"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.server)

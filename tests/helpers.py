@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -113,3 +114,9 @@ def sign_margin_floor(plain: torch.Tensor, oracle: torch.Tensor) -> float:
     """Where a sign's argument is within 4x plain PyTorch's error (``plain`` against the float64
     ``oracle``) either sign is a correct rounding; beyond it a kernel must agree exactly."""
     return 4 * (plain.double() - oracle).abs().max().item() + 1e-12
+
+
+def needs_gpu(test, reason: str = "needs a CUDA GPU (run by benchmarks/gpu_check.sh)"):
+    """Mark ``test`` as a GPU test (``-m gpu``; ``make test-fast`` leaves it out) and skip it, saying
+    why, where no CUDA device exists."""
+    return pytest.mark.gpu(pytest.mark.skipif(not torch.cuda.is_available(), reason=reason)(test))

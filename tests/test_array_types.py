@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 import torch
-from helpers import assert_same_protection, make_pair, unit_rows
+from helpers import assert_same_protection, make_pair, needs_gpu, unit_rows
 
 import advface_fast as af
 
@@ -87,7 +89,7 @@ def test_float64_decoder_computes_in_float64():
     assert out.dtype == np.float64
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run by benchmarks/gpu_check.sh)")
+@needs_gpu
 def test_torch_cuda_stays_on_device(reference):
     dec, enc, z, ref = reference
     out = af.protect(torch.from_numpy(z).cuda(), dec, enc, backend="torch", **KW)
@@ -97,9 +99,7 @@ def test_torch_cuda_stays_on_device(reference):
     assert (np.abs(out.cpu().numpy() - ref) > 1e-4).mean() < 0.02
 
 
-@pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="needs a CUDA GPU for cupy arrays (run by benchmarks/gpu_check.sh)"
-)
+@partial(needs_gpu, reason="needs a CUDA GPU for cupy arrays (run by benchmarks/gpu_check.sh)")
 def test_cupy_round_trip(reference):
     cupy = pytest.importorskip("cupy")
     dec, enc, z, ref = reference

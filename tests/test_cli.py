@@ -109,6 +109,7 @@ def test_errors_exit_2_with_message(files, capsys):
     assert (tmp / "out.npy").read_bytes() == b"x"
 
 
+@pytest.mark.slow
 def test_help_and_module_entry_point():
     res = subprocess.run([sys.executable, "-m", "advface_fast", "protect", "--help"], capture_output=True, text=True)
     assert res.returncode == 0 and "--eps" in res.stdout and "--decoder" in res.stdout

@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import ODD_D, ODD_HIDDEN, ODD_OUT, odd_pair, unit_rows
+from helpers import ODD_D, ODD_HIDDEN, ODD_OUT, needs_gpu, odd_pair, unit_rows
 
 import advface_fast as af
 from advface_fast.engines import cuda_loop as cuda_engine
 from advface_fast.engines import extension as _ext
 from advface_fast.engines.cuda_loop import unavailable_reason
 
-needs_gpu = pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="needs a CUDA GPU (run by benchmarks/gpu_check.sh)"
-)
 D, HIDDEN, OUT = ODD_D, ODD_HIDDEN, ODD_OUT
 
 

@@ -83,6 +83,7 @@ def test_user_models_folder_from_the_environment(tmp_path, monkeypatch):
         main(["train-default"])
 
 
+@pytest.mark.slow
 def test_train_default_at_another_dimension(tmp_path):
     from advface_fast.train.defaults import train_default
 

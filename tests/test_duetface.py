@@ -99,6 +99,7 @@ def test_two_stage_training_freezes_the_client_and_resumes(tmp_path):
     assert hist2["server"] == hist["server"]
 
 
+@pytest.mark.slow
 def test_eval_input_runs_duetface_through_the_harness(tmp_path):
     import json
 

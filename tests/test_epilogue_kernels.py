@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import needs_gpu
 
 from advface_fast.engines import extension as _ext
 from advface_fast.engines.ops import (
@@ -154,7 +155,7 @@ def test_auto_keeps_torch_on_the_cpu_and_errors_are_named():
         act_backward_(torch.randn(4, 4), a, "relu", 0.0)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run by benchmarks/gpu_check.sh)")
+@needs_gpu
 @pytest.mark.parametrize("a_dtype", DTYPES)
 @pytest.mark.parametrize("offset", [0, 1])
 def test_cuda_kernels_match_torch_on_the_gpu(a_dtype, offset):

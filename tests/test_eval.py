@@ -50,6 +50,7 @@ def test_config_rejects_unknown_settings(tmp_path):
         EvalConfig.from_json(tmp_path / "c.json")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (ASSETS / "encoder.safetensors").exists(), reason="default models not trained")
 def test_small_end_to_end_run(tmp_path, monkeypatch):
     cfg = EvalConfig(

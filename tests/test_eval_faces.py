@@ -31,6 +31,7 @@ def _folder(root, first_id: int, ids: int, per_id: int) -> None:
             Image.fromarray(rgb).save(root / f"id{i:03d}" / f"{k}.png")
 
 
+@pytest.mark.slow
 def test_eval_faces_on_identity_folders_through_the_cli(tmp_path):
     _folder(tmp_path / "test", IDS["heldout"], 24, 2)
     _folder(tmp_path / "train", IDS["attacker"], 40, 4)
@@ -175,6 +176,7 @@ def test_identity_loss_finetuning_raises_the_cosine_to_the_template():
         finetune_identity(dec, z, x, enc.features, steps=0)
 
 
+@pytest.mark.slow
 def test_threat_faces_suite_on_identity_folders_through_the_cli(tmp_path):
     """The real-faces threat suite end to end on tiny folders, dlib as the judge: every defence
     and attack has its cell, the rotation costs no accuracy, the stolen key undoes it exactly,

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import needs_gpu
 
 import advface_fast as af
 from advface_fast.engines import extension as _ext
@@ -57,6 +58,7 @@ def _cublaslt_include() -> list[str]:
     return []
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed on this machine")
 def test_cuda_sources_compile_with_nvcc(tmp_path):
     """Every .cu file; the loop (pgd_loop.cu) in full when cublasLt.h is at hand, else its empty stub."""
@@ -127,7 +129,7 @@ def test_sign_step_torch_path_and_errors():
 
 
 @needs_ext
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run by benchmarks/gpu_check.sh)")
+@needs_gpu
 @pytest.mark.parametrize(("rows", "dim", "offset"), [(1, 1, 0), (3, 37, 0), (3, 37, 1), (513, 129, 0), (64, 512, 3)])
 def test_cuda_sign_step_equals_reference_bitwise(rows, dim, offset):
     """offset > 0 makes the pointers not 16-byte aligned: the scalar path instead of float4."""
@@ -146,7 +148,7 @@ def test_cuda_sign_step_equals_reference_bitwise(rows, dim, offset):
 
 
 @needs_ext
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run by benchmarks/gpu_check.sh)")
+@needs_gpu
 def test_raw_pointer_binding_takes_cupy_arrays_on_cupys_stream():
     """The bindings take addresses and a cudaStream_t, not torch tensors: CuPy memory on a CuPy
     stream works the same (no libtorch ABI involved)."""

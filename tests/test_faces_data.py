@@ -97,6 +97,7 @@ def test_identity_folder_and_identity_file(tmp_path):
         read_identity_file(flat, tmp_path / "bad.txt")
 
 
+@pytest.mark.slow
 def test_an_identity_list_laid_out_as_identity_folders_reads_back_the_same(tmp_path):
     """benchmarks/identity_folders.py: CelebA's layout as identity folders of links, read back by
     the folder reader with the same files per identity; an existing destination is refused."""

@@ -23,7 +23,7 @@ import subprocess
 import numpy as np
 import pytest
 import torch
-from helpers import ODD_D, ODD_HIDDEN, ODD_OUT, unit_rows
+from helpers import ODD_D, ODD_HIDDEN, ODD_OUT, needs_gpu, unit_rows
 
 import advface_fast as af
 from advface_fast.engines import cuda_loop as cuda_engine
@@ -32,10 +32,6 @@ from advface_fast.engines import mlp_eager as mlp_engine
 from advface_fast.engines import nvrtc_kernels
 from advface_fast.engines.nvrtc_loop import PyPgdLoop, TorchKernels
 from advface_fast.models.activations import hidden_activation
-
-needs_gpu = pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="needs a CUDA GPU (run by benchmarks/gpu_check.sh)"
-)
 
 
 def _nvrtc_version() -> tuple[int, int] | None:

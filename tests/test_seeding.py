@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import needs_gpu
 
 from advface_fast.engines import extension as _ext
 from advface_fast.engines import seeding
@@ -56,7 +57,7 @@ def test_range_distribution_and_independence():
     assert abs(np.corrcoef(u[:, :-1].ravel(), u[:, 1:].ravel())[0, 1]) < 0.02
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run by benchmarks/gpu_check.sh)")
+@needs_gpu
 def test_cuda_matches_reference():
     rows = torch.tensor([0, 5, 2**41 + 1, 2**62 - 3])
     np.testing.assert_array_equal(row_uniform(9, rows.cuda(), 129).cpu().numpy(), row_uniform_ref(9, rows.numpy(), 129))

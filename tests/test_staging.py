@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import make_pair, unit_rows
+from helpers import make_pair, needs_gpu, unit_rows
 
 import advface_fast as af
 from advface_fast.io.arrays import RowSource
@@ -37,7 +37,7 @@ def test_batches_in_order_with_the_write_one_batch_behind(first):
     np.testing.assert_array_equal(np.concatenate([r for _, r in writes]), 2 * x[first:])
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run by benchmarks/gpu_check.sh)")
+@needs_gpu
 def test_pinned_staging_on_the_gpu_equals_a_device_input(tmp_path):
     dec, enc = make_pair()
     x = unit_rows(1000, 24, seed=2)

@@ -17,6 +17,7 @@ triton = pytest.importorskip("triton")
 PTXAS = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not PTXAS.exists(), reason="this Triton wheel has no NVIDIA backend (ptxas)")
 def test_tma_kernel_compiles_for_hopper_into_tma_copies_and_wgmma(tmp_path):
     from advface_fast.kernels import mlp_gemm_tma
