@@ -27,19 +27,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.world import IDS
-from ..encoders.base import TorchEncoder
 from ..encoders.embed import embed
-from ..metrics import genuine_impostor_pairs, pair_distances, psnr, ssim_skimage, tar_at_far, verification_accuracy
+from ..metrics import pair_distances, psnr, ssim_skimage, tar_at_far, verification_accuracy
 from ..models.defaults import load_default
-from ..models.serialization import load_model, read_model_header, save_model
 from ..protector import protect
 from ..settings import DEFAULT_ALPHA, DEFAULT_EPS, DEFAULT_STEPS, default_eps
-from ..train import fit_decoder
 from .attackers import make_attacker
 from .baselines import laplace_dp, laplace_sensitivity, uniform_linf
 from .config import config_from_json
 from .methods import TemplateMethod
+from .model_cache import cached_decoder
+from .synthetic_world import SyntheticWorld
 from .template_methods import AdvFace, GaussianSameL2, LaplaceDP, UniformNoise, Unprotected
 
 
@@ -72,21 +70,11 @@ class EvalConfig:
         return config_from_json(cls, path)
 
 
-class _World:
-    """The default models, the enrolled people and the attacker's data, computed once."""
+class _World(SyntheticWorld):
+    """The synthetic world of :class:`EvalConfig`, with the protection the harness runs."""
 
     def __init__(self, cfg: EvalConfig) -> None:
-        m = load_default()
-        self.models, self.enc = m, TorchEncoder(m.encoder)
-        ids = torch.arange(IDS["heldout"], IDS["heldout"] + cfg.users)
-        self.x_enrol = m.world.render(ids, torch.zeros_like(ids))
-        self.z_enrol = embed(self.enc, self.x_enrol, flip=False)
-        self.z_probe = embed(self.enc, m.world.render(ids, torch.ones_like(ids)), flip=False)
-        self.x_att, _ = m.world.dataset(cfg.attacker_ids, cfg.attacker_per_id, id_offset=IDS["attacker"], var_offset=10)
-        self.z_att = embed(self.enc, self.x_att, flip=False)
-        self.pi, self.pj, self.same = genuine_impostor_pairs(cfg.users, cfg.seed)
-        _, _, thr = verification_accuracy(pair_distances(self.z_enrol[self.pi], self.z_probe[self.pj]), self.same)
-        self.threshold = float(np.median(thr))
+        super().__init__(cfg.users, cfg.attacker_ids, cfg.attacker_per_id, cfg.seed)
 
     def protect(
         self, z: torch.Tensor, eps: float, start: str, cfg: EvalConfig, row_offset: int = 0, precision: str = "fp32"
@@ -94,7 +82,7 @@ class _World:
         return protect(
             z,
             self.models.shadow,
-            self.enc,
+            self.encoder,
             eps=eps,
             alpha=eps * cfg.alpha_ratio,
             steps=cfg.steps,
@@ -138,7 +126,7 @@ def attack(w: _World, attacker: torch.nn.Module, templates: torch.Tensor) -> tup
 def score_reconstructions(w: _World, rec: torch.Tensor) -> dict[str, float]:
     """Reconstructions ``rec`` of the enrolled faces, judged by E against the fresh probes at the
     system threshold (identity inference, rank-1) and compared with the faces (SSIM, PSNR)."""
-    e = embed(w.enc, rec, flip=False)
+    e = embed(w.encoder, rec, flip=False)
     inferred = pair_distances(e, w.z_probe) < w.threshold
     d = torch.cdist(e, w.z_probe)
     return {
@@ -171,34 +159,6 @@ def _trained_attacker(
         label=f"attacker {tag}/{name}",
         log=log,
     )
-
-
-def cached_decoder(
-    path: Path,
-    make: Callable[[], torch.nn.Module],
-    features: torch.Tensor,
-    images: torch.Tensor,
-    *,
-    epochs: int,
-    seed: int,
-    label: str,
-    log: Callable[[str], None],
-) -> torch.nn.Module:
-    """The decoder saved at ``path``, else ``make()`` fitted from ``features`` to ``images``
-    (:func:`~advface_fast.train.fit_decoder`) and saved there; a file that is not a model is
-    retrained over."""
-    if path.exists():
-        try:
-            read_model_header(path)
-            log(f"{label}: reusing {path}")
-            return load_model(path)
-        except ValueError:
-            pass
-    t = time.time()
-    model, hist = fit_decoder(features, images, make(), epochs=epochs, seed=seed, progress=False, log=lambda s: None)
-    save_model(model, path)
-    log(f"{label}: trained in {time.time() - t:.0f} s, final L1 {hist[-1]['loss']:.3f}")
-    return model
 
 
 def run_evaluation(cfg: EvalConfig, out_dir: str | Path, log: Callable[[str], None] = print) -> dict[str, Any]:

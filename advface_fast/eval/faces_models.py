@@ -4,7 +4,6 @@ with an identity loss through E), all on the training faces, disjoint from the e
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,12 +11,13 @@ import torch
 
 from ..encoders.base import differentiable
 from ..models.decoders import MLPDecoder
-from ..models.serialization import KEY_ENCODER, load_model, save_model
+from ..models.serialization import KEY_ENCODER
 from ..train import fit_decoder
 from ..train.identity import finetune_identity
 from .attackers import make_attacker
 from .faces_config import FacesEvalConfig
 from .faces_data import FacesData, cache_key
+from .model_cache import cached_model
 
 
 def train_cached(
@@ -25,34 +25,30 @@ def train_cached(
 ) -> torch.nn.Module:
     key = cache_key(name, data.train_key, data.encoder_key, cfg.size, epochs, cfg.seed, cfg.shadow_hidden)
     path = data.cache / "models" / f"{name}-{key}.safetensors"
-    if path.is_file():
-        log(f"{name}: reusing {path}")
-        return load_model(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    t = time.time()
-    n_val = max(1, len(data.z_train) // 40)
-    g = torch.Generator().manual_seed(cfg.seed)
-    perm = torch.randperm(len(data.z_train), generator=g)
-    val, tr = perm[:n_val], perm[n_val:]
-    model, hist = fit_decoder(
-        data.z_train[tr],
-        data.x_train[tr],
-        make(),
-        val=(data.z_train[val], data.x_train[val]),
-        epochs=epochs,
-        batch_size=128,
-        seed=cfg.seed + 7,
-        checkpoint=path.with_suffix(".ckpt"),
-        progress=progress,
-        log=lambda s: None,
-    )
-    save_model(model, path, metadata={KEY_ENCODER: data.encoder_key})
+
+    def train() -> torch.nn.Module:
+        n_val = max(1, len(data.z_train) // 40)
+        g = torch.Generator().manual_seed(cfg.seed)
+        perm = torch.randperm(len(data.z_train), generator=g)
+        val, tr = perm[:n_val], perm[n_val:]
+        model, hist = fit_decoder(
+            data.z_train[tr],
+            data.x_train[tr],
+            make(),
+            val=(data.z_train[val], data.x_train[val]),
+            epochs=epochs,
+            batch_size=128,
+            seed=cfg.seed + 7,
+            checkpoint=path.with_suffix(".ckpt"),
+            progress=progress,
+            log=lambda s: None,
+        )
+        last = hist[-1]
+        log(f"{name}: val L1 {last.get('val_l1', float('nan')):.3f}, SSIM {last.get('val_ssim', float('nan')):.3f}")
+        return model
+
+    model = cached_model(path, train, log, name, metadata={KEY_ENCODER: data.encoder_key})
     path.with_suffix(".ckpt").unlink(missing_ok=True)
-    last = hist[-1]
-    log(
-        f"{name}: trained in {time.time() - t:.0f} s; val L1 {last.get('val_l1', float('nan')):.3f}, "
-        f"SSIM {last.get('val_ssim', float('nan')):.3f}"
-    )
     return model
 
 
@@ -73,24 +69,21 @@ def identity_finetuned(
 
     key = cache_key(name, data.train_key, data.encoder_key, cfg.size, *key_parts, steps, cfg.seed)
     path = data.cache / "models" / f"{name}-{key}.safetensors"
-    if path.is_file():
-        log(f"{name}: reusing {path}")
-        return load_model(path)
-    t = time.time()
-    tuned, _ = finetune_identity(
-        copy.deepcopy(model),
-        data.z_train,
-        data.x_train,
-        differentiable(data.encoder),
-        steps=steps,
-        seed=cfg.seed,
-        progress=progress,
-        log=log,
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_model(tuned, path, metadata={KEY_ENCODER: data.encoder_key})
-    log(f"{name}: fine-tuned in {time.time() - t:.0f} s")
-    return tuned
+
+    def train() -> torch.nn.Module:
+        tuned, _ = finetune_identity(
+            copy.deepcopy(model),
+            data.z_train,
+            data.x_train,
+            differentiable(data.encoder),
+            steps=steps,
+            seed=cfg.seed,
+            progress=progress,
+            log=log,
+        )
+        return tuned
+
+    return cached_model(path, train, log, name, metadata={KEY_ENCODER: data.encoder_key})
 
 
 def attackers(data: FacesData, cfg: FacesEvalConfig, log, progress) -> dict[str, torch.nn.Module]:

@@ -33,8 +33,9 @@ from ..data.world import IDS
 from ..metrics import pair_distances, verification_accuracy
 from .attackers import ChannelInverter, make_attacker
 from .config import config_from_json
-from .evaluate import EvalConfig, _World, cached_decoder, score_reconstructions, utility
+from .evaluate import EvalConfig, _World, score_reconstructions, utility
 from .methods import METHODS, InputMethod
+from .model_cache import cached_decoder
 
 
 @dataclass

@@ -14,7 +14,6 @@ key (known pairs, distribution alignment, a score oracle) and unlinkability acro
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 import warnings
@@ -27,19 +26,21 @@ import torch
 
 from ...encoders.base import differentiable
 from ...errors import PublicRandomnessWarning
-from ...metrics import pair_distances, verification_accuracy
 from ...models.decoders import MLPDecoder
 from ...protector import protect
 from ...rotation import keyed_rotation, rotate
 from ..config import config_from_json
-from ..faces import FacesEvalConfig, attack_scores, prepare
+from ..faces import FacesEvalConfig, prepare
 from ..faces_models import train_cached
 from ..unlinkability import cross_pairs, linkability
 from .base import DEFENDER_KEY, Knowledge
+from .decoder_attack import DecoderAttack
+from .driver import AttackRun, Defence, cross
 from .key_recovery import moment_alignment, oracle_scores, score_oracle
 from .optimisation import OptimisationAttack
 from .procrustes import procrustes, rotation_error
-from .purifier import fit_purifier
+from .purifier import PurifierAttack, fit_purifier
+from .worlds import FacesThreatWorld
 
 OTHER_KEY = b"a-second-system-with-its-own-key"  # unlinkability: the same people enrolled elsewhere
 
@@ -79,24 +80,6 @@ class FacesThreatConfig:
         return FacesEvalConfig(**self.faces)
 
 
-class _Purified:
-    """``decoder(purifier(t))`` as one callable."""
-
-    def __init__(self, purifier: torch.nn.Module, decoder: torch.nn.Module) -> None:
-        self.purifier, self.decoder = purifier, decoder
-
-    def __call__(self, t: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.purifier(t))
-
-
-def _with_grad(attack: OptimisationAttack) -> Callable[[torch.Tensor], torch.Tensor]:
-    def run(t: torch.Tensor) -> torch.Tensor:
-        with torch.enable_grad():
-            return attack.reconstruct(t)
-
-    return run
-
-
 def run_faces_threat_suite(
     cfg: FacesThreatConfig,
     out_dir: str | Path,
@@ -116,8 +99,7 @@ def _run(cfg: FacesThreatConfig, out: Path, cache_dir, log, progress, command: s
     t0 = time.time()
     fc = cfg.faces_config()
     data, shadow, attackers = prepare(fc, out, cache_dir, log, progress)
-    if data.judge is None:
-        raise ValueError("the threat suite needs the independent judge (faces.judge = 'dlib')")
+    world = FacesThreatWorld(data, progress)
     z, dim, shape = data.z_test, data.z_test.shape[1], (3, fc.size, fc.size)
     fc = fc.for_dim(dim)
     rows = torch.from_numpy(data.enrolled)
@@ -141,13 +123,17 @@ def _run(cfg: FacesThreatConfig, out: Path, cache_dir, log, progress, command: s
     # on the row, its id and the settings): the stored gallery here, system A of unlinkability below
     adv_k1 = advface(z, shadow, DEFENDER_KEY, torch.arange(len(z)))
     keyed = stored_with(lambda v: adv_k1[rows])
-    defences: dict[str, tuple[torch.Tensor, torch.Tensor]] = {  # name: (stored, probes the matcher uses)
-        "unprotected": (z, z),
-        "AdvFace default (public seed)": (stored_with(lambda v: advface(v, shadow, None, rows)), z),
-        "AdvFace + secret key": (keyed, z),
-        "keyed rotation alone": (stored_with(rot), rot(z)),
-        "AdvFace + secret key + keyed rotation": (rot(keyed), rot(z)),
-    }
+    unprotected = Defence("unprotected", z, z)
+    advface_key = Defence("AdvFace + secret key", keyed, z)
+    rotation_alone = Defence("keyed rotation alone", stored_with(rot), rot(z))
+    advface_key_rotation = Defence("AdvFace + secret key + keyed rotation", rot(keyed), rot(z))
+    defences = [
+        unprotected,
+        Defence("AdvFace default (public seed)", stored_with(lambda v: advface(v, shadow, None, rows)), z),
+        advface_key,
+        rotation_alone,
+        advface_key_rotation,
+    ]
     log(f"defences applied ({time.time() - t0:.0f} s)")
 
     # ---- the attacks that know the method: purifiers on the attacker's own (training-face) templates
@@ -165,65 +151,52 @@ def _run(cfg: FacesThreatConfig, out: Path, cache_dir, log, progress, command: s
     purifiers = {k: fit_purifier(v, own, epochs=cfg.purifier_epochs, seed=fc.seed)[0] for k, v in emul.items()}
     log(f"purifiers fitted ({time.time() - t0:.0f} s)")
     wb = "white-box"
-    attacks: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], Knowledge]] = {
-        f"L1 decoder ({l1_name}, naive)": (attackers[l1_name], Knowledge(encoder="black-box")),
-        "identity-loss decoder (naive)": (id_decoder, Knowledge(encoder=wb)),
-        "purifier (shadow leaked) + identity-loss decoder": (
-            _Purified(purifiers["leaked"], id_decoder),
+    # the strongest attack on AdvFace, and the one the key attacks below hand their estimate to
+    purified_own = PurifierAttack(
+        "purifier (own shadow) + identity-loss decoder", purifiers["own"], id_decoder,
+        Knowledge(encoder=wb, algorithm=True, settings="right", shadow="own"),
+    )  # fmt: skip
+    id_attack = DecoderAttack("identity-loss decoder (naive)", id_decoder, Knowledge(encoder=wb))
+    attacks = [
+        DecoderAttack(f"L1 decoder ({l1_name}, naive)", attackers[l1_name], Knowledge(encoder="black-box")),
+        id_attack,
+        PurifierAttack(
+            "purifier (shadow leaked) + identity-loss decoder", purifiers["leaked"], id_decoder,
             Knowledge(encoder=wb, algorithm=True, settings="right", shadow="the defender's (leaked)"),
         ),
-        "purifier (own shadow) + identity-loss decoder": (
-            _Purified(purifiers["own"], id_decoder),
-            Knowledge(encoder=wb, algorithm=True, settings="right", shadow="own"),
-        ),
-        "purifier (own shadow, wrong settings) + identity-loss decoder": (
-            _Purified(purifiers["wrong"], id_decoder),
+        purified_own,
+        PurifierAttack(
+            "purifier (own shadow, wrong settings) + identity-loss decoder", purifiers["wrong"], id_decoder,
             Knowledge(encoder=wb, algorithm=True, settings="wrong (eps/2, seed 7)", shadow="own"),
         ),
-    }
-    features = differentiable(data.encoder)
+    ]  # fmt: skip
     optim = OptimisationAttack(
-        "white-box optimisation through E from the identity-loss decoder's guess", features, shape,
-        prior=id_decoder, steps=cfg.optimisation_steps,
+        "white-box optimisation through E from the identity-loss decoder's guess", differentiable(data.encoder),
+        shape, prior=id_decoder, steps=cfg.optimisation_steps,
     )  # fmt: skip
-    few = copy.copy(data)  # the optimisation attack is slow on CPU: fewer people, all judged by E2
-    few.priv = few.judged = data.judged[: cfg.optimisation_people]
-
-    utility, table, knowledge = {}, {}, {}
-    for dname, (stored, probes) in defences.items():
-        acc, std, _ = verification_accuracy(pair_distances(stored[p.first], probes[p.second]), p.same, folds=p.fold)
-        utility[dname] = {"acc": 100 * acc, "acc_std": 100 * std}
-        table[dname] = {}
-        for aname, (fn, know) in attacks.items():
-            table[dname][aname] = attack_scores(data, fn, stored, progress, f"threat|{aname}|{dname}")[0]
-            knowledge[aname] = know.describe()
-        if dname in ("unprotected", "AdvFace + secret key"):  # rotated: the attacker has no template to match
-            table[dname][optim.name] = attack_scores(few, _with_grad(optim), stored, progress, f"threat|opt|{dname}")[0]
-            knowledge[optim.name] = optim.knowledge.describe()
-        log(
-            f"{dname}: acc {utility[dname]['acc']:.2f}; E2 inference "
-            + ", ".join(f"{v['identity_inference_E2']:.1f}" for v in table[dname].values())
-            + f" ({time.time() - t0:.0f} s)"
-        )
+    # slow on CPU: fewer people, all judged by E2; and only where the stored template is in E's space
+    runs = [
+        *map(AttackRun, attacks),
+        AttackRun(optim, people=cfg.optimisation_people, under=(unprotected, advface_key)),
+    ]
+    crossed = cross(world, defences, runs, log)
 
     # ---- attacks on the rotation's key, each followed by the attack that fits what it recovers
     q = keyed_rotation(DEFENDER_KEY, dim)
-    best = {  # what the unrotated templates need: clean -> the decoder; AdvFace -> purifier first
-        "keyed rotation alone": id_decoder,
-        "AdvFace + secret key + keyed rotation": attacks["purifier (own shadow) + identity-loss decoder"][0],
-    }
+    # what the unrotated templates need: clean -> the decoder; AdvFace -> purifier first
+    best = {rotation_alone: id_attack, advface_key_rotation: purified_own}
     insider_rows = torch.arange(10**7, 10**7 + len(own))  # the attacker's own enrolments (other row ids)
     own_stored = {
-        "keyed rotation alone": rot(own),
-        "AdvFace + secret key + keyed rotation": rot(advface(own, shadow, DEFENDER_KEY, insider_rows)),
+        rotation_alone: rot(own),
+        advface_key_rotation: rot(advface(own, shadow, DEFENDER_KEY, insider_rows)),
     }
     recovery = []
-    for dname, attack in best.items():
-        stored = defences[dname][0]
+    for defence, attack in best.items():
+        stored = defence.stored
         gallery = stored[rows]
         estimates: list[tuple[str, str, torch.Tensor]] = [("key stolen", "none", stored @ q.float())]
         for n in cfg.procrustes_pairs:
-            qh = procrustes(own[:n], own_stored[dname][:n])
+            qh = procrustes(own[:n], own_stored[defence][:n])
             estimates.append((f"Procrustes, {n} known pairs", f"{rotation_error(qh, q):.3f}", stored @ qh.float()))
         qh = moment_alignment(own, gallery)
         estimates.append(("moment alignment (no pairs)", f"{rotation_error(qh, q):.3f}", stored @ qh.float()))
@@ -234,21 +207,22 @@ def _run(cfg: FacesThreatConfig, out: Path, cache_dir, log, progress, command: s
                 (f"score oracle, {n} queries per template ({cfg.oracle_decimals} decimals)", "-", recovered)
             )
         for label, err, unrotated in estimates:
-            r = attack_scores(data, attack, unrotated, progress, f"threat|key|{label}|{dname}")[0]
-            recovery.append({"defence": dname, "attack": label, "rotation_error": err, **r})
-            log(f"{dname} / {label}: E2 inference {r['identity_inference_E2']:.1f}% (error {err})")
+            r = world.score(attack, unrotated, None, f"key|{label}|{defence.name}")
+            recovery.append({"defence": defence.name, "attack": label, "rotation_error": err, **r})
+            log(f"{defence.name} / {label}: E2 inference {r['identity_inference_E2']:.1f}% (error {err})")
 
     # ---- unlinkability: the same photos enrolled in two systems with two keys
     a, b, mated = cross_pairs(p.person, fc.seed)
     adv_k2 = advface(z, shadow, OTHER_KEY, torch.arange(len(z)))
+    both_keys_rotated = (rot(adv_k1), rot(adv_k2, OTHER_KEY))
     systems = {
         "unprotected (both systems store E(x))": (z, z),
         "AdvFace, two keys": (adv_k1, adv_k2),
         "keyed rotation, two keys": (rot(z), rot(z, OTHER_KEY)),
-        "AdvFace + keyed rotation, two keys": (rot(adv_k1), rot(adv_k2, OTHER_KEY)),
+        "AdvFace + keyed rotation, two keys": both_keys_rotated,
     }
     link = {name: linkability(sa, sb, a, b, mated) for name, (sa, sb) in systems.items()}
-    sa, sb = systems["AdvFace + keyed rotation, two keys"]
+    sa, sb = both_keys_rotated
     aligned = (sb.double() @ moment_alignment(sa, sb)).float()  # B mapped onto A's space, no pairs
     link["AdvFace + keyed rotation, two keys, after moment alignment"] = linkability(sa, aligned, a, b, mated)
     for name, v in link.items():
@@ -263,9 +237,7 @@ def _run(cfg: FacesThreatConfig, out: Path, cache_dir, log, progress, command: s
         "threshold_E2": data.e2_threshold,
         "clean_accuracy_E2": data.e2_clean_acc,
         "n_pairs": len(p.first),
-        "utility": utility,
-        "attacks": table,
-        "knowledge": knowledge,
+        **crossed,
         "key_recovery": recovery,
         "unlinkability": link,
         "command": command,

@@ -69,4 +69,5 @@ class OptimisationAttack:
         if self.prior is not None:
             with torch.no_grad():
                 init = self.prior(templates)
-        return optimise_images(self.encoder_features, templates, self.shape, init=init, steps=self.steps)[0]
+        with torch.enable_grad():  # callers may score under no_grad; the attack needs autograd
+            return optimise_images(self.encoder_features, templates, self.shape, init=init, steps=self.steps)[0]
