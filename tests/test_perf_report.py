@@ -1,4 +1,4 @@
-"""The README's performance section is generated from the committed benchmark results and must
+"""The performance page (docs/performance.md) is generated from the committed benchmark results and must
 match them (rerun ``python benchmarks/perf_report.py`` after a benchmark)."""
 
 from __future__ import annotations

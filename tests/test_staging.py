@@ -1,4 +1,4 @@
-"""Host staging (advface_fast/staging.py): batch order, the one-batch lag of writes, the tail
+"""Host staging (advface_fast/io/staging.py): batch order, the one-batch lag of writes, the tail
 batch, resuming mid-way; on a GPU, pinned staging gives the same rows as a device-resident input."""
 
 from __future__ import annotations

@@ -43,7 +43,9 @@ def command_sentence(results: dict[str, Any]) -> str:
     return "Written by the Python API; its settings are in results.json."
 
 
-def _paper(method: str, table: str, paper: dict[str, dict[str, float]]) -> str:
+def paper_figure(method: str, table: str, paper: dict[str, dict[str, float]]) -> str:
+    """The paper's LFW figure for ``method`` in ``table`` (``"accuracy"`` or ``"identity_inference"``),
+    or ``""`` where the paper has none."""
     if "identity-trained" in method:  # a defence beyond the paper: no figure of its own
         return ""
     key = (
@@ -161,7 +163,7 @@ def write_faces_report(
             [
                 m,
                 f"{util[m]['acc']:.2f} ± {util[m]['acc_std']:.2f}",
-                *[_paper(m, "accuracy", paper) for _ in beside],
+                *[paper_figure(m, "accuracy", paper) for _ in beside],
                 "n/a" if util[m]["tar_at_far_1e-3"] is None else f"{util[m]['tar_at_far_1e-3']:.1f}",
                 f"{util[m]['mean_cosine_to_clean']:.3f}",
             ]
@@ -198,7 +200,7 @@ def write_faces_report(
     lines += _table(
         ["method", *attackers, *beside],
         [
-            [m, *[cell(m, a) for a in attackers], *[_paper(m, "identity_inference", paper) for _ in beside]]
+            [m, *[cell(m, a) for a in attackers], *[paper_figure(m, "identity_inference", paper) for _ in beside]]
             for m in methods
         ],
     )

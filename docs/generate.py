@@ -1,0 +1,232 @@
+"""Write the result tables of the docs (and the README's index of results) from the committed
+``benchmarks/results/*/results.json`` (the performance page has its own generator, ``benchmarks/perf_report.py``).
+
+    python docs/generate.py            # rewrite every generated block in place
+    python docs/generate.py --check    # exit 1 if a page is out of date with its results
+
+A generated block sits between ``<!-- generated:NAME begin -->`` and ``<!-- generated:NAME end -->``;
+:data:`BLOCKS` says which page holds it and which function writes it. ``tests/test_docs.py`` runs
+the check, so a result that changes without its page (or a page edited by hand inside a block)
+fails the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from advface_fast.eval.faces_report import paper_figure
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def _load(name: str) -> dict[str, Any]:
+    return json.loads((RESULTS / name / "results.json").read_text())
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *["| " + " | ".join(r) + " |" for r in rows],
+    ]
+
+
+def _pct(v: float | None) -> str:
+    """A percentage, or n/a where the run had too few impostor pairs to measure it."""
+    return "n/a" if v is None else f"{v:.1f}"
+
+
+def _source(name: str) -> str:
+    folder = f"benchmarks/results/{name}/"
+    return f"From [`{folder}`](../{folder}) (`results.json`; its report has the command)."
+
+
+# ---------------------------------------------------------------------------------- evaluations
+def faces_eval_table(name: str, attackers: list[str]) -> list[str]:
+    """A real-faces evaluation: cost (best-threshold accuracy, TAR at FAR 1e-3 at the threshold
+    re-fitted per method, cosine to the clean template) and identity inference of ``attackers``
+    judged by E and E2; the paper's LFW figures only beside a pairs protocol."""
+    r = _load(name)
+    util, priv = r["utility"], r["privacy"]
+    lfw = not r["config"].get("test_folder")
+    impostors = next(iter(util.values()))["impostor_pairs"]
+    header = ["method", "accuracy (%)", *(["paper"] if lfw else [])]
+    header += [f"TAR at FAR 1e-3 (%; {impostors:,} impostor pairs)", "mean cosine to the clean template"]
+    header += [f"{a}: E / E2 (%)" for a in attackers] + (["paper"] if lfw else [])
+    rows = []
+    for m in util:
+        u = util[m]
+        tar = _pct(u.get("tar_at_far_1e-3"))
+        cells = [
+            m,
+            f"{u['acc']:.2f} ± {u['acc_std']:.2f}",
+            *([paper_figure(m, "accuracy", r["paper_lfw"])] if lfw else []),
+        ]
+        cells += [tar, f"{u['mean_cosine_to_clean']:.3f}"]
+        for a in attackers:
+            p = priv[m][a]
+            e2 = f"{p['identity_inference_E2']:.1f}" if "identity_inference_E2" in p else "-"
+            cells.append(f"{p['identity_inference_E']:.1f} / {e2}")
+        if lfw:
+            cells.append(paper_figure(m, "identity_inference", r["paper_lfw"]))
+        rows.append(cells)
+    judge = r.get("judge") or {}
+    return [
+        *_table(header, rows),
+        "",
+        f"E = `{r['encoder']['name']}` at its threshold fitted on clean pairs, E2 = `{judge.get('name', '-')}` "
+        f"(clean-pair accuracy {r.get('clean_accuracy_E2') or float('nan'):.2f}%); {r['n_pairs']:,} pairs. "
+        "Accuracy is 10-fold with the threshold re-fitted per fold (the paper's protocol, not a deployed "
+        "system's); TAR is at a threshold fitted per method. " + _source(name),
+    ]
+
+
+# ------------------------------------------------------------------------------------- threats
+def threat_table(name: str) -> list[str]:
+    """Identity inference by the independent judge (E2) of every attack under every defence, and
+    the verification accuracy of each defence."""
+    r = _load(name)
+    defences = list(r["utility"])
+    attacks = list(dict.fromkeys(a for d in defences for a in r["attacks"][d]))
+
+    def cell(d: str, a: str) -> str:
+        c = r["attacks"][d].get(a)
+        return "-" if c is None else f"{c['identity_inference_E2']:.1f}"
+
+    rows = [[a, *[cell(d, a) for d in defences]] for a in attacks]
+    rows.append(["verification accuracy (%)", *[f"{r['utility'][d]['acc']:.2f}" for d in defences]])
+    floor = (
+        f"chance (an impostor pair accepted by E2): {r['chance_E2']:.1f}%"
+        if "chance_E2" in r
+        else "read against the wrong-person floor in the report"
+    )
+    return [
+        *_table(["attack", *defences], rows),
+        "",
+        f"Identity inference judged by E2 (%), {floor}; E2 clean accuracy {r['clean_accuracy_E2']:.2f}%. "
+        "'-': not run under that defence. " + _source(name),
+    ]
+
+
+def key_recovery_table(name: str) -> list[str]:
+    """The attacks on the rotation's key, by defence (real-faces suites), or against the number of
+    known pairs (the synthetic suite)."""
+    r = _load(name)
+    rec = r["key_recovery"]
+    if rec and "defence" in rec[0]:
+        defences = list(dict.fromkeys(x["defence"] for x in rec))
+        attacks = list(dict.fromkeys(x["attack"] for x in rec))
+        by = {(x["defence"], x["attack"]): x for x in rec}
+        rows = [
+            [a, *[f"{by[(d, a)]['identity_inference_E2']:.1f}" if (d, a) in by else "-" for d in defences]]
+            for a in attacks
+        ]
+        return [*_table(["attack on the key", *defences], rows), "", "Identity inference by E2 (%). " + _source(name)]
+    rows = [[str(x["known_pairs"]), f"{x['rotation_error']:.3f}", f"{x['identity_inference_E2']:.1f}"] for x in rec]
+    return [
+        *_table(["known pairs", "rotation error", "identity inference by E2 (%)"], rows),
+        "",
+        "Procrustes from the attacker's own enrolments, then its strongest attack. " + _source(name),
+    ]
+
+
+# ------------------------------------------------------------------------------ README's index
+def results_index() -> list[str]:
+    """One row per committed evaluation and threat run: what it measured and its headline numbers."""
+    rows = []
+    for name in ("eval-lfw", "eval-lfw-mobilefacenet", "eval-celeba-folders-mobilefacenet"):
+        r = _load(name)
+        u, p = r["utility"], r["privacy"]
+        strongest = max(p["Unprotected"], key=lambda a: p["Unprotected"][a]["identity_inference_E"])
+        default = next(m for m in u if "package default" in m)
+        rows.append(
+            [
+                f"[{name}](benchmarks/results/{name}/report.md)",
+                f"E = {r['encoder']['name']}, judge {r['judge']['name']}",
+                f"accuracy {u['Unprotected']['acc']:.2f} -> {u[default]['acc']:.2f}; TAR@FAR 1e-3 "
+                f"{_pct(u['Unprotected']['tar_at_far_1e-3'])} -> {_pct(u[default]['tar_at_far_1e-3'])}; {strongest} "
+                f"E2 {p['Unprotected'][strongest]['identity_inference_E2']:.1f} -> "
+                f"{p[default][strongest]['identity_inference_E2']:.1f}",
+            ]
+        )
+    for name in ("threat-synthetic", "threat-lfw", "threat-lfw-mobilefacenet", "threat-celeba-folders-mobilefacenet"):
+        r = _load(name)
+        defences = list(r["utility"])
+        adv, rot = defences[1], defences[-1]
+        best_adv = max(r["attacks"][adv].values(), key=lambda c: c["identity_inference_E2"])
+        best_rot = max(r["attacks"][rot].values(), key=lambda c: c["identity_inference_E2"])
+        rows.append(
+            [
+                f"[{name}](benchmarks/results/{name}/report.md)",
+                "attackers who know the method, judged by E2",
+                f"best attack E2 {best_adv['identity_inference_E2']:.1f} under '{adv}', "
+                f"{best_rot['identity_inference_E2']:.1f} under '{rot}'",
+            ]
+        )
+    return _table(["run", "what", "headline (unprotected -> package default; E2 = independent judge, %)"], rows)
+
+
+BLOCKS: dict[str, tuple[str, Callable[[], list[str]]]] = {
+    "results-index": ("README.md", results_index),
+    "eval-lfw": ("docs/evaluation.md", lambda: faces_eval_table("eval-lfw", ["conv+id"])),
+    "eval-lfw-mobilefacenet": ("docs/evaluation.md", lambda: faces_eval_table("eval-lfw-mobilefacenet", ["conv+id"])),
+    "eval-celeba-folders": (
+        "docs/evaluation.md",
+        lambda: faces_eval_table("eval-celeba-folders-mobilefacenet", ["mlp_wide", "conv+id"]),
+    ),
+    "threat-synthetic": ("docs/threat-model.md", lambda: threat_table("threat-synthetic")),
+    "threat-synthetic-keys": ("docs/threat-model.md", lambda: key_recovery_table("threat-synthetic")),
+    "threat-lfw": ("docs/threat-model.md", lambda: threat_table("threat-lfw")),
+    "threat-lfw-keys": ("docs/threat-model.md", lambda: key_recovery_table("threat-lfw")),
+    "threat-lfw-mobilefacenet": ("docs/threat-model.md", lambda: threat_table("threat-lfw-mobilefacenet")),
+    "threat-celeba-folders": ("docs/threat-model.md", lambda: threat_table("threat-celeba-folders-mobilefacenet")),
+}
+
+
+def markers(name: str) -> tuple[str, str]:
+    return f"<!-- generated:{name} begin (python docs/generate.py) -->", f"<!-- generated:{name} end -->"
+
+
+def render(text: str, name: str, lines: list[str]) -> str:
+    """``text`` with block ``name``'s content replaced by ``lines``; refuses a page without its markers."""
+    begin, end = markers(name)
+    a, b = text.find(begin), text.find(end)
+    if a < 0 or b < a:
+        raise ValueError(f"missing or misordered markers of generated block {name!r}")
+    return text[: a + len(begin)] + "\n" + "\n".join(lines) + "\n" + text[b:]
+
+
+def out_of_date() -> list[str]:
+    """The blocks whose page differs from what their results give (names, with their page)."""
+    stale = []
+    for name, (page, make) in BLOCKS.items():
+        text = (ROOT / page).read_text()
+        if render(text, name, make()) != text:
+            stale.append(f"{page}: {name}")
+    return stale
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--check", action="store_true", help="only check that the pages match the results")
+    args = p.parse_args()
+    if args.check:
+        stale = out_of_date()
+        for s in stale:
+            print(f"out of date: {s} (run python docs/generate.py)", file=sys.stderr)
+        return 1 if stale else 0
+    for name, (page, make) in BLOCKS.items():
+        path = ROOT / page
+        path.write_text(render(path.read_text(), name, make()))
+    print(f"wrote {len(BLOCKS)} generated blocks")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
