@@ -277,7 +277,7 @@ def test_python_driven_loop_refuses_a_mismatched_precision():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("misaligned", [False, True])
 def test_nvrtc_kernels_equal_the_compiled_ones_on_the_gpu(dtype, misaligned):
-    from advface_fast.ops import act_backward_, clipped_sign_step, l1_sign_out_grad, out_activation
+    from advface_fast.engines.ops import act_backward_, clipped_sign_step, l1_sign_out_grad, out_activation
 
     if not _ext.build_info().get("cuda"):
         pytest.skip("the extension has no CUDA part to compare with")
