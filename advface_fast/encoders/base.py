@@ -174,6 +174,33 @@ class TorchEncoder(ModelEncoder):
         return {"name": self.name, "weights": module_fingerprint(self.module), "input": spec}
 
 
+class ModelFileEncoder(ModelEncoder):
+    """A model file run by another runtime (ONNX, TFLite), through the model's input contract:
+    ``path``, ``name``, ``spec`` (or a free-form ``transform``). Subclasses give the runtime
+    (``__init__``, ``__call__``) and the graph as a torch module (:meth:`torch_module`)."""
+
+    path: Path
+    spec: InputSpec | None
+    transform: Transform | None
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], spec: InputSpec | None = None) -> ModelFileEncoder:
+        return cls(path, spec=spec)  # type: ignore[call-arg]
+
+    def fingerprint(self) -> dict:
+        return file_fingerprint(self)
+
+    def torch_module(self) -> nn.Module:
+        """The model's graph evaluated in torch (what :meth:`differentiable` runs)."""
+        raise TypeError(f"{type(self).__name__} has no torch form of its graph")
+
+    def differentiable(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The graph in torch through the same contract (a ``transform`` cannot be carried over)."""
+        if self.spec is None:
+            return super().differentiable()
+        return TorchEncoder(self.torch_module(), spec=self.spec).features
+
+
 def _qualname(fn: object) -> str:
     """A process-independent name of a transform (a repr would hold its address)."""
     return f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', type(fn).__qualname__)}"

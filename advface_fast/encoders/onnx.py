@@ -4,18 +4,19 @@ twin for white-box attackers is :class:`~advface_fast.encoders.onnx_torch.OnnxTo
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..optional import import_optional
-from .base import ModelEncoder, Transform, file_fingerprint, model_file_contract, run_in_batches
+from .base import ModelFileEncoder, Transform, model_file_contract, run_in_batches
 from .input_spec import InputSpec
 
 
-class OnnxEncoder(ModelEncoder):
+class OnnxEncoder(ModelFileEncoder):
     """An ONNX face recognition model run by onnxruntime.
 
     Args:
@@ -77,21 +78,11 @@ class OnnxEncoder(ModelEncoder):
         self.transform = transform if transform is not None else spec
         self.normalize = normalize
 
-    @classmethod
-    def from_file(cls, path: str | os.PathLike[str], spec: InputSpec | None = None) -> OnnxEncoder:
-        return cls(path, spec=spec)
-
-    def fingerprint(self) -> dict:
-        return file_fingerprint(self)
-
-    def differentiable(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        """The graph evaluated in torch (:class:`~advface_fast.encoders.onnx_torch.OnnxTorchModule`)."""
-        if self.spec is None:
-            return super().differentiable()
-        from .base import TorchEncoder
+    def torch_module(self) -> nn.Module:
+        """The graph in torch (:class:`~advface_fast.encoders.onnx_torch.OnnxTorchModule`)."""
         from .onnx_torch import OnnxTorchModule
 
-        return TorchEncoder(OnnxTorchModule.from_file(self.path), spec=self.spec).features
+        return OnnxTorchModule.from_file(self.path)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         x = self.transform(images) if self.transform is not None else images

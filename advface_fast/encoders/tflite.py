@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..optional import import_optional
-from .base import ModelEncoder, Transform, file_fingerprint, model_file_contract, run_in_batches
+from .base import ModelFileEncoder, Transform, model_file_contract, run_in_batches
 from .input_spec import InputSpec
 
 MOBILEFACENET_FILE = "MobileFaceNet.tflite"
@@ -53,7 +53,7 @@ def mobilefacenet_encoder(num_threads: int | None = None) -> TFLiteEncoder:
     return enc
 
 
-class TFLiteEncoder(ModelEncoder):
+class TFLiteEncoder(ModelFileEncoder):
     """A ``.tflite`` face recognition model as an encoder.
 
     Args:
@@ -110,21 +110,11 @@ class TFLiteEncoder(ModelEncoder):
         self.normalize = normalize
         self._lock = threading.Lock()
 
-    @classmethod
-    def from_file(cls, path: str | os.PathLike[str], spec: InputSpec | None = None) -> TFLiteEncoder:
-        return cls(path, spec=spec)
-
-    def fingerprint(self) -> dict:
-        return file_fingerprint(self)
-
-    def differentiable(self) -> Callable[[torch.Tensor], torch.Tensor]:
+    def torch_module(self) -> nn.Module:
         """The graph in torch (:class:`~advface_fast.encoders.tflite_torch.TFLiteTorchModule`)."""
-        if self.spec is None:
-            return super().differentiable()
-        from .base import TorchEncoder
         from .tflite_torch import TFLiteTorchModule
 
-        return TorchEncoder(TFLiteTorchModule.from_file(self.path), spec=self.spec).features
+        return TFLiteTorchModule.from_file(self.path)
 
     def _run(self, chunk: np.ndarray) -> np.ndarray:
         self.interpreter.set_tensor(self.input_index, np.ascontiguousarray(chunk))
