@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..encoders.embed import embed
 from ..metrics import pair_distances, psnr, ssim_skimage, tar_at_far, verification_accuracy
 from ..models.defaults import load_default
 from ..protector import protect
@@ -126,12 +125,11 @@ def attack(w: _World, attacker: torch.nn.Module, templates: torch.Tensor) -> tup
 def score_reconstructions(w: _World, rec: torch.Tensor) -> dict[str, float]:
     """Reconstructions ``rec`` of the enrolled faces, judged by E against the fresh probes at the
     system threshold (identity inference, rank-1) and compared with the faces (SSIM, PSNR)."""
-    e = embed(w.encoder, rec, flip=False)
-    inferred = pair_distances(e, w.z_probe) < w.threshold
-    d = torch.cdist(e, w.z_probe)
+    everyone = torch.arange(len(w.z_probe))
+    inference, rank1 = w.inference_and_rank1(w.encoder, w.z_probe, w.threshold, rec, everyone)
     return {
-        "identity_inference": 100 * float(inferred.mean()),
-        "rank1": 100 * float((d.argmin(1) == torch.arange(len(d))).float().mean()),
+        "identity_inference": inference,
+        "rank1": rank1,
         "ssim": float(ssim_skimage(rec, w.x_enrol).mean()),
         "psnr": float(psnr(rec, w.x_enrol).mean()),
     }

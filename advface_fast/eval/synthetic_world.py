@@ -38,3 +38,16 @@ class SyntheticWorld:
         self.pi, self.pj, self.same = genuine_impostor_pairs(users, seed)
         _, _, thr = verification_accuracy(pair_distances(self.z_enrol[self.pi], self.z_probe[self.pj]), self.same)
         self.threshold = float(np.median(thr))
+
+    def inference_and_rank1(
+        self, encoder: TorchEncoder, probes: torch.Tensor, threshold: float, rec: torch.Tensor, idx: torch.Tensor
+    ) -> tuple[float, float]:
+        """How a recogniser judges reconstructions ``rec`` ``(n, 3, H, W)`` of the enrolled people
+        ``idx`` ``(n,)``: ``(identity inference, rank-1)`` in %, i.e. the share of reconstructions
+        that ``encoder`` accepts as the person against that person's probe template (``probes``
+        ``(users, D)``, squared L2 below ``threshold``), and the share whose nearest probe among the
+        ``n`` is the person's."""
+        e = embed(encoder, rec, flip=False)
+        inferred = pair_distances(e, probes[idx]) < threshold
+        nearest = torch.cdist(e, probes[idx]).argmin(1)
+        return 100 * float(inferred.mean()), 100 * float((nearest == torch.arange(len(e))).float().mean())

@@ -75,15 +75,12 @@ class SyntheticThreatWorld(SyntheticWorld):
     def score(self, attack: Attack, stored: torch.Tensor, people: int | None, label: str) -> dict[str, float]:
         idx = torch.arange(len(self.z_enrol) if people is None else min(people, len(self.z_enrol)))
         rec = attack.reconstruct(stored if people is None else stored[idx])
-        e = embed(self.encoder, rec, flip=False)
-        e2 = embed(self.judge, rec, flip=False)
-        d = pair_distances(e, self.z_probe[idx])
-        d2 = pair_distances(e2, self.e2_probe[idx])
-        full = torch.cdist(e, self.z_probe[idx])
+        inference, rank1 = self.inference_and_rank1(self.encoder, self.z_probe, self.threshold, rec, idx)
+        inference2, _ = self.inference_and_rank1(self.judge, self.e2_probe, self.e2_threshold, rec, idx)
         return {
-            "identity_inference_E": 100 * float((d < self.threshold).mean()),
-            "identity_inference_E2": 100 * float((d2 < self.e2_threshold).mean()),
-            "rank1_E": 100 * float((full.argmin(1) == torch.arange(len(e))).float().mean()),
+            "identity_inference_E": inference,
+            "identity_inference_E2": inference2,
+            "rank1_E": rank1,
             "ssim": float(ssim_skimage(rec, self.x_enrol[idx]).mean()),
             "people": len(idx),
         }
