@@ -1,5 +1,5 @@
-"""Train a model once and keep it: the one decoder (and judge, and purifier-free attacker) cache of
-the evaluations and both threat suites."""
+"""Train a model once and keep it: the one model cache of the evaluations and both threat suites
+(decoders, identity-loss decoders, the synthetic world's judge)."""
 
 from __future__ import annotations
 
@@ -51,8 +51,8 @@ def cached_decoder(
     log: Callable[[str], None],
 ) -> nn.Module:
     """The decoder saved at ``path``, else ``make()`` fitted from ``features`` ``(N, D)`` to
-    ``images`` ``(N, C, H, W)`` (:func:`~advface_fast.train.fit_decoder`, full batch schedule of
-    the package) and saved there."""
+    ``images`` ``(N, C, H, W)`` (:func:`~advface_fast.train.fit_decoder` with its default schedule)
+    and saved there."""
 
     def train() -> nn.Module:
         model, hist = fit_decoder(
