@@ -46,26 +46,59 @@ def generate_key(path: str | os.PathLike[str]) -> Path:
     return path
 
 
+def check_key_file_mode(path: Path) -> None:
+    """Refuse a key file that its group or others may read or write (as ssh refuses such a private
+    key): the key keys the noise and the rotation of every stored template."""
+    if os.name != "posix":
+        return
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise PermissionError(
+            f"key file {path} has mode {mode:04o}: it is readable or writable by group or others, so the secret that "
+            f"keys the gallery's protection may have leaked; run `chmod 600 {path}` (and rekey if others may have read it)"
+        )
+
+
 def load_key(key: KeyLike) -> bytes:
-    """Key material from ``bytes`` (at least 16) or a key file (hex text, as :func:`generate_key`
-    writes, or raw bytes)."""
+    """Key material from ``bytes`` (at least 16) or a key file as :func:`generate_key` writes it
+    (one line of an even number of hex digits, mode 0600).
+
+    A key file readable or writable by group or others is refused
+    (:class:`PermissionError`, with the ``chmod`` that fixes it), and so is a file that is not
+    exactly hex: a missing digit, a ``0x`` prefix or a comment would otherwise silently become
+    another key, one that cannot reproduce the gallery. Raw binary key files are accepted when
+    they are not text at all (at least 16 bytes)."""
     if isinstance(key, (bytes, bytearray)):
         raw = bytes(key)
     elif isinstance(key, (str, os.PathLike)):
         path = Path(key)
         if not path.is_file():
             raise FileNotFoundError(f"key file not found: {path} (create one with `advface-fast keygen {path}`)")
+        check_key_file_mode(path)
         data = path.read_bytes()
-        text = data.strip()
-        try:
-            raw = bytes.fromhex(text.decode("ascii"))
-        except (UnicodeDecodeError, ValueError):
-            raw = data
+        raw = _parse_key_file(path, data)
     else:
         raise TypeError(f"key must be bytes or a key file path, got {type(key).__name__}")
     if len(raw) < 16:
         raise ValueError(f"a key needs at least 16 bytes of material, got {len(raw)}")
     return raw
+
+
+def _parse_key_file(path: Path, data: bytes) -> bytes:
+    """Hex text (surrounding whitespace ignored) or raw binary; text that is not exactly hex is refused."""
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        return data  # binary key material
+    if not all(c.isprintable() or c in "\t\n\r" for c in text):
+        return data  # control bytes: binary key material that happens to be ASCII
+    t = text.strip()
+    if t and all(c in "0123456789abcdefABCDEF" for c in t) and len(t) % 2 == 0:
+        return bytes.fromhex(t)
+    raise ValueError(
+        f"key file {path} is text but not a hex key (one line of an even number of hex digits, no '0x', no "
+        f"comments, as `advface-fast keygen` writes): reading it otherwise would silently give another key"
+    )
 
 
 def derive(key: bytes, purpose: bytes) -> bytes:

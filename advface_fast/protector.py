@@ -19,7 +19,7 @@ from .encoders.base import encoder_fingerprint
 from .encoders.loader import as_encoder
 from .engines import Engine, resolve_backend
 from .engines.batch import protect_batch
-from .errors import PublicRandomnessWarning, SharedNoiseWarning
+from .errors import NonFiniteError, PublicRandomnessWarning, SharedNoiseWarning
 from .io.arrays import MemorySink, RowSource
 from .io.staging import HostStaging
 from .io.streaming import NpyFileSink
@@ -41,7 +41,12 @@ class Protector:
         z_0 = c (+ U(-eps, eps) per element for "random")
         z_{t+1} = clamp(z_t + alpha * sign(d/dz ||S(z_t) - x~||_1), c - eps, c + eps)
 
-    and ``z_steps`` (rescaled to ``||z||`` when ``renorm``) replaces ``z``. Rows are independent:
+    and ``z_steps`` (rescaled to ``||z||`` when ``renorm``) replaces ``z``. Protection is defined
+    on a template's direction: a row is protected as ``z / ||z||`` (the unit sphere the decoder and
+    eps are defined on) and returned at its own norm, so a gallery stored at any scale (raw
+    ArcFace-class outputs have norms of 20-30) gets the same relative protection as a unit one.
+    All-zero rows (no direction) and non-finite rows are refused before anything is written.
+    Rows are independent:
     a row's result does not depend on its batch, and the random start depends only on
     ``(seed, row id)``.
 
@@ -242,7 +247,7 @@ class Protector:
             decoder = self._frozen_decoder(device)
             backend = self._backend(decoder, device)
             self._validate_shapes(decoder, src, imgs, device)
-            src.check_finite()
+            src.check_finite(nonzero=True)
             if imgs is not None:
                 imgs.check_finite()
             dtype = next(decoder.parameters()).dtype
@@ -292,8 +297,9 @@ class Protector:
                     staging = HostStaging(sources, device, [dtype] * len(sources), bs, sink.write)
                     for a, b, (z, *x) in staging.batches(sink.rows_done):
                         rid = torch.from_numpy(ids[a:b]) if ids is not None else torch.arange(a, b, dtype=torch.int64)
+                        u, norm = _direction(z)
                         zt = protect_batch(
-                            z,
+                            u,
                             rid,
                             decoder,
                             self.encoder,
@@ -302,7 +308,7 @@ class Protector:
                             images=x[0] if x else None,
                             precision=self.precision,
                         )
-                        staging.emit(a, self._rotated(zt).to(src.dtype))
+                        staging.emit(a, self._rotated(_scaled(zt, norm, z.dtype)).to(src.dtype))
                         bar.update(b - a)
                     staging.flush()
                     return
@@ -311,10 +317,11 @@ class Protector:
                     z = src.read(a, b).to(device=device, dtype=dtype, non_blocking=True).contiguous()
                     x = imgs.read(a, b).to(device=device, dtype=dtype, non_blocking=True) if imgs is not None else None
                     rid = torch.from_numpy(ids[a:b]) if ids is not None else torch.arange(a, b, dtype=torch.int64)
+                    u, norm = _direction(z)
                     zt = protect_batch(
-                        z, rid, decoder, self.encoder, self.params, backend, images=x, precision=self.precision
+                        u, rid, decoder, self.encoder, self.params, backend, images=x, precision=self.precision
                     )
-                    sink.write(a, self._rotated(zt).to(src.dtype))
+                    sink.write(a, self._rotated(_scaled(zt, norm, z.dtype)).to(src.dtype))
                     bar.update(b - a)
         except BaseException:
             if staging is not None:  # the batch computed before the failure is good: keep it
@@ -322,6 +329,25 @@ class Protector:
                     staging.flush()
             sink.abort()
             raise
+
+
+def _direction(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(z / ||z||, ||z||)`` per row, the norm taken in float64 (a finite template of huge
+    entries must not overflow it); the caller checked that no row is zero."""
+    n = torch.linalg.vector_norm(z.to(torch.float64), dim=1, keepdim=True)
+    return (z.to(torch.float64) / n).to(z.dtype), n
+
+
+def _scaled(z: torch.Tensor, norm: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The protected direction ``z`` back at its template's norm, in ``dtype``; refuses a result
+    the dtype cannot hold (a template within one step of the dtype's largest value)."""
+    out = (z.to(torch.float64) * norm).to(dtype)
+    if not bool(torch.isfinite(out).all()):
+        raise NonFiniteError(
+            f"a protected template overflows {dtype} at its input's norm (up to {float(norm.max()):.3g}): "
+            "store templates at a smaller scale (unit norm is the usual one)"
+        )
+    return out
 
 
 class _NoBar:

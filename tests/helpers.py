@@ -61,6 +61,14 @@ def odd_pair(
     return dec, LinearEncoder(int(np.prod(ODD_OUT)), ODD_D, seed + 1)
 
 
+def write_key(path, key: bytes):
+    """A key file as ``advface-fast keygen`` writes it (hex, mode 0600: group- or world-readable
+    key files are refused); :func:`advface_fast.keys.load_key` reads ``key`` back."""
+    path.write_text(key.hex() + "\n")
+    path.chmod(0o600)
+    return path
+
+
 def unit_rows(n: int, dim: int, seed: int = 0, dtype: type = np.float32) -> np.ndarray:
     """Random unit-norm features ``(n, dim)``."""
     rng = np.random.default_rng(seed)

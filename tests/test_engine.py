@@ -74,9 +74,33 @@ def test_perturbation_bounded_and_renorm_keeps_norms():
     dec, enc = make_pair()
     z = unit_rows(30, 24, seed=8) * np.linspace(0.5, 3, 30, dtype=np.float32)[:, None]
     raw = af.protect(z, dec, enc, start="random", renorm=False, **KW)
-    assert np.abs(raw - z).max() <= KW["eps"] * (1 + 1e-6)
+    # the ball is on the direction: |raw - z| <= eps * ||z|| per row
+    norms = np.linalg.norm(z, axis=1, keepdims=True)
+    assert (np.abs(raw - z) <= KW["eps"] * norms * (1 + 1e-6)).all()
     ren = af.protect(z, dec, enc, start="random", renorm=True, **KW)
     np.testing.assert_allclose(np.linalg.norm(ren, axis=1), np.linalg.norm(z, axis=1), rtol=1e-6)
+
+
+@pytest.mark.parametrize("scale", [25.0, 1e-3, 1e6])
+def test_a_gallery_at_any_scale_gets_its_directions_protection(scale):
+    """Protection is defined on the direction: a gallery scaled by s comes back as s times the
+    unit gallery's protection (not nearly unchanged, as an absolute eps would leave a 25x gallery)."""
+    dec, enc = make_pair()
+    z = unit_rows(20, 24, seed=3)
+    unit = af.protect(z, dec, enc, start="random", **KW)
+    big = af.protect(z * np.float32(scale), dec, enc, start="random", **KW)
+    np.testing.assert_allclose(big / scale, unit, rtol=0, atol=2e-6)  # float32 rounding of z * s and back
+    cos = (big * z).sum(1) / np.linalg.norm(big, axis=1)
+    assert cos.max() < 0.999
+
+
+@pytest.mark.parametrize("bad, what", [("zero", "all-zero template at row 3"), ("nan", "NaN or Inf")])
+def test_zero_and_non_finite_templates_are_refused(bad, what):
+    dec, enc = make_pair()
+    z = unit_rows(6, 24, seed=3)
+    z[3] = 0 if bad == "zero" else np.nan
+    with pytest.raises(ValueError, match=what):
+        af.protect(z, dec, enc, start="random", **KW)
 
 
 def test_protection_increases_shadow_reconstruction_loss():

@@ -98,8 +98,10 @@ def test_a_nan_encoder_and_overflowing_settings_are_errors(gallery):
         af.protect(z, dec, nan_encoder, start="shadow", **KW)
     with pytest.raises(NonFiniteError, match="out of range"):
         af.protect(z, dec, **{**KW, "eps": 1e300, "alpha": 1e300})
-    with pytest.raises(NonFiniteError):
-        af.protect(z * 1e20, dec, **KW)
+    big = af.protect(z * np.float32(1e20), dec, **KW)  # protection is defined on the direction
+    np.testing.assert_allclose(big / 1e20, af.protect(z, dec, **KW), rtol=0, atol=1e-5)
+    with pytest.raises(NonFiniteError, match="overflows"):
+        af.protect(z / np.abs(z).max(1, keepdims=True) * np.float32(3.4e38), dec, **KW)
 
 
 @pytest.mark.parametrize("name", ["../victim.txt", "/etc/hostname", "sub/x.npy", "..", "a\\b", "x\0y", 3])

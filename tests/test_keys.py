@@ -106,7 +106,8 @@ def test_key_files(tmp_path):
     assert len(k) == 32 and load_key(k) == k
     with pytest.raises(FileExistsError):
         generate_key(path)
-    (tmp_path / "short").write_bytes(b"abc")
+    (tmp_path / "short").write_bytes(b"abcd")
+    (tmp_path / "short").chmod(0o600)
     with pytest.raises(ValueError, match="16 bytes"):
         load_key(tmp_path / "short")
     with pytest.raises(FileNotFoundError, match="keygen"):
@@ -114,6 +115,38 @@ def test_key_files(tmp_path):
     with pytest.raises(TypeError):
         load_key(123)
     assert key_id(k) != key_id(K1) and k.hex() not in key_id(k)
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o620, 0o660])
+def test_a_key_file_others_may_read_is_refused_with_the_fix(tmp_path, mode):
+    path = generate_key(tmp_path / "k.key")
+    path.chmod(mode)
+    with pytest.raises(PermissionError, match=f"{mode:04o}.*chmod 600"):
+        load_key(path)
+    path.chmod(0o400)  # read-only for its owner is fine
+    assert len(load_key(path)) == 32
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["0x" + "ab" * 32, "ab" * 32 + "c", "# my key\n" + "ab" * 32, "ab" * 16 + " " + "ab" * 16, "zz" * 32],
+)
+def test_a_key_file_that_is_almost_hex_is_refused_not_read_as_another_key(tmp_path, text):
+    path = tmp_path / "k.key"
+    path.write_text(text + "\n")
+    path.chmod(0o600)
+    with pytest.raises(ValueError, match="not a hex key"):
+        load_key(path)
+
+
+def test_binary_and_hex_key_files_load(tmp_path):
+    hexfile, binfile = tmp_path / "h.key", tmp_path / "b.key"
+    hexfile.write_text("  " + "AB" * 20 + "\n\n")
+    binfile.write_bytes(bytes(range(256))[::7])
+    for p in (hexfile, binfile):
+        p.chmod(0o600)
+    assert load_key(hexfile) == bytes.fromhex("ab" * 20)
+    assert load_key(binfile) == bytes(range(256))[::7]
 
 
 def test_runs_record_a_key_id_not_the_key(tmp_path, setup):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import assert_same_protection, make_pair, unit_rows
+from helpers import assert_same_protection, make_pair, unit_rows, write_key
 from pg_server import PgServer, pg_bin_dir
 
 import advface_fast as af
@@ -222,7 +222,7 @@ def test_cli_protect_table(dsn, tmp_path, capsys):
     _fill(dsn, feats, np.arange(20, dtype=np.int64), "bytea")
     dec, _ = make_pair(dim=DIM)
     af.save_model(dec, tmp_path / "dec.safetensors")
-    (tmp_path / "key").write_bytes(KEY)
+    write_key(tmp_path / "key", KEY)
     argv = ["protect-table", dsn, "public.faces", "--decoder", str(tmp_path / "dec.safetensors")]
     argv += ["--key-file", str(tmp_path / "key"), "--batch-rows", "7", "--no-progress"]
     assert main(argv) == 0

@@ -23,6 +23,7 @@ import pytest
 pytest.importorskip("ray", reason="the two-node test needs the ray extra")
 
 import advface_fast as af
+from helpers import write_key
 
 BIN = Path(sys.executable).parent
 KEY = b"two-node-test-key-not-a-secret!!"
@@ -129,7 +130,7 @@ def test_two_nodes_equal_protect_and_survive_losing_the_worker_node(cluster, tmp
     decoder = tmp_path / "dec.safetensors"
     af.save_model(af.load_default().shadow, decoder)
     key = tmp_path / "k.key"
-    key.write_bytes(KEY)
+    write_key(key, KEY)
     dec = af.load_model(decoder)
 
     # 1. both nodes take tasks, and the result is single-process protect's

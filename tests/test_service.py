@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from helpers import assert_same_protection, make_pair, unit_rows
+from helpers import assert_same_protection, make_pair, unit_rows, write_key
 
 import advface_fast as af
 from advface_fast.deploy.http_codec import RequestError, encode_response, parse_request
@@ -207,7 +207,7 @@ def test_serve_cli_refuses_without_a_real_api_key(tmp_path, capsys):
 
     dec, _ = make_pair(dim=DIM)
     af.save_model(dec, tmp_path / "dec.safetensors")
-    (tmp_path / "key").write_bytes(KEY)
+    write_key(tmp_path / "key", KEY)
     (tmp_path / "api").write_text("short\n")
     argv = ["serve", "--decoder", str(tmp_path / "dec.safetensors"), "--key-file", str(tmp_path / "key")]
     assert main([*argv, "--api-key-file", str(tmp_path / "api")]) == 2

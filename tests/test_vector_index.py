@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import make_pair, unit_rows
+from helpers import make_pair, unit_rows, write_key
 
 import advface_fast as af
 
@@ -62,7 +62,7 @@ def test_cli_index(tmp_path, capsys):
     np.save(tmp_path / "g.npy", feats)
     np.save(tmp_path / "ids.npy", np.arange(7, 47, dtype=np.int64))
     af.save_model(dec, tmp_path / "dec.safetensors")
-    (tmp_path / "key").write_bytes(KEY)
+    write_key(tmp_path / "key", KEY)
     argv = ["index", str(tmp_path / "g.npy"), str(tmp_path / "g.faiss"), "--decoder", str(tmp_path / "dec.safetensors")]
     argv += ["--key-file", str(tmp_path / "key"), "--ids", str(tmp_path / "ids.npy"), "--no-progress"]
     assert main(argv) == 0

@@ -39,18 +39,18 @@ def _keygen(args: argparse.Namespace) -> int:
 def _rotate(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from ..io.atomic import atomic_path, check_output
     from ..rotation import rotate
 
+    out = check_output(args.output, args.overwrite, args.input)
     z = np.load(args.input, allow_pickle=False, mmap_mode="r")
     if z.ndim != 2 or z.dtype.kind != "f":
         raise ValueError(f"{args.input}: expected (N, D) float features, got {z.shape} {z.dtype}")
     if not np.isfinite(z).all():
         raise ValueError(f"{args.input} holds NaN or Inf")
-    if os.path.exists(args.output) and not args.overwrite:
-        raise FileExistsError(f"{args.output} exists; pass --overwrite to replace it")
-    tmp = args.output + ".partial.npy"
-    np.save(tmp, rotate(np.ascontiguousarray(z), args.key_file))
-    os.replace(tmp, args.output)
+    rotated = rotate(np.ascontiguousarray(z), args.key_file)
+    with atomic_path(out, ".npy") as tmp:
+        np.save(tmp, rotated)
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
 

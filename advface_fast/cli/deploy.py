@@ -88,19 +88,18 @@ def _index(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..deploy.vector_index import protect_into_faiss, save_index
+    from ..io.atomic import atomic_path, check_output
     from ..protector import Protector
 
-    if os.path.exists(args.output) and not args.overwrite:
-        raise FileExistsError(f"{args.output} exists; pass --overwrite to replace it")
+    out = check_output(args.output, args.overwrite, args.input, args.ids)
     decoder, encoder = load_models(args)
     prot = Protector(decoder, encoder, progress=False, **setting_kwargs(args))
     ids = np.load(args.ids, allow_pickle=False) if args.ids else None
     index = protect_into_faiss(
         args.input, prot, ids=ids, factory=args.factory, chunk_rows=args.chunk_rows, progress=not args.no_progress
     )
-    tmp = args.output + ".partial"
-    save_index(index, tmp)
-    os.replace(tmp, args.output)
+    with atomic_path(out) as tmp:
+        save_index(index, tmp)
     print(f"wrote {args.output} ({index.ntotal} protected templates, {args.factory})", file=sys.stderr)
     return 0
 

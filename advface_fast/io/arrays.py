@@ -108,10 +108,20 @@ class RowSource:
             return torch.from_numpy(rows)
         return self._array[start:stop]
 
-    def check_finite(self) -> None:
-        """Raise ValueError naming the first row that holds NaN or Inf."""
+    def check_finite(self, nonzero: bool = False) -> None:
+        """Raise ValueError naming the first row that holds NaN or Inf (with ``nonzero``, also the
+        first all-zero row: a template without a direction)."""
         for a in range(0, len(self), _FINITE_CHUNK):
             chunk = self.read(a, min(a + _FINITE_CHUNK, len(self)))
+            if nonzero and len(chunk):
+                zero = (chunk.reshape(len(chunk), -1) == 0).all(dim=1)
+                if bool(zero.any()):
+                    row = a + int(zero.nonzero()[0, 0])
+                    where = f" ({self.path})" if self.path else ""
+                    raise ValueError(
+                        f"{self.name}{where} holds an all-zero template at row {row}: it has no direction to "
+                        "protect (a failed embedding?); remove it or embed the face again"
+                    )
             # a NaN or an Inf anywhere makes the sum NaN or Inf: one reduction clears a clean chunk
             # (2.5 us against 39 us for the row-wise test on 64 x 128); a non-finite sum (also an
             # overflow of finite values) takes the exact row-wise test
