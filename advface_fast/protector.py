@@ -193,6 +193,44 @@ class Protector:
             "precision": self.precision,
         }
 
+    def encoder_identity(self, input_record: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """The fingerprint (name, weights, input contract) of the encoder whose templates this
+        protects: the given encoder's, else the one the decoder's file records, else the input
+        file's provenance's; None when nothing says."""
+        fp = getattr(self.encoder, "fingerprint", None)
+        if callable(fp):
+            return fp()
+        from .models.serialization import recorded_encoder
+
+        rec = recorded_encoder(self.decoder)
+        if rec is not None:
+            return rec[1]
+        return (input_record or {}).get("encoder")
+
+    def provenance(self, rows: int, dim: int, input_record: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The provenance record (:mod:`advface_fast.provenance`) of ``rows`` templates of ``dim``
+        protected here; the input's record (``embed``'s) gives its labels and source."""
+        from . import provenance
+
+        inp = input_record or {}
+        encoder = self.encoder_identity(inp)
+        want = inp.get("encoder")
+        if want and encoder and (want.get("weights"), want.get("input")) != (encoder.get("weights"), encoder.get("input")):
+            raise ValueError(
+                f"the input's templates come from encoder {want.get('name')!r} (weights {want.get('weights')}), but this "
+                f"protection is for {encoder.get('name')!r} (weights {encoder.get('weights')}): its shadow decoder "
+                "was trained on another encoder's features"
+            )
+        return provenance.new_record(
+            "protected",
+            rows,
+            dim,
+            encoder,
+            protection=provenance.protection_record(self.settings(dim)),
+            labels=inp.get("labels"),
+            source=inp.get("source"),
+        )
+
     # -- main entry --------------------------------------------------------------------------
     def __call__(
         self,
@@ -203,6 +241,7 @@ class Protector:
         overwrite: bool = False,
         resume: bool = True,
         row_ids: Any = None,
+        reprotect: bool = False,
     ) -> Any:
         """Protect a gallery.
 
@@ -218,11 +257,19 @@ class Protector:
                 settings only); ``False`` discards a partial output.
             row_ids: ``(N,)`` int64 ids that key the random start (default ``0..N-1``), so a
                 row's result does not depend on how a gallery was split.
+            reprotect: accept an input file whose provenance says it is protected already
+                (refused by default).
 
         Returns:
             ``(N, D)`` of the input's type, dtype and device; with ``out``, the written file
-            opened as a read-only numpy memmap.
+            opened as a read-only numpy memmap, with its provenance sidecar
+            (``<stem>.provenance.json``) and, when ``row_ids`` are given, ``<stem>.ids.npy``.
         """
+        from . import provenance
+
+        input_record = provenance.refuse_protected_input(
+            features if isinstance(features, (str, os.PathLike)) else None, reprotect
+        )
         src = RowSource(features, "features", ndim=2)
         e, a = resolve_eps_alpha(
             self.run_settings.eps, self.run_settings.alpha, int(src.shape[1]) if src.shape[1] > 0 else REFERENCE_DIM
@@ -262,8 +309,14 @@ class Protector:
                 )
             else:
                 sink = MemorySink(src)
+            record = self.provenance(len(src), int(src.shape[1]), input_record) if out_path is not None else None
             self._loop(src, imgs, ids, sink, decoder, backend, device, dtype)
-            return sink.finalize()
+            result = sink.finalize()
+            if out_path is not None:
+                if row_ids is not None:
+                    np.save(provenance.ids_path(out_path), check_row_ids(row_ids, len(src)))
+                provenance.write(out_path, record)
+            return result
         finally:
             src.close()
             if imgs is not None:
@@ -367,6 +420,7 @@ def protect(
     overwrite: bool = False,
     resume: bool = True,
     row_ids: Any = None,
+    reprotect: bool = False,
     settings: RunSettings | None = None,
     **keywords: Any,
 ) -> Any:
@@ -375,7 +429,7 @@ def protect(
     (``eps``, ``alpha``, ``steps``, ``start``, ``backend``, ``precision``, ``key``, ...).
     ``features`` ``(N, D)`` (numpy, torch, cupy or ``.npy`` path) -> protected ``(N, D)`` of the
     same type and device, or, with ``out=``, the written ``.npy`` opened read-only; ``images``,
-    ``out``, ``overwrite``, ``resume``, ``row_ids``: as in :meth:`Protector.__call__`.
+    ``out``, ``overwrite``, ``resume``, ``row_ids``, ``reprotect``: as in :meth:`Protector.__call__`.
 
     Example::
 
@@ -385,4 +439,6 @@ def protect(
         safe = af.protect(gallery, decoder, encoder)  # eps=0.08 at 128-d, alpha=eps/5, steps=10, start="random"
     """
     protector = Protector(decoder, encoder, settings=settings, **keywords)
-    return protector(features, images=images, out=out, overwrite=overwrite, resume=resume, row_ids=row_ids)
+    return protector(
+        features, images=images, out=out, overwrite=overwrite, resume=resume, row_ids=row_ids, reprotect=reprotect
+    )

@@ -30,7 +30,13 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("encoders", ("advface_fast.encoders",)),
     (
         "protection",
-        ("advface_fast.keys", "advface_fast.rotation", "advface_fast.protect_checks", "advface_fast.protector"),
+        (
+            "advface_fast.keys",
+            "advface_fast.rotation",
+            "advface_fast.protect_checks",
+            "advface_fast.protector",
+            "advface_fast.provenance",
+        ),
     ),
     ("pipelines", ("advface_fast.faces", "advface_fast.train")),
     ("applications", ("advface_fast.eval", "advface_fast.distributed", "advface_fast.deploy", "advface_fast.duetface")),

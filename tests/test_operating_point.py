@@ -1,0 +1,50 @@
+"""TAR at a fixed threshold and at a FAR, on constructed score sets whose answers are known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from advface_fast.metrics import cross_identity_scores, operating_point, threshold_at_far
+
+
+def test_threshold_lets_through_at_most_far_of_the_impostors():
+    imp = np.arange(1000) / 1000.0  # 0.000 .. 0.999
+    thr = threshold_at_far(imp, 1e-2)  # 10 impostors may pass: those above the 11th highest
+    assert thr == pytest.approx(0.989) and (imp > thr).sum() == 10
+    assert (imp > threshold_at_far(imp, 1e-3)).sum() == 1
+
+
+def test_ties_at_the_threshold_are_rejected_so_far_never_exceeds_the_target():
+    imp = np.array([0.9] * 5 + [0.1] * 995)
+    op = operating_point(np.array([0.95, 0.9, 0.5]), imp, 1e-3)
+    assert op.far == 0 and op.far <= 1e-3 and op.threshold == 0.9
+    assert op.tar == pytest.approx(1 / 3)  # only the genuine score strictly above 0.9
+
+
+def test_tar_at_a_fixed_threshold_and_at_a_fitted_one():
+    rng = np.random.default_rng(0)
+    imp = rng.normal(0, 0.1, 100_000)
+    gen = np.concatenate([np.full(90, 0.8), np.full(10, 0.2)])
+    fitted = operating_point(gen, imp, 1e-4)
+    assert fitted.impostors == 100_000 and fitted.genuine == 100 and fitted.far <= 1e-4
+    assert 0.2 < fitted.threshold < 0.8 and fitted.tar == 0.9
+    fixed = operating_point(gen, imp, threshold=0.1)
+    assert fixed.far_target is None and fixed.tar == 1.0 and fixed.far == pytest.approx((imp > 0.1).mean())
+    with pytest.raises(ValueError, match="not both"):
+        operating_point(gen, imp, 1e-3, threshold=0.5)
+
+
+@pytest.mark.parametrize("n, far", [(999, 1e-3), (3000, 1e-4), (0, 1e-3)])
+def test_a_far_the_impostors_cannot_measure_is_refused(n, far):
+    with pytest.raises(ValueError, match="cannot measure|no impostor"):
+        threshold_at_far(np.zeros(n), far)
+
+
+def test_cross_identity_scores_are_every_pair():
+    g = np.eye(3)
+    p = np.array([[1.0, 0, 0], [0, 2.0, 0]])
+    gen, imp = cross_identity_scores(p, np.array([0, 1]), g, np.array([0, 1, 2]))
+    assert sorted(gen) == [1.0, 1.0] and len(imp) == 4 and (imp == 0).all()
+    with pytest.raises(ValueError, match="zero template"):
+        cross_identity_scores(np.zeros((1, 3)), np.array([0]), g, np.array([0, 1, 2]))
