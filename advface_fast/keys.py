@@ -55,7 +55,8 @@ def check_key_file_mode(path: Path) -> None:
     if mode & 0o077:
         raise PermissionError(
             f"key file {path} has mode {mode:04o}: it is readable or writable by group or others, so the secret that "
-            f"keys the gallery's protection may have leaked; run `chmod 600 {path}` (and rekey if others may have read it)"
+            f"keys the gallery's protection may have leaked; run `chmod 600 {path}` "
+            "(and rekey if others may have read it)"
         )
 
 

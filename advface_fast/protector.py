@@ -215,9 +215,14 @@ class Protector:
         inp = input_record or {}
         encoder = self.encoder_identity(inp)
         want = inp.get("encoder")
-        if want and encoder and (want.get("weights"), want.get("input")) != (encoder.get("weights"), encoder.get("input")):
+        if (
+            want
+            and encoder
+            and (want.get("weights"), want.get("input")) != (encoder.get("weights"), encoder.get("input"))
+        ):
             raise ValueError(
-                f"the input's templates come from encoder {want.get('name')!r} (weights {want.get('weights')}), but this "
+                f"the input's templates come from encoder {want.get('name')!r} (weights {want.get('weights')}), "
+                "but this "
                 f"protection is for {encoder.get('name')!r} (weights {encoder.get('weights')}): its shadow decoder "
                 "was trained on another encoder's features"
             )

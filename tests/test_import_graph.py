@@ -39,7 +39,16 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     ("pipelines", ("advface_fast.faces", "advface_fast.train")),
-    ("applications", ("advface_fast.eval", "advface_fast.distributed", "advface_fast.deploy", "advface_fast.duetface")),
+    (
+        "applications",
+        (
+            "advface_fast.eval",
+            "advface_fast.distributed",
+            "advface_fast.deploy",
+            "advface_fast.duetface",
+            "advface_fast.match",
+        ),
+    ),
     ("cli", ("advface_fast.cli",)),
     ("package", ("advface_fast", "advface_fast.__main__")),
 ]

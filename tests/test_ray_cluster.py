@@ -22,8 +22,9 @@ import pytest
 
 pytest.importorskip("ray", reason="the two-node test needs the ray extra")
 
-import advface_fast as af
 from helpers import write_key
+
+import advface_fast as af
 
 BIN = Path(sys.executable).parent
 KEY = b"two-node-test-key-not-a-secret!!"

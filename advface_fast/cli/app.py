@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 
 from .evaluate import add_eval_commands
-from .protect_options import add_protection_args, load_models, protection_kwargs
+from .protect_options import add_protection_args, gallery_ids, load_models, protection_kwargs
 from .train import add_train_commands
 
 
 def _protect(args: argparse.Namespace) -> int:
+    from .. import provenance
     from ..protector import protect
 
     decoder, encoder = load_models(args)
+    ids = gallery_ids(args.input, args.ids)
     protect(
         args.input,
         decoder,
@@ -23,9 +24,14 @@ def _protect(args: argparse.Namespace) -> int:
         images=args.images,
         device=args.device,
         out=args.output,
+        row_ids=ids,
+        reprotect=args.reprotect,
         **protection_kwargs(args),
     )
-    print(f"wrote {args.output}", file=sys.stderr)
+    side = provenance.sidecar_path(args.output)
+    print(
+        f"wrote {args.output} and its provenance {side.name}" + (" and ids" if ids is not None else ""), file=sys.stderr
+    )
     return 0
 
 
@@ -125,6 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("output", help="where to write the protected gallery (.npy)")
     add_protection_args(pr)
     pr.add_argument("--images", help="online mode: original images (N, C, H, W) .npy as the L1 target")
+    pr.add_argument(
+        "--ids",
+        default=None,
+        help="(N,) int64 .npy of enrolment ids keying each row's noise (default: the input's <stem>.ids.npy, as "
+        "embed writes, else 0..N-1); written beside the output",
+    )
+    pr.add_argument("--reprotect", action="store_true", help="accept an input whose provenance says it is protected")
     pr.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: GPU if available)")
     pr.set_defaults(func=_protect)
 
@@ -175,8 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out-dir", default="advface_demo_out", help="folder of the demo's picture and numbers")
     d.set_defaults(func=_demo)
     from .deploy import add_deploy_commands
+    from .match import add_match_commands
 
     add_deploy_commands(sub)
+    add_match_commands(sub)
     for cmd in sub.choices.values():
         cmd.formatter_class = _DefaultsFormatter
     return p
@@ -207,7 +222,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
-    except (ValueError, TypeError, OSError, RuntimeError, ImportError) as exc:  # OSError: read-only, ENOSPC, ...
+    except (
+        ValueError,
+        TypeError,
+        OSError,
+        RuntimeError,
+        ImportError,
+        KeyError,
+    ) as exc:  # OSError: read-only, ENOSPC, ...
         print(f"advface-fast {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -7,7 +7,7 @@ import os
 import sys
 import time
 
-from .protect_options import add_setting_args, load_models, setting_kwargs
+from .protect_options import add_setting_args, gallery_ids, load_models, setting_kwargs
 
 
 def _read_secret(path: str, what: str) -> str:
@@ -85,21 +85,24 @@ def _protect_table(args: argparse.Namespace) -> int:
 
 
 def _index(args: argparse.Namespace) -> int:
-    import numpy as np
-
+    from .. import provenance
     from ..deploy.vector_index import protect_into_faiss, save_index
     from ..io.atomic import atomic_path, check_output
     from ..protector import Protector
 
     out = check_output(args.output, args.overwrite, args.input, args.ids)
+    record = provenance.refuse_protected_input(args.input, args.reprotect)
     decoder, encoder = load_models(args)
     prot = Protector(decoder, encoder, progress=False, **setting_kwargs(args))
-    ids = np.load(args.ids, allow_pickle=False) if args.ids else None
+    ids = gallery_ids(args.input, args.ids)
     index = protect_into_faiss(
         args.input, prot, ids=ids, factory=args.factory, chunk_rows=args.chunk_rows, progress=not args.no_progress
     )
+    prov = prot.provenance(int(index.ntotal), int(index.d), record)
+    prov["index"] = {"factory": args.factory}
     with atomic_path(out) as tmp:
         save_index(index, tmp)
+    provenance.write(out, prov)
     print(f"wrote {args.output} ({index.ntotal} protected templates, {args.factory})", file=sys.stderr)
     return 0
 
@@ -149,7 +152,10 @@ def add_deploy_commands(sub: argparse._SubParsersAction) -> None:
     ix.add_argument("input", help="gallery of features, (N, D) float .npy")
     ix.add_argument("output", help="FAISS index file to write")
     add_setting_args(ix)
-    ix.add_argument("--ids", default=None, help="(N,) int64 .npy of gallery ids (default 0..N-1)")
+    ix.add_argument(
+        "--ids", default=None, help="(N,) int64 .npy of gallery ids (default: the input's <stem>.ids.npy, else 0..N-1)"
+    )
+    ix.add_argument("--reprotect", action="store_true", help="accept an input whose provenance says it is protected")
     ix.add_argument("--factory", default="Flat", help="FAISS index factory string ('Flat', 'HNSW32', 'IVF1024,Flat')")
     ix.add_argument("--chunk-rows", type=int, default=65_536, help="rows protected and added at a time")
     ix.add_argument("--overwrite", action="store_true", help="replace an existing index file")

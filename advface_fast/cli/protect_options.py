@@ -10,7 +10,27 @@ from ..settings import DEFAULT_EPS, DEFAULT_START, DEFAULT_STEPS, PRECISIONS, ST
 
 def setting_kwargs(args: argparse.Namespace) -> dict:
     """The :class:`~advface_fast.settings.RunSettings` fields of the options ``add_setting_args`` declares
-    (every command that protects)."""
+    (every command that protects); with ``--deployment``, its settings replace the options'."""
+    deployed = deployment_settings(args)
+    return {
+        **_option_settings(args),
+        **deployed,
+    }
+
+
+def deployment_settings(args: argparse.Namespace) -> dict:
+    """The settings of ``--deployment`` (empty without it); refuses ``--eps``/``--alpha`` beside it."""
+    path = getattr(args, "deployment", None)
+    if not path:
+        return {}
+    from ..match.config import DeploymentConfig
+
+    if args.eps is not None or args.alpha is not None:
+        raise ValueError("--deployment sets eps and alpha (the threshold was fitted for them): drop --eps/--alpha")
+    return DeploymentConfig.load(path).run_settings()
+
+
+def _option_settings(args: argparse.Namespace) -> dict:
     return {
         "eps": args.eps,
         "alpha": args.alpha,
@@ -76,7 +96,13 @@ def add_setting_args(pr: argparse.ArgumentParser, key_required: bool = False) ->
     pr.add_argument(
         "--rotate",
         action="store_true",
-        help="store Q z for the key's secret rotation Q (probes: advface-fast rotate with the same key)",
+        help="store Q z for the key's secret rotation Q (verify/identify rotate probes with the same key)",
+    )
+    pr.add_argument(
+        "--deployment",
+        default=None,
+        help="deployment configuration (advface-fast calibrate-deployment): its eps, alpha, steps, start, seed, "
+        "rotation and precision replace those options",
     )
 
 
@@ -102,3 +128,18 @@ def load_models(args: argparse.Namespace) -> tuple:
     encoder = as_encoder(args.encoder) if args.encoder else None
     check_trained_for(decoder, encoder)
     return decoder, encoder
+
+
+def gallery_ids(gallery: str, ids: str | None):
+    """``--ids`` (an (N,) integer .npy), else the gallery's ``<stem>.ids.npy`` when there is one, else None."""
+    import numpy as np
+
+    from ..provenance import ids_path
+
+    path = ids if ids else (ids_path(gallery) if ids_path(gallery).is_file() else None)
+    if path is None:
+        return None
+    a = np.load(path, allow_pickle=False)
+    if a.ndim != 1 or a.dtype.kind not in "iu":
+        raise ValueError(f"{path}: enrolment ids must be a 1-d integer array, got {a.shape} {a.dtype}")
+    return a.astype(np.int64)

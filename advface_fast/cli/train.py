@@ -26,14 +26,16 @@ def _load_images(spec: str, size: int | None):
     return read_image_folder(path, size)[0]
 
 
-def _aligned_folder(folder: str, size: int | None, progress: bool):
-    """Photos of an identity folder (or a flat folder), YuNet-aligned to the ArcFace 112x112
-    template (cached), as ``(N, 3, S, S)`` in [-1, 1]; photos without a face are dropped and counted."""
+def _aligned_folder(folder: str, size: int | None, progress: bool, encoder: object = None):
+    """Photos of an identity folder (or a flat folder), prepared as the encoder's input contract
+    says (YuNet-aligned to the ArcFace 112x112 template for aligned-face encoders; as they are for
+    the others; cached), as ``(N, 3, S, S)`` in [-1, 1]; photos without a face are dropped and counted."""
     from pathlib import Path
 
     from ..data.photo_sets import IMAGE_SUFFIXES, images_under
     from ..faces.align import align_files
     from ..faces.embed import faces_to_tensor
+    from ..faces.photo_gallery import detector_for
 
     root = Path(folder)
     if not root.is_dir():
@@ -41,7 +43,7 @@ def _aligned_folder(folder: str, size: int | None, progress: bool):
     files = images_under(root)
     if not files:
         raise ValueError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-    aligned = align_files(files, pick="largest", progress=progress)
+    aligned = align_files(files, pick="largest", detector=detector_for(encoder), progress=progress)
     counts = aligned.counts()
     print(f"aligned {len(files)} photos: {counts}; {counts['fallback']} without a face dropped", file=sys.stderr)
     return faces_to_tensor(aligned.faces[aligned.ok()], size)
@@ -60,7 +62,7 @@ def _train_shadow(args: argparse.Namespace) -> int:
 
     encoder = as_encoder(args.encoder)
     if args.align:
-        images = _aligned_folder(args.images, args.size, progress=not args.no_progress)
+        images = _aligned_folder(args.images, args.size, progress=not args.no_progress, encoder=encoder)
     else:
         images = _load_images(args.images, args.size)
         if getattr(getattr(encoder, "spec", None), "alignment", "none") != "none":
@@ -160,7 +162,8 @@ def add_train_commands(sub: argparse._SubParsersAction) -> None:
     ts.add_argument(
         "--align",
         action="store_true",
-        help="detect and align the photos of --images (a folder) to the ArcFace 112x112 template first (YuNet, cached)",
+        help="prepare the photos of --images (a folder) as the encoder's input contract says first: YuNet-aligned to "
+        "the ArcFace 112x112 template for SFace/ArcFace-class encoders, as they are otherwise (cached)",
     )
     ts.add_argument("--epochs", type=int, default=20, help="training epochs")
     ts.add_argument(

@@ -317,3 +317,40 @@ def table_state(dsn: str, table: str, column: str = "embedding") -> dict[str, An
     if row is None:
         return None
     return dict(zip(("settings", "last_id", "rows_done", "null_rows", "finished_at"), row, strict=True))
+
+
+def read_protected_table(
+    dsn: str, table: str, column: str = "embedding", id_column: str = "id"
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """``(ids (N,) int64, templates (N, D), provenance record)`` of a column ``protect_table``
+    finished: the rows up to its high-water mark, the record built from its state row. Refuses a
+    column whose run has not finished, or with rows above the mark (inserted since, so clear)."""
+    from .. import provenance
+
+    state = table_state(dsn, table, column)
+    if state is None or state["finished_at"] is None:
+        raise ValueError(
+            f"{table}.{column} has no finished protection run (advface-fast protect-table): its templates may be clear"
+        )
+    settings = dict(state["settings"])
+    kind, dim, last = settings.pop("column_type"), settings.pop("dim"), state["last_id"]
+    sql = _psycopg().sql
+    tbl, col, idc = _ident(table), sql.Identifier(column), sql.Identifier(id_column)
+    with _psycopg().connect(dsn) as conn:
+        above = conn.execute(
+            sql.SQL("SELECT count(*) FROM {t} WHERE {c} IS NOT NULL AND {i} > %s").format(t=tbl, c=col, i=idc), (last,)
+        ).fetchone()[0]
+        if above:
+            raise ValueError(
+                f"{table}.{column} has {above} rows above the protected mark (id {last}), enrolled since the run: they "
+                "are clear; run advface-fast protect-table again first"
+            )
+        rows = conn.execute(
+            sql.SQL("SELECT {i}, {c} FROM {t} WHERE {c} IS NOT NULL ORDER BY {i}").format(t=tbl, c=col, i=idc)
+        ).fetchall()
+    ids = np.array([r[0] for r in rows], dtype=np.int64)
+    z = np.stack([_decode(r[1], kind, dim, r[0]) for r in rows]) if rows else np.zeros((0, dim), np.float32)
+    record = provenance.new_record(
+        "protected", len(ids), dim, None, protection=provenance.protection_record(settings), source={"table": table}
+    )
+    return ids, z, record

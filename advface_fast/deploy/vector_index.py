@@ -13,6 +13,7 @@ so the memory is the index's plus one chunk.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -89,6 +90,34 @@ def protect_into_faiss(
                 index.train(safe)
             index.add_with_ids(safe, ids[a:b])
             bar.update(b - a)
+    return index
+
+
+def stored_vectors(index: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(vectors (N, D) float32, ids (N,) int64)`` held by an id-mapped index (for re-keying:
+    Flat and HNSW indexes keep their vectors; IVF ones get a direct map first)."""
+    faiss = _faiss()
+    inner = faiss.downcast_index(index.index) if hasattr(index, "id_map") else None
+    if inner is None:
+        raise ValueError("expected an id-mapped index (advface-fast index writes one)")
+    with contextlib.suppress(RuntimeError):  # IVF: vectors by list position need the direct map
+        faiss.extract_index_ivf(inner).make_direct_map()
+    try:
+        vectors = inner.reconstruct_n(0, int(inner.ntotal))
+    except RuntimeError as exc:
+        raise ValueError(f"this index does not keep its vectors ({exc}); rebuild it from the protected .npy") from exc
+    return np.asarray(vectors, dtype=np.float32), faiss.vector_to_array(index.id_map).astype(np.int64)
+
+
+def build_index(vectors: np.ndarray, ids: np.ndarray, factory: str = "Flat") -> Any:
+    """An ``IndexIDMap2`` over an inner-product ``factory`` index holding ``vectors`` under ``ids``
+    (trained on them first when the factory needs it)."""
+    faiss = _faiss()
+    index = faiss.IndexIDMap2(faiss.index_factory(int(vectors.shape[1]), factory, faiss.METRIC_INNER_PRODUCT))
+    v = np.ascontiguousarray(vectors, dtype=np.float32)
+    if not index.is_trained:
+        index.train(v)
+    index.add_with_ids(v, np.ascontiguousarray(ids, dtype=np.int64))
     return index
 
 

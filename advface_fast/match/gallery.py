@@ -1,0 +1,183 @@
+"""A protected gallery as the matcher sees it: unit-norm protected templates under enrolment ids,
+the labels (people) of those ids, and the provenance record that says how they were protected.
+
+:func:`open_gallery` opens what the package writes: a ``.npy`` file (with ``<stem>.ids.npy`` and
+its provenance sidecar), a FAISS index (``advface-fast index``, with its sidecar), or a
+PostgreSQL table (``postgresql://...#table[:column]``; its state row is the provenance). A gallery
+without provenance is refused: the matcher must know its transform and settings.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import provenance
+
+_SEARCH_CHUNK = 262_144  # gallery rows per matrix product of a brute-force search
+
+
+def unit_rows(x: Any, what: str) -> np.ndarray:
+    """``(N, D)`` float32 rows scaled to unit norm; refuses zero and non-finite rows."""
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim == 1:
+        a = a[None, :]
+    if a.ndim != 2:
+        raise ValueError(f"{what} must be (N, D) or (D,), got shape {a.shape}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{what} holds NaN or Inf")
+    n = np.linalg.norm(a, axis=1, keepdims=True)
+    if (n == 0).any():
+        raise ValueError(
+            f"{what} holds an all-zero template (row {int(np.flatnonzero(n[:, 0] == 0)[0])}): no direction"
+        )
+    return (a / n).astype(np.float32)
+
+
+class ProtectedGallery:
+    """Protected templates held in memory (``.npy``, PostgreSQL) and searched by brute force.
+
+    Attributes:
+        record: the provenance record; ``where``: the gallery's name in messages; ``dim``: D.
+    """
+
+    def __init__(self, templates: np.ndarray, ids: np.ndarray, record: dict[str, Any], where: str) -> None:
+        if not provenance.is_protected(record):
+            raise ValueError(
+                f"{where} is not a protected gallery (its provenance says clear templates): protect it first "
+                "(advface-fast protect / index) and match against the protected output"
+            )
+        self.templates = unit_rows(templates, f"the gallery {where}")
+        self.ids = np.asarray(ids, dtype=np.int64)
+        if self.ids.shape != (len(self.templates),):
+            raise ValueError(f"{where}: {len(self.ids)} ids for {len(self.templates)} templates")
+        if len(np.unique(self.ids)) != len(self.ids):
+            raise ValueError(f"{where}: enrolment ids must be unique")
+        self.record, self.where, self.dim = record, where, int(self.templates.shape[1])
+        self._row = {int(i): r for r, i in enumerate(self.ids.tolist())}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def label(self, enrolment_id: int) -> str:
+        """The person of an enrolment id (its label when the gallery has labels, else the id)."""
+        labels = self.record.get("labels") or {}
+        return labels.get(str(int(enrolment_id)), str(int(enrolment_id)))
+
+    def ids_of(self, claim: str | int) -> np.ndarray:
+        """The enrolment ids of a claimed identity: a label (every template enrolled under it), or
+        an enrolment id. Refuses a claim nobody is enrolled under."""
+        labels = self.record.get("labels") or {}
+        hits = [int(i) for i, lab in labels.items() if lab == str(claim)]
+        if not hits and str(claim).lstrip("-").isdigit() and self.has_id(int(claim)):
+            hits = [int(claim)]
+        hits = [i for i in hits if self.has_id(i)]
+        if not hits:
+            raise KeyError(f"nobody is enrolled as {claim!r} in {self.where}")
+        return np.array(sorted(hits), dtype=np.int64)
+
+    def has_id(self, enrolment_id: int) -> bool:
+        return int(enrolment_id) in self._row
+
+    def search(self, probes: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Cosine scores and enrolment ids ``(P, k)`` of the ``k`` best templates for unit
+        ``probes (P, D)``, best first."""
+        k = min(k, len(self))
+        best_s = np.full((len(probes), k), -np.inf, np.float32)
+        best_r = np.zeros((len(probes), k), np.int64)
+        for a in range(0, len(self), _SEARCH_CHUNK):
+            s = probes @ self.templates[a : a + _SEARCH_CHUNK].T
+            kk = min(k, s.shape[1])
+            top = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
+            cand_s = np.concatenate([best_s, np.take_along_axis(s, top, 1)], 1)
+            cand_r = np.concatenate([best_r, top + a], 1)
+            order = np.argsort(-cand_s, axis=1, kind="stable")[:, :k]
+            best_s, best_r = np.take_along_axis(cand_s, order, 1), np.take_along_axis(cand_r, order, 1)
+        return best_s, self.ids[best_r]
+
+    def scores(self, probe: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """Cosine scores of one unit probe ``(D,)`` against the templates of ``ids``."""
+        rows = np.array([self._row[int(i)] for i in ids])
+        return self.templates[rows] @ probe
+
+
+class FaissGallery(ProtectedGallery):
+    """A FAISS inner-product index of protected unit templates (``advface-fast index``)."""
+
+    def __init__(self, index: Any, record: dict[str, Any], where: str) -> None:
+        if not provenance.is_protected(record):
+            raise ValueError(f"{where} is not a protected gallery (its provenance says clear templates)")
+        self.index, self.record, self.where, self.dim = index, record, where, int(index.d)
+        self._ids = self._stored_ids(index)
+        self.ids = self._ids
+
+    @staticmethod
+    def _stored_ids(index: Any) -> np.ndarray:
+        from ..optional import import_optional
+
+        faiss = import_optional("faiss", "FAISS indexes")
+        return faiss.vector_to_array(index.id_map).astype(np.int64)
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal)
+
+    def has_id(self, enrolment_id: int) -> bool:
+        if not hasattr(self, "_idset"):
+            self._idset = set(self._ids.tolist())
+        return int(enrolment_id) in self._idset
+
+    def search(self, probes: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        return self.index.search(np.ascontiguousarray(probes, dtype=np.float32), min(k, len(self)))
+
+    def scores(self, probe: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        try:
+            vecs = np.stack([self.index.reconstruct(int(i)) for i in ids])
+        except RuntimeError as exc:
+            raise ValueError(
+                f"{self.where}: this index cannot return stored vectors by id for verification ({exc}); "
+                "build it with a Flat or HNSW factory"
+            ) from exc
+        return vecs @ probe
+
+
+def open_gallery(source: str | os.PathLike[str]) -> ProtectedGallery:
+    """Open a protected gallery: ``.npy`` (+ ``<stem>.ids.npy``, default ids ``0..N-1``), a FAISS
+    index file, or ``postgresql://...#table[:column]``; its provenance is required."""
+    s = os.fspath(source)
+    if s.startswith(("postgresql://", "postgres://")):
+        return _postgres_gallery(s)
+    path = Path(s)
+    if not path.is_file():
+        raise FileNotFoundError(f"no gallery at {path}")
+    record = provenance.read(path)
+    if record is None:
+        raise ValueError(
+            f"{path} has no provenance ({provenance.sidecar_path(path).name}): the matcher cannot know its key, "
+            "transform and settings; galleries written by advface-fast protect / index have one"
+        )
+    if path.suffix == ".npy":
+        z = np.load(path, mmap_mode="r", allow_pickle=False)
+        idp = provenance.ids_path(path)
+        ids = np.load(idp, allow_pickle=False) if idp.is_file() else np.arange(len(z), dtype=np.int64)
+        return ProtectedGallery(z, ids, record, str(path))
+    from ..deploy.vector_index import load_index
+
+    return FaissGallery(load_index(path), record, str(path))
+
+
+def _postgres_gallery(url: str) -> ProtectedGallery:
+    """``postgresql://...#table[:column]``: the table's protected column in memory."""
+    from ..deploy.postgres_table import read_protected_table
+
+    dsn, _, target = url.partition("#")
+    if not target:
+        raise ValueError(
+            "a PostgreSQL gallery is 'postgresql://...#table' or '#table:column' (default column embedding)"
+        )
+    table, _, column = target.partition(":")
+    column = column or "embedding"
+    ids, z, record = read_protected_table(dsn, table, column)
+    return ProtectedGallery(z, ids, record, f"{table}.{column}")
