@@ -128,3 +128,25 @@ def needs_gpu(test, reason: str = "needs a CUDA GPU (run by benchmarks/gpu_check
     """Mark ``test`` as a GPU test (``-m gpu``; ``make test-fast`` leaves it out) and skip it, saying
     why, where no CUDA device exists."""
     return pytest.mark.gpu(pytest.mark.skipif(not torch.cuda.is_available(), reason=reason)(test))
+
+
+def synthetic_photo_folder(root, people: int, per_person: int, *, size: int = 64, id_offset: int = 300_000,
+                           var_offset: int = 0, names=None):
+    """A tiny generated photo folder (no real faces): ``root/<name>/<k>.png`` of synthetic-world
+    faces, one sub-folder per person (names ``person_00`` .. unless given). Returns the names."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    from advface_fast.data.synthfaces import SynthFaces
+
+    world = SynthFaces(size)
+    names = list(names) if names is not None else [f"person_{k:02d}" for k in range(people)]
+    for k, name in enumerate(names):
+        imgs = world.render(torch.full((per_person,), id_offset + k), torch.arange(var_offset, var_offset + per_person))
+        folder = Path(root) / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for v, img in enumerate(imgs):
+            pixels = ((img.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+            Image.fromarray(pixels).save(folder / f"{var_offset + v}.png")
+    return names

@@ -17,6 +17,7 @@ import pytest
 from helpers import assert_same_protection, make_pair, unit_rows
 
 import advface_fast as af
+from advface_fast import provenance
 from advface_fast.cli import main
 from advface_fast.distributed import protect_distributed, scan_gallery, seed_ids
 from advface_fast.distributed.run_state import MANIFEST, WORK
@@ -174,6 +175,8 @@ def test_npy_sidecar_ids_key_the_noise_and_survive(tmp_path, setup, local_ray):
     np.testing.assert_array_equal(out_ids, ids)
     assert_same_protection(feats, af.protect(x, dec, row_ids=ids, progress=False))
     assert np.abs(feats - af.protect(x, dec, progress=False)).max() > 1e-3  # the ids did key the noise
+    record = provenance.read(tmp_path / "out")  # the run folder says what made it
+    assert record["kind"] == "protected" and record["rows"] == N and record["protection"]["transform"]["name"] == "none"
 
 
 @pytest.mark.parametrize("column_type", ["fixed", "list", "tensor"])

@@ -109,6 +109,9 @@ def _rows_from_npy(body: bytes) -> np.ndarray:
     return arr
 
 
+MAX_NORM = 1e30  # far above any encoder's templates, far below float32's 3.4e38
+
+
 def parse_request(body: bytes, content_type: str | None, ids_header: str | None, dim: int, max_rows: int) -> Templates:
     """Check and parse one request body (see the module doc). ``dim``: the decoder's dimension."""
     ctype = (content_type or "").split(";")[0].strip().lower()
@@ -130,6 +133,14 @@ def parse_request(body: bytes, content_type: str | None, ids_header: str | None,
         raise RequestError(400, f"template {bad} holds NaN or infinite values")
     if np.abs(rows).max() > np.finfo(np.float32).max:
         raise RequestError(400, "a value is out of float32 range")
+    norms = np.linalg.norm(rows.astype(np.float64), axis=1)
+    if (norms == 0).any():
+        raise RequestError(
+            400, f"template {int(np.flatnonzero(norms == 0)[0])} is all zeros: it has no direction to protect"
+        )
+    if (norms > MAX_NORM).any():  # protection is on the direction; the result must fit float32 at this norm
+        bad = int(np.flatnonzero(norms > MAX_NORM)[0])
+        raise RequestError(400, f"template {bad} has norm {norms[bad]:.3g}; at most {MAX_NORM:g} is accepted")
     if ids is None:
         drawn = np.array([secrets.randbits(63) for _ in range(n)], dtype=np.int64)
         return Templates(rows.astype(np.float32), drawn, True, npy)

@@ -261,6 +261,12 @@ def protect_distributed(
             f"{len(left)} of {len(tasks)} tasks did not finish (first: {tasks[left[0]]}); re-run to resume"
         )
     nodes = publish(out_dir, manifest)
+    from .. import provenance
+
+    if dim is not None:  # the run folder's provenance: what protect() writes beside a file
+        record = checker.provenance(total_rows, dim, provenance.read(in_dir))
+        record["source"] = {**(record.get("source") or {}), "shards": len(shards), "format": fmt}
+        provenance.write(out_dir, record)
     return DistributedResult(
         out_dir,
         fmt,
