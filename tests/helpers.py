@@ -130,8 +130,9 @@ def needs_gpu(test, reason: str = "needs a CUDA GPU (run by benchmarks/gpu_check
     return pytest.mark.gpu(pytest.mark.skipif(not torch.cuda.is_available(), reason=reason)(test))
 
 
-def synthetic_photo_folder(root, people: int, per_person: int, *, size: int = 64, id_offset: int = 300_000,
-                           var_offset: int = 0, names=None):
+def synthetic_photo_folder(
+    root, people: int, per_person: int, *, size: int = 64, id_offset: int = 300_000, var_offset: int = 0, names=None
+):
     """A tiny generated photo folder (no real faces): ``root/<name>/<k>.png`` of synthetic-world
     faces, one sub-folder per person (names ``person_00`` .. unless given). Returns the names."""
     from pathlib import Path

@@ -11,7 +11,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from helpers import synthetic_photo_folder, write_key
 
 import advface_fast as af
@@ -85,7 +84,7 @@ def test_a_gallery_of_another_key_and_a_missing_key_are_refused_by_name(world):
 
 def test_a_probe_of_another_encoder_is_refused_by_name(world):
     other = {**world["fp"], "name": "other-encoder", "weights": "0" * 32}
-    with pytest.raises(ValueError, match="from encoder 'other-encoder'.*cannot be compared"):
+    with pytest.raises(ValueError, match=r"from encoder 'other-encoder'.*cannot be compared"):
         _matcher(world).identify(world["probes"].features, other)
     with pytest.raises(ValueError, match="128-d"):
         _matcher(world).identify(np.ones((1, 64), np.float32))
@@ -100,7 +99,7 @@ def test_a_readable_key_file_is_refused(world, tmp_path):
 
 def test_protecting_a_protected_gallery_is_refused_unless_asked(world, tmp_path):
     src = world["root"] / "protected.npy"
-    with pytest.raises(ValueError, match="already protected.*--reprotect"):
+    with pytest.raises(ValueError, match=r"already protected.*--reprotect"):
         af.protect(src, world["decoder"], out=tmp_path / "twice.npy", key=world["key1"], progress=False)
     af.protect(src, world["decoder"], out=tmp_path / "twice.npy", key=world["key1"], progress=False, reprotect=True)
 
@@ -117,7 +116,7 @@ def test_a_gallery_protected_otherwise_than_the_deployment_says_is_refused(world
     s = {**world["config"].run_settings(), "eps": 0.05, "alpha": 0.01}
     af.protect(world["root"] / "templates.npy", world["decoder"], out=tmp_path / "g.npy", key=world["key1"],
                progress=False, **s)  # fmt: skip
-    with pytest.raises(ValueError, match="not protected as the deployment configuration says.*eps 0.05"):
+    with pytest.raises(ValueError, match=r"not protected as the deployment configuration says.*eps 0.05"):
         Matcher(open_gallery(tmp_path / "g.npy"), world["config"], world["key1"])
 
 
@@ -134,7 +133,7 @@ def test_rekey_keeps_the_people_and_the_old_key_stops_matching(world, tmp_path):
     assert (old_space @ m.gallery.templates.T).max(1).max() < world["config"].threshold
     with pytest.raises(ValueError, match="is not the key of"):
         Matcher(open_gallery(tmp_path / "r.npy"), world["config"], world["key1"])
-    with pytest.raises(ValueError, match="old key.*is not the key"):
+    with pytest.raises(ValueError, match=r"old key.*is not the key"):
         rekey(tmp_path / "r.npy", tmp_path / "r2.npy", world["key1"], world["key2"])
 
 

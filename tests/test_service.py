@@ -41,7 +41,7 @@ def _npy(a: np.ndarray) -> bytes:
         (json.dumps({"templates": [[0.1] * DIM], "x": 1}).encode(), "application/json", 400, "unknown fields"),
         (b'{"templates": [[NaN' + b", 1" * (DIM - 1) + b"]]}", "application/json", 400, "NaN"),
         (json.dumps({"templates": [[1e39] * DIM]}).encode(), "application/json", 400, "float32 range"),
-        (json.dumps({"templates": [[0.1] * DIM, [0.0] * DIM]}).encode(), "application/json", 400, "template 1 is all zeros"),
+        (json.dumps({"templates": [[0.1] * DIM, [0.0] * DIM]}).encode(), "application/json", 400, "1 is all zeros"),
         (json.dumps({"templates": [[3e37] * DIM]}).encode(), "application/json", 400, "norm"),
         (_npy(np.zeros((2, DIM), np.float64)), "application/x-npy", 400, "float32"),
         (_npy(np.zeros((2, 3, DIM), np.float32)), "application/x-npy", 400, "shape"),
