@@ -230,3 +230,82 @@ def test_cli_protect_table(dsn, tmp_path, capsys):
     assert_same_protection(_read(dsn, "bytea")[1], af.protect(feats, dec, key=KEY, row_ids=np.arange(20)))
     assert main([*argv, "--steps", "3"]) == 2
     assert "other settings (steps differ)" in capsys.readouterr().err
+
+
+def test_a_second_run_on_the_same_column_is_refused_while_the_first_holds_it(dsn, monkeypatch):
+    """Two runs on one table could protect a row twice; the second is refused while the first runs."""
+    from advface_fast.deploy.postgres_table import ConcurrentRunError
+
+    feats = unit_rows(30, DIM, seed=7)
+    _fill(dsn, feats, np.arange(30, dtype=np.int64))
+    prot, dec = _protector()
+    seen = {}
+    real_call = af.Protector.__call__
+
+    def second_run_meanwhile(self, features, **kw):
+        if "err" not in seen:
+            seen["err"] = None
+            try:
+                protect_table(dsn, "faces", prot, batch_rows=10, progress=False)
+            except ConcurrentRunError as exc:
+                seen["err"] = str(exc)
+        return real_call(self, features, **kw)
+
+    monkeypatch.setattr(af.Protector, "__call__", second_run_meanwhile)
+    protect_table(dsn, "faces", prot, batch_rows=10, progress=False)
+    monkeypatch.undo()
+    assert seen["err"] and "another protect-table run" in seen["err"]
+    assert_same_protection(_read(dsn)[1], af.protect(feats, dec, key=KEY, row_ids=np.arange(30), progress=False))
+
+
+def test_rows_enrolled_above_the_position_during_a_run_are_protected_before_it_finishes(dsn, monkeypatch):
+    feats = unit_rows(40, DIM, seed=8)
+    _fill(dsn, feats[:30], np.arange(30, dtype=np.int64))
+    prot, dec = _protector()
+    calls = {"n": 0}
+    real_call = af.Protector.__call__
+
+    def enrol_meanwhile(self, features, **kw):
+        calls["n"] += 1
+        if calls["n"] == 1:  # new people enrolled after the run's snapshot
+            with psycopg.connect(dsn) as c:
+                for i in range(30, 40):
+                    c.execute("INSERT INTO faces (id, embedding) VALUES (%s, %s)", (i, feats[i].tolist()))
+        return real_call(self, features, **kw)
+
+    monkeypatch.setattr(af.Protector, "__call__", enrol_meanwhile)
+    res = protect_table(dsn, "faces", prot, batch_rows=10, progress=False)
+    monkeypatch.undo()
+    assert res.protected == 40 and table_state(dsn, "faces")["finished_at"] is not None
+    assert_same_protection(_read(dsn)[1], af.protect(feats, dec, key=KEY, row_ids=np.arange(40), progress=False))
+
+
+def test_a_mixed_case_table_beside_a_lower_case_one_is_the_one_named(dsn):
+    feats = unit_rows(20, DIM, seed=9)
+    _fill(dsn, feats, np.arange(20, dtype=np.int64), table='"Faces"')
+    _fill(dsn, feats, np.arange(20, dtype=np.int64), table="faces")
+    prot, dec = _protector()
+    protect_table(dsn, "Faces", prot, batch_rows=8, progress=False)
+    np.testing.assert_array_equal(_read(dsn, table="faces")[1], feats)  # the other table untouched
+    assert_same_protection(
+        _read(dsn, table='"Faces"')[1], af.protect(feats, dec, key=KEY, row_ids=np.arange(20), progress=False)
+    )
+    assert table_state(dsn, "Faces")["finished_at"] is not None and table_state(dsn, "faces") is None
+
+
+def test_the_matcher_reads_a_protected_table(dsn):
+    from advface_fast.match import DeploymentConfig, Matcher, open_gallery
+    from advface_fast.match.config import SETTING_KEYS
+
+    feats = unit_rows(30, DIM, seed=10)
+    _fill(dsn, feats, np.arange(100, 130, dtype=np.int64))
+    prot = af.Protector(make_pair(dim=DIM)[0], key=KEY, rotate=True, progress=False)
+    url = "postgresql:///?" + "&".join(p.replace(" ", "") for p in dsn.split()) + "#faces"
+    with pytest.raises(ValueError, match="no finished protection run"):
+        open_gallery(url)
+    protect_table(dsn, "faces", prot, batch_rows=8, progress=False)
+    s = prot.settings(DIM)
+    config = DeploymentConfig(0.5, 1e-3, {k: s[k] for k in SETTING_KEYS}, s["key"], s["decoder"], None)
+    m = Matcher(open_gallery(url), config, KEY)
+    found = m.identify(feats)
+    assert [d.enrolment_id for d in found] == list(range(100, 130)) and all(d.accept for d in found)

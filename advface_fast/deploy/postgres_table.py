@@ -45,11 +45,16 @@ from ..optional import import_optional
 from ..protector import Protector
 
 STATE_TABLE = "advface_protect_state"
+LOCK_PREFIX = "advface_fast/protect-table/"
 _TYPES = {"real[]": np.float32, "double precision[]": np.float64, "bytea": np.float32}
 
 
 class SettingsMismatchError(AdvFaceError, ValueError):
     """The column was (partly) protected with other settings; the message names them."""
+
+
+class ConcurrentRunError(AdvFaceError, RuntimeError):
+    """Another ``protect_table`` run holds the column."""
 
 
 class ConcurrentUpdateError(AdvFaceError, RuntimeError):
@@ -177,6 +182,7 @@ def protect_table(
         raise ValueError(f"max_rows must be a positive integer, got {max_rows!r}")
     tbl, col, idc = _ident(table), sql.Identifier(column), sql.Identifier(id_column)
     with psycopg.connect(dsn) as wconn, psycopg.connect(dsn) as rconn:
+        table = tbl.as_string(wconn)  # the name as the queries quote it: "Faces" is not faces
         kind = _column_type(wconn, table, column)
         if kind not in _TYPES:
             raise ValueError(
@@ -186,6 +192,15 @@ def protect_table(
         if id_kind not in ("bigint", "integer", "smallint"):
             raise ValueError(f"id column {id_column!r} of {table} is {id_kind}; an integer id keys the protection")
         target = f"{_qualified(wconn, table)}.{column}"  # "faces" and "public.faces" are one table
+        # one run per column at a time: a second run would read rows the first commits meanwhile as
+        # clear and protect them twice (session lock: held across commits, released on disconnect)
+        if not wconn.execute(
+            "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (LOCK_PREFIX + target,)
+        ).fetchone()[0]:
+            raise ConcurrentRunError(
+                f"another protect-table run is protecting {target} now; wait for it to finish (a rerun then "
+                "continues where it stopped)"
+            )
         _ensure_state_table(wconn)
         wconn.commit()
 
@@ -218,11 +233,6 @@ def protect_table(
             last_id, resumed = state[1], True
         wconn.commit()
 
-        where = sql.SQL("WHERE {i} > %s").format(i=idc) if last_id is not None else sql.SQL("")
-        params = (last_id,) if last_id is not None else ()
-        rconn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        (left,) = rconn.execute(sql.SQL("SELECT count(*) FROM {t} ").format(t=tbl) + where, params).fetchone()
-        total = min(left, max_rows) if max_rows else left
         wconn.execute(
             sql.SQL(
                 "CREATE TEMP TABLE advface_batch (id bigint PRIMARY KEY, rowver xid NOT NULL, new {k}) "
@@ -230,27 +240,65 @@ def protect_table(
             ).format(k=sql.SQL(kind))
         )
         wconn.commit()
-        cur = rconn.cursor(name="advface_protect_read")
-        cur.itersize = batch_rows
-        cur.execute(
-            sql.SQL("SELECT {i}, {c}, xmin::text FROM {t} ").format(i=idc, c=col, t=tbl)
-            + where
-            + sql.SQL(" ORDER BY {i}").format(i=idc)
-            + (sql.SQL(" LIMIT %s") if max_rows else sql.SQL("")),
-            (*params, max_rows) if max_rows else params,
-        )
         done = nulls = 0
-        with tqdm(total=total, unit="row", desc=f"protect {target}", disable=not progress, dynamic_ncols=True) as bar:
-            for rows in _batches(cur, batch_rows):
-                done_b, nulls_b, last_id = _protect_batch(wconn, rows, kind, dim, protector, tbl, col, idc, target)
-                done, nulls = done + done_b, nulls + nulls_b
-                bar.update(len(rows))
-        cur.close()
-        rconn.rollback()
-        if max_rows is None or done + nulls < max_rows:
-            wconn.execute(f"UPDATE {STATE_TABLE} SET finished_at = now() WHERE target = %s", (target,))
-            wconn.commit()
+        while True:  # a pass reads one snapshot; rows enrolled above it during the pass get another pass
+            budget = max_rows - done - nulls if max_rows else None
+            done_p, nulls_p, last_id = _pass(rconn, wconn, protector, (tbl, col, idc), kind, dim, target, last_id,
+                                             batch_rows, budget, progress)  # fmt: skip
+            done, nulls = done + done_p, nulls + nulls_p
+            if max_rows is not None and done + nulls >= max_rows:
+                break
+            newer = wconn.execute(
+                sql.SQL("SELECT count(*) FROM {t} WHERE {i} > %s").format(t=tbl, i=idc), (last_id,)
+            ).fetchone()[0] if last_id is not None else 0  # fmt: skip
+            wconn.rollback()
+            if not newer:
+                wconn.execute(f"UPDATE {STATE_TABLE} SET finished_at = now() WHERE target = %s", (target,))
+                wconn.commit()
+                break
         return TableRunResult(done, nulls, last_id, resumed)
+
+
+def _pass(
+    rconn: Any,
+    wconn: Any,
+    protector: Protector,
+    names: tuple[Any, Any, Any],
+    kind: str,
+    dim: int,
+    target: str,
+    last_id: int | None,
+    batch_rows: int,
+    max_rows: int | None,
+    progress: bool,
+) -> tuple[int, int, int | None]:
+    """One read pass over the rows above ``last_id`` in one REPEATABLE READ snapshot: ``(rows
+    protected, NULL rows, the new last id)``."""
+    sql = _psycopg().sql
+    tbl, col, idc = names
+    where = sql.SQL("WHERE {i} > %s").format(i=idc) if last_id is not None else sql.SQL("")
+    params = (last_id,) if last_id is not None else ()
+    rconn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    (left,) = rconn.execute(sql.SQL("SELECT count(*) FROM {t} ").format(t=tbl) + where, params).fetchone()
+    total = min(left, max_rows) if max_rows else left
+    cur = rconn.cursor(name="advface_protect_read")
+    cur.itersize = batch_rows
+    cur.execute(
+        sql.SQL("SELECT {i}, {c}, xmin::text FROM {t} ").format(i=idc, c=col, t=tbl)
+        + where
+        + sql.SQL(" ORDER BY {i}").format(i=idc)
+        + (sql.SQL(" LIMIT %s") if max_rows else sql.SQL("")),
+        (*params, max_rows) if max_rows else params,
+    )
+    done = nulls = 0
+    with tqdm(total=total, unit="row", desc=f"protect {target}", disable=not progress, dynamic_ncols=True) as bar:
+        for rows in _batches(cur, batch_rows):
+            done_b, nulls_b, last_id = _protect_batch(wconn, rows, kind, dim, protector, tbl, col, idc, target)
+            done, nulls = done + done_b, nulls + nulls_b
+            bar.update(len(rows))
+    cur.close()
+    rconn.rollback()
+    return done, nulls, last_id
 
 
 def _protect_batch(
@@ -308,11 +356,12 @@ def table_state(dsn: str, table: str, column: str = "embedding") -> dict[str, An
     with psycopg.connect(dsn) as conn:
         if conn.execute("SELECT to_regclass(%s) IS NULL", (STATE_TABLE,)).fetchone()[0]:
             return None
-        if conn.execute("SELECT to_regclass(%s) IS NULL", (table,)).fetchone()[0]:
+        quoted = _ident(table).as_string(conn)  # as protect_table names it
+        if conn.execute("SELECT to_regclass(%s) IS NULL", (quoted,)).fetchone()[0]:
             raise ValueError(f"no table {table!r}")
         row = conn.execute(
             f"SELECT settings, last_id, rows_done, null_rows, finished_at FROM {STATE_TABLE} WHERE target = %s",
-            (f"{_qualified(conn, table)}.{column}",),
+            (f"{_qualified(conn, quoted)}.{column}",),
         ).fetchone()
     if row is None:
         return None
