@@ -172,7 +172,32 @@ def results_index() -> list[str]:
     return [*_table(header, rows), "", "n/a: too few impostor pairs to measure FAR 1e-3."]
 
 
+def match_latency_table() -> list[str]:
+    """Per-probe latency of the matcher's decisions (``benchmarks/match_latency.py``)."""
+    r = json.loads((RESULTS / "match_latency_cpu.json").read_text())
+    rows = [
+        [
+            f"{x['gallery']:,}",
+            x["kind"],
+            f"{x['build_s']:.2f} s",
+            f"{x['transform_ms']:.3f}",
+            f"{x['verify_ms']:.3f}",
+            f"{x['identify_ms']:.3f}",
+            f"{100 * x['transform_share_identify']:.1f}%",
+        ]
+        for x in r["rows"]
+    ]
+    header = ["gallery", "held as", "build", "probe transform ms", "verify ms", "identify ms", "transform share"]
+    return [
+        *_table(header, rows),
+        "",
+        f"Medians of {r['probes']} single-probe calls; {r['machine']}; `{r['command']}`; raw numbers in "
+        "[`benchmarks/results/match_latency_cpu.json`](../benchmarks/results/match_latency_cpu.json).",
+    ]
+
+
 BLOCKS: dict[str, tuple[str, Callable[[], list[str]]]] = {
+    "match-latency": ("docs/deployment.md", match_latency_table),
     "results-index": ("README.md", results_index),
     "eval-lfw": ("docs/evaluation.md", lambda: faces_eval_table("eval-lfw", ["conv+id"])),
     "eval-lfw-mobilefacenet": ("docs/evaluation.md", lambda: faces_eval_table("eval-lfw-mobilefacenet", ["conv+id"])),

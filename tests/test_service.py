@@ -216,3 +216,20 @@ def test_serve_cli_refuses_without_a_real_api_key(tmp_path, capsys):
     assert "shorter than 16" in capsys.readouterr().err
     assert main([*argv, "--api-key-file", str(tmp_path / "none")]) == 2
     assert "API key file not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("how", ["same", "symlink", "copy"])
+def test_serve_refuses_the_protection_key_as_its_api_key(tmp_path, capsys, how):
+    from advface_fast.cli import main
+
+    dec, _ = make_pair(dim=DIM)
+    af.save_model(dec, tmp_path / "dec.safetensors")
+    key = write_key(tmp_path / "key", KEY)
+    api = {"same": key, "symlink": tmp_path / "api", "copy": tmp_path / "api"}[how]
+    if how == "symlink":
+        api.symlink_to(key)
+    elif how == "copy":
+        write_key(api, KEY)
+    argv = ["serve", "--decoder", str(tmp_path / "dec.safetensors"), "--key-file", str(key), "--api-key-file", str(api)]
+    assert main(argv) == 2
+    assert "holds the protection key" in capsys.readouterr().err

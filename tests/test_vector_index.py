@@ -70,3 +70,36 @@ def test_cli_index(tmp_path, capsys):
     want = _unit(af.protect(feats, dec, key=KEY, row_ids=np.arange(7, 47), progress=False))
     np.testing.assert_allclose(index.reconstruct(9), want[2], atol=1e-6)
     assert main(argv) == 2 and "exists" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "factory, match",
+    [
+        ("HNSW0", "M in 2..512"),
+        ("IVF4_HNSW0,Flat", "unsupported"),
+        ("RR0,Flat", "unsupported"),
+        ("IVF0", "unsupported"),
+        ("IVF0,Flat", "1..40 lists"),
+        ("IVF64,Flat", "1..40 lists"),
+        ("PCA0", "unsupported"),
+        ("SQ0", "unsupported"),
+        ("Pad1000000000", "unsupported"),
+        ("IVF4,PQ5", "must divide"),
+    ],
+)
+def test_factories_faiss_would_abort_on_or_make_useless_are_refused(factory, match):
+    from advface_fast.deploy.vector_index import check_factory
+
+    with pytest.raises(ValueError, match=match):
+        check_factory(factory, 40, 24)
+
+
+@pytest.mark.parametrize("factory", ["Flat", "HNSW16", "HNSW32,Flat", "IVF4,Flat", "IVF4,SQ8", "IVF4,PQ4"])
+def test_supported_factories_build_and_search(factory):
+    from advface_fast.deploy.vector_index import build_index, check_factory
+
+    z = unit_rows(400, 24, seed=2)
+    check_factory(factory, 400, 24)
+    index = build_index(z, np.arange(400) + 10, factory)
+    _, ids = index.search(z[:5], 1)
+    assert index.ntotal == 400 and ids.shape == (5, 1)

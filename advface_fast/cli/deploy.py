@@ -26,7 +26,14 @@ def _serve(args: argparse.Namespace) -> int:
 
     decoder, _ = load_models(args)  # checks --encoder against the decoder; replicas build their own
     kwargs = setting_kwargs(args)
-    key = load_key(kwargs.pop("key"))
+    key_file = kwargs.pop("key")
+    key = load_key(key_file)
+    api_key = _read_secret(args.api_key_file, "API key")
+    if os.path.samefile(key_file, args.api_key_file) or api_key.encode() in (key, key.hex().encode()):
+        raise ValueError(
+            f"--api-key-file {args.api_key_file} holds the protection key: every enrolment client would hold the "
+            "secret that keys the gallery's noise and rotation; give clients their own token"
+        )
     cfg = ServiceConfig(
         max_batch_requests=args.max_batch,
         batch_wait_s=args.batch_wait_ms / 1000,
@@ -40,7 +47,7 @@ def _serve(args: argparse.Namespace) -> int:
         decoder,
         args.encoder,
         key,
-        _read_secret(args.api_key_file, "API key"),
+        api_key,
         cfg,
         host=args.host,
         port=args.port,

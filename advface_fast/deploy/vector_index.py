@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,27 @@ def _unit(x: np.ndarray) -> np.ndarray:
     if (n == 0).any():
         raise ValueError("a zero template cannot be normalised for cosine search")
     return x / n
+
+
+_FACTORY = re.compile(r"^(?:Flat|HNSW(?P<m>\d{1,4})(?:,Flat)?|IVF(?P<nlist>\d{1,7}),(?:Flat|SQ8|PQ(?P<pq>\d{1,4})))$")
+FACTORIES = "Flat, HNSW<M> (M 2..512), IVF<nlist>,Flat | IVF<nlist>,SQ8 | IVF<nlist>,PQ<m> (m divides D)"
+
+
+def check_factory(factory: str, rows: int, dim: int) -> None:
+    """Refuse a factory string outside the supported family, or with parameters FAISS would abort
+    on, segfault on, or turn into a useless index (``HNSW0``, ``IVF0``, an IVF with more lists
+    than rows to train on, ``PQ`` not dividing ``D``)."""
+    m = _FACTORY.match(factory) if isinstance(factory, str) else None
+    if m is None:
+        raise ValueError(f"unsupported FAISS factory {factory!r}; supported: {FACTORIES}")
+    if m["m"] is not None and not 2 <= int(m["m"]) <= 512:
+        raise ValueError(f"{factory}: HNSW needs M in 2..512 neighbours, got {m['m']}")
+    if m["nlist"] is not None:
+        nlist = int(m["nlist"])
+        if not 1 <= nlist <= rows:
+            raise ValueError(f"{factory}: IVF needs 1..{rows} lists for {rows} rows to train on, got {nlist}")
+    if m["pq"] is not None and (int(m["pq"]) < 1 or dim % int(m["pq"])):
+        raise ValueError(f"{factory}: PQ{m['pq']} must divide the dimension {dim}")
 
 
 def protect_into_faiss(
@@ -78,6 +100,7 @@ def protect_into_faiss(
     if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
         raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
     if index is None:
+        check_factory(factory, min(n, chunk_rows), int(d))  # IVF/PQ train on the first chunk
         inner = faiss.index_factory(int(d), factory, faiss.METRIC_INNER_PRODUCT)
         index = faiss.IndexIDMap2(inner)
     elif index.d != d:
@@ -113,6 +136,7 @@ def build_index(vectors: np.ndarray, ids: np.ndarray, factory: str = "Flat") -> 
     """An ``IndexIDMap2`` over an inner-product ``factory`` index holding ``vectors`` under ``ids``
     (trained on them first when the factory needs it)."""
     faiss = _faiss()
+    check_factory(factory, len(vectors), int(vectors.shape[1]))
     index = faiss.IndexIDMap2(faiss.index_factory(int(vectors.shape[1]), factory, faiss.METRIC_INNER_PRODUCT))
     v = np.ascontiguousarray(vectors, dtype=np.float32)
     if not index.is_trained:
