@@ -86,7 +86,14 @@ def test_eval_faces_on_identity_folders_through_the_cli(tmp_path):
     assert -1 <= util["AdvFace offline, identity-trained shadow (start=shadow)"]["mean_cosine_to_clean"] <= 1
     assert 0.3 < util["AdvFace, identity-trained shadow (start=random)"]["mean_cosine_to_clean"] < 0.999
     assert res["config"]["eps"] == 0.08  # resolved for the 128-d encoder
+    # the operating point: every enrolled file against every probe file, clean and re-fitted thresholds
+    op = util["Unprotected"]["operating_point"]
+    assert op["genuine"] > 0 and op["impostors"] > op["genuine"]
+    if op["0.001"] is not None:  # FAR 1e-3 needs 1,000 impostor scores
+        assert op["0.001"]["at_clean_threshold"]["tar"] == op["0.001"]["tar_clean"]
+    assert op["0.0001"] is None or op["impostors"] >= 10_000
     report = (tmp_path / "out" / "report.md").read_text()
+    assert "At the operating point of a deployed system" in report
     assert "AdvFace offline (start=shadow, eq. 3)" in report
     # the report states the command that wrote it, and credits no public dataset it did not read
     assert res["command"] == shlex.join(["advface-fast", *args])

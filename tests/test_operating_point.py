@@ -48,3 +48,25 @@ def test_cross_identity_scores_are_every_pair():
     assert sorted(gen) == [1.0, 1.0] and len(imp) == 4 and (imp == 0).all()
     with pytest.raises(ValueError, match="zero template"):
         cross_identity_scores(np.zeros((1, 3)), np.array([0]), g, np.array([0, 1, 2]))
+
+
+def test_a_protected_gallery_at_the_clean_threshold_and_refit():
+    """Constructed: protection lowers every genuine score by 0.1 and leaves impostors alone; at the
+    clean threshold TAR falls, a re-fitted threshold (impostors unchanged) is the same one."""
+    from advface_fast.metrics.operating_point import protected_gallery_operating_points
+
+    rng = np.random.default_rng(1)
+    d, people = 64, 90
+    clean = rng.standard_normal((people, d))
+    clean /= np.linalg.norm(clean, axis=1, keepdims=True)
+    probes = clean + 0.05 * rng.standard_normal((people, d))
+    same = np.eye(people, dtype=bool)
+    r = protected_gallery_operating_points(clean, clean, probes, same)
+    assert r["impostors"] == people * (people - 1) and r["genuine"] == people
+    op = r["0.001"]
+    assert op["tar_clean"] == 1.0 and op["at_clean_threshold"]["tar"] == 1.0
+    assert op["refit"]["threshold"] == op["clean_threshold"]
+    assert r["0.0001"] is None  # 8,010 impostors cannot measure 1e-4
+    far_away = rng.standard_normal((people, d))  # a "protection" that destroys recognition
+    bad = protected_gallery_operating_points(far_away, clean, probes, same)["0.001"]
+    assert bad["at_clean_threshold"]["tar"] < 0.05 and bad["refit"]["far"] <= 1e-3

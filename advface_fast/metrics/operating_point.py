@@ -105,3 +105,49 @@ def cross_identity_scores(
     s = (p / pn[:, None]) @ (g / gn[:, None]).T
     same = np.asarray(probe_labels)[:, None] == np.asarray(gallery_labels)[None, :]
     return s[same], s[~same]
+
+
+def protected_gallery_operating_points(
+    protected: np.ndarray,
+    clean: np.ndarray,
+    probes: np.ndarray,
+    same: np.ndarray,
+    valid: np.ndarray | None = None,
+    fars: tuple[float, ...] = (1e-3, 1e-4),
+) -> dict[str, object]:
+    """What a running system sees when its gallery is protected: probes ``(P, D)`` scored against
+    the protected gallery ``(G, D)``, at the threshold fitted on the *clean* gallery ``(G, D)``
+    (what it runs unless re-tuned) and at one re-fitted on the protected gallery's impostors.
+
+    ``same (G, P)`` says which gallery-probe pairs show one person (genuine; every other pair is
+    an impostor); ``valid (G, P)`` excludes pairs (e.g. a capture against itself). Per FAR that
+    the impostors can measure: ``{"clean_threshold", "tar_clean" (unprotected TAR), "at_clean_threshold":
+    {tar, far}, "refit": {threshold, tar, far}}``; an unmeasurable FAR maps to None."""
+
+    def scores(g: np.ndarray) -> np.ndarray:
+        g = np.asarray(g, dtype=np.float32)
+        g = g / np.linalg.norm(g, axis=1, keepdims=True)
+        p = np.asarray(probes, dtype=np.float32)
+        return g @ (p / np.linalg.norm(p, axis=1, keepdims=True)).T
+
+    same = np.asarray(same, dtype=bool)
+    valid = np.ones_like(same) if valid is None else np.asarray(valid, dtype=bool)
+    gen_mask, imp_mask = same & valid, ~same & valid
+    s_clean, s_prot = scores(clean), scores(protected)
+    gen_c, imp_c = s_clean[gen_mask], s_clean[imp_mask]
+    gen_p, imp_p = s_prot[gen_mask], s_prot[imp_mask]
+    out: dict[str, object] = {"genuine": int(gen_mask.sum()), "impostors": int(imp_mask.sum())}
+    for far in fars:
+        if not far_supported(len(imp_c), far):
+            out[f"{far:g}"] = None
+            continue
+        base = operating_point(gen_c, imp_c, far)
+        fixed = operating_point(gen_p, imp_p, threshold=base.threshold)
+        refit = operating_point(gen_p, imp_p, far)
+        out[f"{far:g}"] = {
+            "clean_threshold": base.threshold,
+            "tar_clean": base.tar,
+            "at_clean_threshold": {"tar": fixed.tar, "far": fixed.far},
+            "refit": {"threshold": refit.threshold, "tar": refit.tar, "far": refit.far},
+        }
+    return out
