@@ -32,6 +32,10 @@ from pathlib import Path
 import numpy as np
 
 KEY_BYTES = 32
+MAX_KEY_BYTES = 1024  # a larger "key file" is something else (a model, a log)
+# 16 random bytes have fewer than 8 distinct values with probability ~1e-12; zeros, repeated
+# characters and short passphrases ("passwordpassword": 7) fall below it
+MIN_DISTINCT_BYTES = 8
 _MASK63 = (1 << 63) - 1
 
 KeyLike = bytes | str | os.PathLike
@@ -82,6 +86,16 @@ def load_key(key: KeyLike) -> bytes:
         raise TypeError(f"key must be bytes or a key file path, got {type(key).__name__}")
     if len(raw) < 16:
         raise ValueError(f"a key needs at least 16 bytes of material, got {len(raw)}")
+    if len(raw) > MAX_KEY_BYTES:
+        raise ValueError(
+            f"{len(raw)} bytes of key material: a key is 16 to {MAX_KEY_BYTES} bytes (is this a key file? "
+            "`advface-fast keygen` writes one)"
+        )
+    if len(set(raw)) < MIN_DISTINCT_BYTES:
+        raise ValueError(
+            f"the key has only {len(set(raw))} distinct byte values (all zeros, a repeated character, a short "
+            "passphrase?): not random key material; make one with `advface-fast keygen`"
+        )
     return raw
 
 

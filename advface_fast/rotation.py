@@ -34,4 +34,8 @@ def rotate(features: torch.Tensor | np.ndarray, key: KeyLike) -> torch.Tensor | 
         raise ValueError(f"expected (N, D) features, got shape {tuple(z.shape)}")
     q = keyed_rotation(k, int(z.shape[1])).to(device=z.device)
     out = (z.to(torch.float64) @ q.T).to(z.dtype)
+    if not bool(torch.isfinite(out).all()):
+        raise ValueError(
+            f"rotated features overflow {z.dtype} (inputs near its largest value): store templates at a smaller scale"
+        )
     return out.numpy() if is_np else out

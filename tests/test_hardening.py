@@ -14,7 +14,7 @@ import advface_fast as af
 from advface_fast.errors import NonFiniteError, PublicRandomnessWarning
 from advface_fast.io import streaming
 
-KW = {"eps": 0.05, "alpha": 0.01, "steps": 2, "progress": False, "key": b"h" * 32}
+KW = {"eps": 0.05, "alpha": 0.01, "steps": 2, "progress": False, "key": b"test-key-h-0123456789abcdefghijk"}
 
 
 @pytest.fixture(autouse=True)

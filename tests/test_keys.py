@@ -14,7 +14,7 @@ from advface_fast.errors import PublicRandomnessWarning, SharedNoiseWarning
 from advface_fast.keys import generate_key, key_id, keyed_row_ids, load_key
 from advface_fast.rotation import keyed_rotation, rotate
 
-K1, K2 = b"k" * 32, b"q" * 32
+K1, K2 = b"test-key-k-0123456789abcdefghijk", b"test-key-q-0123456789abcdefghijk"
 
 
 @pytest.fixture
@@ -141,11 +141,11 @@ def test_a_key_file_that_is_almost_hex_is_refused_not_read_as_another_key(tmp_pa
 
 def test_binary_and_hex_key_files_load(tmp_path):
     hexfile, binfile = tmp_path / "h.key", tmp_path / "b.key"
-    hexfile.write_text("  " + "AB" * 20 + "\n\n")
+    hexfile.write_text("  " + "0123456789ABCDEF" * 3 + "\n\n")
     binfile.write_bytes(bytes(range(256))[::7])
     for p in (hexfile, binfile):
         p.chmod(0o600)
-    assert load_key(hexfile) == bytes.fromhex("ab" * 20)
+    assert load_key(hexfile) == bytes.fromhex("0123456789abcdef" * 3)
     assert load_key(binfile) == bytes(range(256))[::7]
 
 
@@ -185,3 +185,25 @@ def test_cli_keygen_protect_with_key_and_rotate_probes(tmp_path, setup):
     assert main(["rotate", str(tmp_path / "p.npy"), str(tmp_path / "pr.npy"), "--key-file", str(key)]) == 0
     np.testing.assert_allclose(np.load(tmp_path / "pr.npy"), rotated, atol=1e-6)
     assert main(["rotate", str(tmp_path / "p.npy"), str(tmp_path / "pr.npy"), "--key-file", str(key)]) == 2
+
+
+@pytest.mark.parametrize(
+    "material, why",
+    [
+        (bytes(32), "distinct byte values"),
+        (b"a" * 16, "distinct byte values"),
+        (b"passwordpassword", "distinct byte values"),
+        (bytes(range(256)) * 8, "16 to 1024 bytes"),
+    ],
+)
+def test_weak_or_non_key_material_is_refused(material, why):
+    with pytest.raises(ValueError, match=why):
+        load_key(material)
+
+
+def test_rotate_refuses_features_it_would_overflow():
+    from advface_fast.rotation import rotate
+
+    z = np.full((2, 8), 3.0e38, dtype=np.float32)
+    with pytest.raises(ValueError, match="overflow"):
+        rotate(z, K1)

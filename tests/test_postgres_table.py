@@ -24,7 +24,7 @@ pytestmark = pytest.mark.skipif(pg_bin_dir() is None, reason="PostgreSQL server 
 
 from advface_fast.deploy.postgres_table import ConcurrentUpdateError, SettingsMismatchError, protect_table, table_state  # noqa: E402
 
-KEY = b"k" * 32
+KEY = b"test-key-k-0123456789abcdefghijk"
 DIM = 24
 
 
@@ -174,7 +174,7 @@ _KILL_SCRIPT = """
 import sys, numpy as np, advface_fast as af
 from advface_fast.deploy.postgres_table import protect_table
 dec = af.load_model(sys.argv[2])
-prot = af.Protector(dec, key=b"k" * 32, progress=False)
+prot = af.Protector(dec, key=b"test-key-k-0123456789abcdefghijk", progress=False)
 protect_table(sys.argv[1], "faces", prot, batch_rows=8, progress=False)
 """
 

@@ -16,7 +16,7 @@ from helpers import assert_same_protection, make_pair, unit_rows, write_key
 import advface_fast as af
 from advface_fast.deploy.http_codec import RequestError, encode_response, parse_request
 
-KEY = b"s" * 32
+KEY = b"test-key-s-0123456789abcdefghijk"
 API_KEY = "test-api-key-0123456789"
 DIM = 24
 

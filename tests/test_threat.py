@@ -33,7 +33,7 @@ def test_purifier_beats_identity_on_held_out_pairs():
     dec = af.MLPDecoder(16, [32], (3, 4, 4))
     z = torch.nn.functional.normalize(torch.randn(1200, 16), dim=1)
     # AdvFace's steps follow the decoder's gradients: a systematic perturbation a purifier can learn
-    prot = af.protect(z, dec, eps=0.15, alpha=0.03, steps=5, progress=False, key=b"x" * 32)
+    prot = af.protect(z, dec, eps=0.15, alpha=0.03, steps=5, progress=False, key=b"test-key-x-0123456789abcdefghijk")
     train, test = slice(0, 1000), slice(1000, 1200)
     p, losses = fit_purifier(prot[train], z[train], epochs=40, hidden=128, seed=0)
     with torch.no_grad():
@@ -47,12 +47,12 @@ def test_purifier_beats_identity_on_held_out_pairs():
 
 
 def test_procrustes_recovers_an_exact_rotation_from_d_pairs_and_not_from_few():
-    q = keyed_rotation(b"k" * 32, 12)
+    q = keyed_rotation(b"test-key-k-0123456789abcdefghijk", 12)
     z = torch.nn.functional.normalize(torch.randn(40, 12, dtype=torch.float64), dim=1)
     stored = z @ q.T
     assert rotation_error(procrustes(z[:12], stored[:12]), q) < 1e-9
     assert rotation_error(procrustes(z[:3], stored[:3]), q) > 0.3
-    assert 0.5 < rotation_error(keyed_rotation(b"j" * 32, 12), q) < 1.5  # unrelated keys
+    assert 0.5 < rotation_error(keyed_rotation(b"test-key-j-0123456789abcdefghijk", 12), q) < 1.5  # unrelated keys
 
 
 def test_decoder_attack_and_knowledge_text():
@@ -68,7 +68,7 @@ def test_moment_alignment_recovers_a_rotation_of_a_skewed_anisotropic_cloud_only
 
     g = torch.Generator().manual_seed(0)
     d = 6
-    q = keyed_rotation(b"m" * 32, d)
+    q = keyed_rotation(b"test-key-m-0123456789abcdefghijk", d)
     scales = torch.tensor([3.0, 2.5, 2.0, 1.5, 1.0, 0.5], dtype=torch.float64)
     own = torch.distributions.Gamma(2.0, 1.0).sample((20000, d)).double() * scales  # distinct spreads, skewed
     gallery = (torch.distributions.Gamma(2.0, 1.0).sample((20000, d)).double() * scales) @ q.T  # other people
@@ -82,7 +82,7 @@ def test_score_oracle_recovers_the_unrotated_template_from_d_queries():
     from advface_fast.eval.threat.key_recovery import oracle_scores, score_oracle
 
     d = 16
-    q = keyed_rotation(b"o" * 32, d)
+    q = keyed_rotation(b"test-key-o-0123456789abcdefghijk", d)
     stored = torch.nn.functional.normalize(torch.randn(5, d, dtype=torch.float64), dim=1)
     probes = torch.randn(64, d, dtype=torch.float64)
     exact = score_oracle(probes[:d], oracle_scores(probes[:d], stored, q, decimals=12))
@@ -108,7 +108,9 @@ def test_linkability_of_rotated_templates_under_two_keys_is_near_zero():
     assert bool((names[a][torch.from_numpy(mated)] == names[b][torch.from_numpy(mated)]).all())
     assert bool((names[a][torch.from_numpy(~mated)] != names[b][torch.from_numpy(~mated)]).all())
     same = linkability(z, z, a, b, mated)
-    two_keys = linkability(rotate(z, b"1" * 32), rotate(z, b"2" * 32), a, b, mated)
+    two_keys = linkability(
+        rotate(z, b"test-key-1-0123456789abcdefghijk"), rotate(z, b"test-key-2-0123456789abcdefghijk"), a, b, mated
+    )
     assert same["d_sys"] > 0.9 and two_keys["d_sys"] < 0.15
     assert two_keys["d_sys"] < two_keys["d_sys_floor"] + 0.05  # no more than the estimator's own bias
     assert abs(two_keys["mated_mean"] - two_keys["non_mated_mean"]) < 0.05

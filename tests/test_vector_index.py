@@ -12,7 +12,7 @@ faiss = pytest.importorskip("faiss")
 
 from advface_fast.deploy.vector_index import load_index, protect_into_faiss, save_index, search  # noqa: E402
 
-KEY = b"v" * 32
+KEY = b"test-key-v-0123456789abcdefghijk"
 
 
 def _unit(x):

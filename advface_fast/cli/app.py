@@ -232,6 +232,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ) as exc:  # OSError: read-only, ENOSPC, ...
         print(f"advface-fast {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        if type(exc).__module__.split(".")[0] != "psycopg":  # the database's errors name the problem
+            raise
+        print(f"advface-fast {args.command}: database error: {str(exc).strip()}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -91,6 +91,8 @@ def protect_into_faiss(
     if getattr(feats, "ndim", None) != 2:
         raise ValueError(f"features must be (N, D), got shape {getattr(feats, 'shape', None)}")
     n, d = feats.shape
+    if n == 0:
+        raise ValueError("the gallery is empty: an index of no templates would answer every search with nobody")
     ids = np.arange(n, dtype=np.int64) if ids is None else np.asarray(ids)
     if ids.shape != (n,) or ids.dtype.kind not in "iu":
         raise ValueError(f"ids must be {n} integers, got shape {ids.shape} dtype {ids.dtype}")
