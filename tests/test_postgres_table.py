@@ -309,3 +309,16 @@ def test_the_matcher_reads_a_protected_table(dsn):
     m = Matcher(open_gallery(url), config, KEY)
     found = m.identify(feats)
     assert [d.enrolment_id for d in found] == list(range(100, 130)) and all(d.accept for d in found)
+
+
+def test_database_errors_end_the_cli_with_one_line(dsn, tmp_path, capsys):
+    from advface_fast.cli import main
+
+    dec, _ = make_pair(dim=DIM)
+    af.save_model(dec, tmp_path / "dec.safetensors")
+    write_key(tmp_path / "key", KEY)
+    common = ["--decoder", str(tmp_path / "dec.safetensors"), "--key-file", str(tmp_path / "key"), "--no-progress"]
+    bad_dsn = dsn.replace("dbname=", "dbname=no_such_db_")
+    assert main(["protect-table", bad_dsn, "faces", *common]) == 2
+    err = capsys.readouterr().err
+    assert "error" in err and "Traceback" not in err and "no_such_db_" in err

@@ -103,3 +103,8 @@ def test_supported_factories_build_and_search(factory):
     index = build_index(z, np.arange(400) + 10, factory)
     _, ids = index.search(z[:5], 1)
     assert index.ntotal == 400 and ids.shape == (5, 1)
+
+
+def test_an_empty_gallery_is_not_indexed():
+    with pytest.raises(ValueError, match="gallery is empty"):
+        protect_into_faiss(np.zeros((0, 24), np.float32), af.Protector(make_pair(dim=24)[0], progress=False))
