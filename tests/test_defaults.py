@@ -58,6 +58,9 @@ def test_demo_runs_and_writes_the_picture(tmp_path):
     res = run_demo(tmp_path, users=120)
     assert (tmp_path / "demo_grid.png").stat().st_size > 1000
     assert res["stored"]["verification accuracy (%)"] > 90
+    # 120 people: 14,280 impostor pairs measure FAR 1e-3; at the clean threshold the stored row is its own refit
+    assert res["stored"]["TAR@FAR 1e-3, system threshold (%)"] == res["stored"]["TAR@FAR 1e-3, re-fitted (%)"]
+    assert 0 <= res["random"]["TAR@FAR 1e-3, system threshold (%)"] <= 100
     for start in ("random", "shadow"):
         assert res[start]["attack SSIM to the face"] < res["stored"]["attack SSIM to the face"]
         assert res[start]["attack accepted as the person (%)"] < res["stored"]["attack accepted as the person (%)"]
