@@ -83,6 +83,10 @@ def test_small_end_to_end_run(tmp_path, monkeypatch):
     assert base > 20
     assert priv["AdvFace start=random"]["shipped_conv"]["identity_inference"] < base / 2
     assert util["AdvFace start=random"]["vs_fresh"]["acc"] >= util["unprotected"]["vs_fresh"]["acc"] - 5
+    # at the clean gallery's own threshold the unprotected TAR is its re-fitted TAR, within FAR 1e-3
+    clean = util["unprotected"]["vs_fresh"]
+    assert clean["tar_at_clean_threshold"] == pytest.approx(clean["tar_at_far_1e-3"])
+    assert clean["far_at_clean_threshold"] <= 1e-3
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["config"]["users"] == 60
     assert (saved["dim"], saved["config"]["eps"]) == (128, 0.08)  # eps None: the default for the dimension

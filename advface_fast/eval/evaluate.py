@@ -93,21 +93,44 @@ class _World(SyntheticWorld):
         )
 
 
-def utility(w: _World, gallery: torch.Tensor, probes: torch.Tensor) -> dict[str, float]:
-    """Verification and identification of ``probes`` against the (protected) ``gallery``."""
+def utility(
+    w: _World, gallery: torch.Tensor, probes: torch.Tensor, clean_threshold: float | None = None
+) -> dict[str, float]:
+    """Verification and identification of ``probes`` against the (protected) ``gallery``; with
+    ``clean_threshold`` (squared L2 distance fitted for FAR 1e-3 on the unprotected gallery, what a
+    running system keeps), also TAR at that threshold and the FAR it gives."""
     acc, std, _ = verification_accuracy(pair_distances(gallery[w.pi], probes[w.pj]), w.same)
     d = torch.cdist(torch.nn.functional.normalize(gallery, dim=1), torch.nn.functional.normalize(probes, dim=1)) ** 2
     n = len(d)
     genuine = torch.eye(n, dtype=torch.bool)
     dist = torch.cat([d[genuine], d[~genuine]]).numpy()
     same = np.concatenate([np.ones(n, bool), np.zeros(n * n - n, bool)])
-    return {
+    out = {
         "acc": 100 * acc,
         "acc_std": 100 * std,
         "tar_at_far_1e-3": 100 * tar_at_far(dist, same, 1e-3),  # all n (n - 1) cross pairs as impostors
         "impostor_pairs": n * n - n,
         "rank1": 100 * float((d.argmin(0) == torch.arange(n)).float().mean()),
     }
+    if clean_threshold is not None:
+        out["tar_at_clean_threshold"] = 100 * float((dist[same] < clean_threshold).mean())
+        out["far_at_clean_threshold"] = float((dist[~same] < clean_threshold).mean())
+    return out
+
+
+def clean_threshold(w: _World, far: float = 1e-3) -> float:
+    """The squared-L2 threshold a running system has: at most ``far`` of the unprotected gallery's
+    n (n - 1) impostor pairs fall below it (accept = distance < threshold)."""
+    from ..metrics.operating_point import threshold_at_far
+
+    d = torch.cdist(_unit_rows(w.z_enrol), _unit_rows(w.z_probe)) ** 2
+    off = ~torch.eye(len(d), dtype=torch.bool)
+    # distances turned into similarities (-d) so the threshold rule is the metrics' own
+    return -threshold_at_far(-d[off].numpy().astype(np.float64), far)
+
+
+def _unit_rows(x: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.normalize(x, dim=1)
 
 
 def _mean_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -203,9 +226,10 @@ def run_evaluation(cfg: EvalConfig, out_dir: str | Path, log: Callable[[str], No
         }
 
     util = {}
+    system_threshold = clean_threshold(w)
     for name, (gal, prb) in methods.items():
         util[name] = {
-            "vs_fresh": utility(w, gal, w.z_probe),
+            "vs_fresh": utility(w, gal, w.z_probe, system_threshold),
             "vs_protected": utility(w, gal, prb),
             "mean_cosine_to_clean": _mean_cosine(gal, w.z_enrol),
         }
