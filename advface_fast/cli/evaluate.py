@@ -248,9 +248,11 @@ def add_eval_commands(sub: argparse._SubParsersAction) -> None:
 
     ca = sub.add_parser(
         "calibrate",
-        help="recommend eps for your encoder and data: the largest whose verification loss stays within a bound",
-        description="Sweep eps on a real-faces protocol (as eval-faces) and recommend the largest eps whose "
-        "verification accuracy loss is at most --max-loss points, with the attack rates at each eps.",
+        help="recommend eps for your encoder and data: the largest whose TAR loss at FAR 1e-3 stays within a bound",
+        description="Sweep eps on a real-faces protocol (as eval-faces) and recommend the largest eps whose loss of "
+        "TAR at FAR 1e-3 (threshold re-fitted for the protected gallery, every cross-identity pair an impostor; "
+        "best-threshold accuracy where too few impostors measure it) is at most --max-loss points, with the attack "
+        "rates at each eps. For a deployment's threshold and configuration: calibrate-deployment.",
     )
     _add_faces_data_args(ca)
     ca.add_argument(
@@ -260,7 +262,7 @@ def add_eval_commands(sub: argparse._SubParsersAction) -> None:
         default=[0.01, 0.02, 0.04, 0.06, 0.08, 0.12],
         help="eps values to try (default 0.01 0.02 0.04 0.06 0.08 0.12)",
     )
-    ca.add_argument("--max-loss", type=float, default=0.5, help="accuracy loss bound in points (default 0.5)")
+    ca.add_argument("--max-loss", type=float, default=1.0, help="TAR (or accuracy) loss bound in points (default 1)")
     ca.add_argument("--out-dir", default="advface_calibration_out", help="where calibration.json goes")
     ca.set_defaults(func=_calibrate)
 
