@@ -54,6 +54,58 @@ def _renorm(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return x * (like.norm(dim=1, keepdim=True) / x.norm(dim=1, keepdim=True))
 
 
+def plot(result: dict, path: Path, privacy: dict | None = None) -> None:
+    """``frontier.png``: TAR at FAR 1e-3 against eps (re-fitted: solid; the clean threshold:
+    dashed) per method; with ``privacy`` (an eval-faces ``results.json`` of the same protocol and
+    encoder), also TAR against its sweep's identity inference by the independent judge."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = 2 if privacy else 1
+    fig, axes = plt.subplots(1, panels, figsize=(6.2 * panels, 4.4), squeeze=False)
+    ax = axes[0][0]
+    base = result["rows"][0]["operating_point"]["0.001"]["tar_clean"] * 100
+    for method, colour in (("AdvFace", "C3"), ("uniform L-inf", "C0"), ("uniform, AdvFace's L2", "C2")):
+        rows = [r for r in result["rows"] if r["method"] == method]
+        eps = [r["eps"] for r in rows]
+        ax.plot(eps, [100 * r["operating_point"]["0.001"]["refit"]["tar"] for r in rows], "-o", c=colour,
+                label=f"{method}, re-fitted")  # fmt: skip
+        ax.plot(eps, [100 * r["operating_point"]["0.001"]["at_clean_threshold"]["tar"] for r in rows], "--", c=colour,
+                label=f"{method}, clean threshold")  # fmt: skip
+    ax.axhline(base, c="k", lw=0.8, label="unprotected")
+    ax.axhline(base - 1, c="k", lw=0.8, ls=":", label="1 point below")
+    ax.set_xlabel("eps (L-inf radius)")
+    ax.set_ylabel("TAR at FAR 1e-3 (%)")
+    ax.set_title(f"{result['encoder']} on {Path(result['protocol']).parent.name or result['protocol']}")
+    ax.legend(fontsize=7)
+    if privacy:
+        ax = axes[0][1]
+        tar = {(r["method"], round(r["eps"], 6)): 100 * r["operating_point"]["0.001"]["refit"]["tar"]
+               for r in result["rows"]}  # fmt: skip
+        for method, sweep_name, colour in (
+            ("AdvFace", "AdvFace start=random", "C3"),
+            ("uniform L-inf", "uniform noise", "C0"),
+        ):
+            used = [x for x in privacy["sweep"] if x["method"] == sweep_name and (method, round(x["param"], 6)) in tar]
+            if used:
+                pts = [(tar[(method, round(x["param"], 6))], x["identity_inference_E2"]) for x in used]
+                ax.plot([p[1] for p in pts], [p[0] for p in pts], "-o", c=colour, label=method)
+                for (t, i), x in zip(pts, used, strict=True):
+                    ax.annotate(f"{x['param']:g}", (i, t), fontsize=7)
+        unprot = privacy["privacy"]["Unprotected"].get(privacy["sweep_attacker"], {}).get("identity_inference_E2")
+        if unprot is not None:
+            ax.plot([unprot], [base], "ks", label="unprotected")
+        ax.set_xlabel(f"identity inference by the judge, attacker {privacy['sweep_attacker']} (%)")
+        ax.set_ylabel("TAR at FAR 1e-3, re-fitted (%)")
+        ax.set_title("frontier (privacy: the eval-faces sweep)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default=None, help="FacesEvalConfig JSON (default: LFW pairs, SFace)")
@@ -61,7 +113,15 @@ def main() -> int:
     ap.add_argument("--factors", type=float, nargs="+", default=list(FACTORS), help="eps as multiples of the default")
     ap.add_argument("--out-dir", required=True)
     ap.add_argument("--cache-dir", default=None)
+    ap.add_argument("--privacy-from", default=None, help="an eval-faces results.json of the same protocol (plot)")
+    ap.add_argument("--plot-only", action="store_true", help="redraw frontier.png from --out-dir's results.json")
     args = ap.parse_args()
+    privacy = json.loads(Path(args.privacy_from).read_text()) if args.privacy_from else None
+    if args.plot_only:
+        plot(
+            json.loads((Path(args.out_dir) / "results.json").read_text()), Path(args.out_dir) / "frontier.png", privacy
+        )
+        return 0
     t0 = time.time()
     cfg = FacesEvalConfig.from_json(args.config)
     cfg = dataclasses.replace(cfg, judge="none", attackers=[], identity_attacker=None)
@@ -127,6 +187,7 @@ def main() -> int:
         "seconds": time.time() - t0,
     }
     (out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    plot(result, out / "frontier.png", privacy)
     print(f"wrote {out / 'results.json'} in {result['seconds']:.0f} s")
     return 0
 

@@ -196,7 +196,35 @@ def match_latency_table() -> list[str]:
     ]
 
 
+def operating_point_sweep_table(name: str) -> list[str]:
+    """TAR at FAR 1e-3 and 1e-4, at the clean threshold and re-fitted, over an eps sweep
+    (``benchmarks/operating_point_sweep.py``)."""
+    r = _load(name)
+    rows = []
+    for x in r["rows"]:
+        op = x["operating_point"]
+        cells = [x["method"], f"{x['eps']:g}", f"{x['mean_cosine_to_clean']:.3f}"]
+        for far in ("0.001", "0.0001"):
+            o = op.get(far)
+            cells += (
+                [f"{100 * o['at_clean_threshold']['tar']:.2f}", f"{100 * o['refit']['tar']:.2f}"] if o else ["n/a"] * 2
+            )
+        rows.append(cells)
+    first = r["rows"][0]["operating_point"]
+    header = ["method", "eps", "mean cosine to clean", "TAR@1e-3 clean thr. (%)", "TAR@1e-3 re-fitted (%)"]
+    header += ["TAR@1e-4 clean thr. (%)", "TAR@1e-4 re-fitted (%)"]
+    return [
+        *_table(header, rows),
+        "",
+        f"{r['encoder']}, {r['dim']}-d; {r['enrolled_files']:,} enrolled files x {r['probe_files']:,} probe files: "
+        f"{first['genuine']:,} genuine and {first['impostors']:,} impostor scores. From "
+        f"[`benchmarks/results/{name}/`](../benchmarks/results/{name}/) (`results.json`: the command, machine, "
+        "versions and the FAR measured at each clean threshold).",
+    ]
+
+
 BLOCKS: dict[str, tuple[str, Callable[[], list[str]]]] = {
+    "operating-point-lfw": ("docs/evaluation.md", lambda: operating_point_sweep_table("operating-point-lfw")),
     "match-latency": ("docs/deployment.md", match_latency_table),
     "results-index": ("README.md", results_index),
     "eval-lfw": ("docs/evaluation.md", lambda: faces_eval_table("eval-lfw", ["conv+id"])),
