@@ -177,6 +177,8 @@ def test_npy_sidecar_ids_key_the_noise_and_survive(tmp_path, setup, local_ray):
     assert np.abs(feats - af.protect(x, dec, progress=False)).max() > 1e-3  # the ids did key the noise
     record = provenance.read(tmp_path / "out")  # the run folder says what made it
     assert record["kind"] == "protected" and record["rows"] == N and record["protection"]["transform"]["name"] == "none"
+    with pytest.raises(ValueError, match="already protected"):  # a protected run folder is not protected again
+        protect_distributed(tmp_path / "out", tmp_path / "out2", dec, rows_per_task=64, progress=False)
 
 
 @pytest.mark.parametrize("column_type", ["fixed", "list", "tensor"])

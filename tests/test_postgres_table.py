@@ -306,7 +306,10 @@ def test_the_matcher_reads_a_protected_table(dsn):
     protect_table(dsn, "faces", prot, batch_rows=8, progress=False)
     s = prot.settings(DIM)
     config = DeploymentConfig(0.5, 1e-3, {k: s[k] for k in SETTING_KEYS}, s["key"], s["decoder"], None)
-    m = Matcher(open_gallery(url), config, KEY)
+    gallery = open_gallery(url)
+    assert gallery.record["package_version"] and gallery.record["protection"]["transform"]["name"] == "rotation"
+    assert gallery.record["rows"] == 30
+    m = Matcher(gallery, config, KEY)
     found = m.identify(feats)
     assert [d.enrolment_id for d in found] == list(range(100, 130)) and all(d.accept for d in found)
 

@@ -114,6 +114,8 @@ def _ensure_state_table(conn: Any) -> None:
         " null_rows bigint NOT NULL DEFAULT 0, started_at timestamptz NOT NULL DEFAULT now(),"
         " updated_at timestamptz NOT NULL DEFAULT now(), finished_at timestamptz)"
     )
+    # added with provenance: state tables of earlier versions gain the column
+    conn.execute(f"ALTER TABLE {STATE_TABLE} ADD COLUMN IF NOT EXISTS provenance jsonb")
 
 
 def _differences(a: dict, b: dict) -> list[str]:
@@ -231,6 +233,10 @@ def protect_table(
                     f"a backup, or delete its row of {STATE_TABLE} if the table was restored."
                 )
             last_id, resumed = state[1], True
+        # the column's provenance (package version, encoder, key id, transform, decoder, settings)
+        record = protector.provenance(0, dim)
+        record["source"] = {"table": target}
+        wconn.execute(f"UPDATE {STATE_TABLE} SET provenance = %s WHERE target = %s", (json.dumps(record), target))
         wconn.commit()
 
         wconn.execute(
@@ -351,7 +357,8 @@ def _protect_batch(
 
 
 def table_state(dsn: str, table: str, column: str = "embedding") -> dict[str, Any] | None:
-    """The state row of ``table.column`` (settings, last_id, rows_done, null_rows, finished_at), or None."""
+    """The state row of ``table.column`` (settings, last_id, rows_done, null_rows, finished_at,
+    provenance), or None."""
     psycopg = _psycopg()
     with psycopg.connect(dsn) as conn:
         if conn.execute("SELECT to_regclass(%s) IS NULL", (STATE_TABLE,)).fetchone()[0]:
@@ -360,12 +367,15 @@ def table_state(dsn: str, table: str, column: str = "embedding") -> dict[str, An
         if conn.execute("SELECT to_regclass(%s) IS NULL", (quoted,)).fetchone()[0]:
             raise ValueError(f"no table {table!r}")
         row = conn.execute(
-            f"SELECT settings, last_id, rows_done, null_rows, finished_at FROM {STATE_TABLE} WHERE target = %s",
+            # to_jsonb(s) -> 'provenance': NULL on a state table from before the column existed
+            "SELECT settings, last_id, rows_done, null_rows, finished_at, to_jsonb(s) -> 'provenance' "
+            f"FROM {STATE_TABLE} s WHERE target = %s",
             (f"{_qualified(conn, quoted)}.{column}",),
         ).fetchone()
     if row is None:
         return None
-    return dict(zip(("settings", "last_id", "rows_done", "null_rows", "finished_at"), row, strict=True))
+    keys = ("settings", "last_id", "rows_done", "null_rows", "finished_at", "provenance")
+    return dict(zip(keys, row, strict=True))
 
 
 def read_protected_table(
@@ -399,7 +409,8 @@ def read_protected_table(
         ).fetchall()
     ids = np.array([r[0] for r in rows], dtype=np.int64)
     z = np.stack([_decode(r[1], kind, dim, r[0]) for r in rows]) if rows else np.zeros((0, dim), np.float32)
-    record = provenance.new_record(
+    record = state.get("provenance") or provenance.new_record(
         "protected", len(ids), dim, None, protection=provenance.protection_record(settings), source={"table": table}
-    )
+    )  # a column protected before provenance was recorded: built from its settings
+    record = {**record, "rows": len(ids)}
     return ids, z, record

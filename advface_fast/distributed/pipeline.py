@@ -130,6 +130,7 @@ def protect_distributed(
     overwrite: bool = False,
     resume: bool = True,
     max_retries: int = 3,
+    reprotect: bool = False,
     _worker_cls: type = ProtectWorker,
     **keywords: Any,
 ) -> DistributedResult:
@@ -165,6 +166,7 @@ def protect_distributed(
         resume: continue an interrupted run in ``out_dir`` (same input and settings only);
             ``False`` discards it.
         max_retries: restarts of a dead worker and retries of its task before the run fails.
+        reprotect: accept an input folder whose provenance says it is protected (refused by default).
 
     Returns:
         :class:`DistributedResult` (rows, seconds, workers, ...).
@@ -204,6 +206,9 @@ def protect_distributed(
     if run_settings.start == "shadow" and checker.encoder is None:
         raise ValueError('start="shadow" needs an encoder; pass encoder=... or use start="random"')
 
+    from .. import provenance
+
+    input_record = provenance.refuse_protected_input(in_dir, reprotect)  # a protected run folder: refused
     fmt, shards = g.scan_gallery(in_dir, feature_column, id_column)
     dim = next((s.dim for s in shards if s.dim >= 0), None)
     expected = in_dim(dec_module)
@@ -261,10 +266,8 @@ def protect_distributed(
             f"{len(left)} of {len(tasks)} tasks did not finish (first: {tasks[left[0]]}); re-run to resume"
         )
     nodes = publish(out_dir, manifest)
-    from .. import provenance
-
     if dim is not None:  # the run folder's provenance: what protect() writes beside a file
-        record = checker.provenance(total_rows, dim, provenance.read(in_dir))
+        record = checker.provenance(total_rows, dim, input_record)
         record["source"] = {**(record.get("source") or {}), "shards": len(shards), "format": fmt}
         provenance.write(out_dir, record)
     return DistributedResult(
