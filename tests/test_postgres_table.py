@@ -293,7 +293,7 @@ def test_a_mixed_case_table_beside_a_lower_case_one_is_the_one_named(dsn):
     assert table_state(dsn, "Faces")["finished_at"] is not None and table_state(dsn, "faces") is None
 
 
-def test_the_matcher_reads_a_protected_table(dsn):
+def test_the_matcher_reads_a_protected_table(dsn, capsys):
     from advface_fast.match import DeploymentConfig, Matcher, open_gallery
     from advface_fast.match.config import SETTING_KEYS
 
@@ -312,6 +312,10 @@ def test_the_matcher_reads_a_protected_table(dsn):
     m = Matcher(gallery, config, KEY)
     found = m.identify(feats)
     assert [d.enrolment_id for d in found] == list(range(100, 130)) and all(d.accept for d in found)
+    from advface_fast.cli import main
+
+    assert main(["info", url]) == 0
+    assert "finished protect-table run, 30 rows" in capsys.readouterr().out
 
 
 def test_database_errors_end_the_cli_with_one_line(dsn, tmp_path, capsys):

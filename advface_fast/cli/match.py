@@ -123,6 +123,19 @@ def _identify(args: argparse.Namespace) -> int:
 def _info(args: argparse.Namespace) -> int:
     from .. import provenance
 
+    if args.file.startswith(("postgresql://", "postgres://")):
+        from ..deploy.postgres_table import table_state
+
+        dsn, _, target = args.file.partition("#")
+        table, _, column = target.partition(":")
+        state = table_state(dsn, table, column or "embedding") if table else None
+        if state is None:
+            raise ValueError(f"{args.file}: no protect-table run is recorded for it (postgresql://...#table[:column])")
+        done = "finished" if state["finished_at"] else "unfinished"
+        print(f"{target}: {done} protect-table run, {state['rows_done']} rows protected up to id {state['last_id']}")
+        for line in provenance.describe(state["provenance"]) if state.get("provenance") else []:
+            print(f"  {line}")
+        return 0
     path = Path(args.file)
     if not path.exists():
         raise FileNotFoundError(f"no file {path}")
@@ -215,7 +228,9 @@ def add_match_commands(sub: argparse._SubParsersAction) -> None:
     idf.set_defaults(func=_identify)
 
     inf = sub.add_parser("info", help="what a file is: provenance of a gallery/index, a deployment config, a key's id")
-    inf.add_argument("file", help=".npy, FAISS index, run folder, deployment .json or key file")
+    inf.add_argument(
+        "file", help=".npy, FAISS index, run folder, deployment .json, key file, or postgresql://...#table[:column]"
+    )
     inf.set_defaults(func=_info)
 
     rk = sub.add_parser("rekey", help="move a rotated gallery (.npy or FAISS index) to a new key without re-enrolment")
