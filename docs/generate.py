@@ -225,6 +225,10 @@ def operating_point_sweep_table(name: str) -> list[str]:
 
 BLOCKS: dict[str, tuple[str, Callable[[], list[str]]]] = {
     "operating-point-lfw": ("docs/evaluation.md", lambda: operating_point_sweep_table("operating-point-lfw")),
+    "operating-point-lfw-mobilefacenet": (
+        "docs/evaluation.md",
+        lambda: operating_point_sweep_table("operating-point-lfw-mobilefacenet"),
+    ),
     "match-latency": ("docs/deployment.md", match_latency_table),
     "results-index": ("README.md", results_index),
     "eval-lfw": ("docs/evaluation.md", lambda: faces_eval_table("eval-lfw", ["conv+id"])),
