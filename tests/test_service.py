@@ -233,3 +233,29 @@ def test_serve_refuses_the_protection_key_as_its_api_key(tmp_path, capsys, how):
     argv = ["serve", "--decoder", str(tmp_path / "dec.safetensors"), "--key-file", str(key), "--api-key-file", str(api)]
     assert main(argv) == 2
     assert "holds the protection key" in capsys.readouterr().err
+
+
+def test_one_request_that_cannot_be_protected_never_fails_the_others_in_its_batch():
+    """A batch whose computation fails is computed again request by request: the bad request gets
+    its own error (400), the others their rows, equal to protect()."""
+    import asyncio
+
+    from advface_fast.deploy.service import Enroller, ServiceConfig
+    from advface_fast.errors import NonFiniteError
+
+    dec, _ = make_pair(dim=DIM)
+    enroller = Enroller(dec, None, KEY, b"digest", ServiceConfig())
+    real = enroller._compute
+
+    def compute(rows, ids):  # a request whose rows the protection refuses (as a NaN decoder output would)
+        if (ids == 666).any():
+            raise NonFiniteError("the decoder returned NaN for this template")
+        return real(rows, ids)
+
+    enroller._compute = compute
+    good = [(unit_rows(2, DIM, seed=s), np.array([10 * s, 10 * s + 1])) for s in (1, 2)]
+    bad = (unit_rows(1, DIM, seed=3), np.array([666]))
+    out = asyncio.run(enroller._protect_batch_impl([good[0], bad, good[1]]))
+    assert isinstance(out[1], NonFiniteError)
+    for (rows, ids), got in zip(good, (out[0], out[2]), strict=True):
+        assert_same_protection(got, af.protect(rows, dec, key=KEY, row_ids=ids, progress=False))

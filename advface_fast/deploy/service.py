@@ -108,14 +108,29 @@ class Enroller:
         """One request, unbatched; the Serve replica replaces this by its ``@serve.batch`` version."""
         return (await self._protect_batch_impl([item]))[0]
 
-    async def _protect_batch_impl(self, items: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+    async def _protect_batch_impl(self, items: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray | Exception]:
+        """The protected rows of each request, or the error of a request that cannot be protected:
+        a batch that fails is computed again request by request, so one request never fails another."""
         rows = np.concatenate([r for r, _ in items])
         ids = np.concatenate([i for _, i in items])
         t0 = time.perf_counter()
         # computed in the event loop, not a worker thread: the requests that arrive meanwhile wait
         # in Ray's queue and form the next batch, where a thread would contend with the loop for
         # the GIL, admit them one by one and keep batches small (benchmarks/serve_load.py)
-        safe = self._compute(rows, ids)
+        try:
+            safe = self._compute(rows, ids)
+        except Exception:
+            if len(items) == 1:
+                raise
+            out_each: list[np.ndarray | Exception] = []
+            for r, i in items:
+                try:
+                    out_each.append(self._compute(r, i))
+                except Exception as exc:  # this request's own failure, answered to it alone
+                    out_each.append(exc)
+            self.stats["compute_s"] += time.perf_counter() - t0
+            self.stats["batches"] += 1
+            return out_each
         self.stats["compute_s"] += time.perf_counter() - t0
         self.stats["batches"] += 1
         self.stats["max_batch_requests"] = max(self.stats["max_batch_requests"], len(items))
@@ -154,7 +169,15 @@ class Enroller:
         except RequestError as exc:
             self.stats["refused"] += 1
             return _error(exc.status, exc.message)
-        safe = await self._protect_batch((req.rows, req.ids))
+        try:
+            safe = await self._protect_batch((req.rows, req.ids))
+        except ValueError as exc:  # NonFiniteError and the checks of protect: this request's data
+            safe = exc
+        if isinstance(safe, Exception):
+            self.stats["refused"] += 1
+            if isinstance(safe, ValueError):
+                return _error(400, f"these templates cannot be protected: {safe}")
+            return _error(500, f"protection failed: {type(safe).__name__}")
         self.stats["requests"] += 1
         self.stats["rows"] += len(req.rows)
         body, ctype, extra = encode_response(safe, req.ids, req.npy)
