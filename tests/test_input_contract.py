@@ -175,3 +175,27 @@ def test_the_independent_judge_recognises_a_person_and_not_another(face):
     assert e.shape == (4, 128) and torch.allclose(e.norm(dim=1), torch.ones(4), atol=1e-5)  # 64x64 is resized
     same, low_res, different = float(e[0] @ e[1]), float(e[0] @ e[3]), float(e[0] @ e[2])
     assert same > different + 0.1 and low_res > different, (same, low_res, different)
+
+
+@pytest.mark.parametrize(
+    "fields, match",
+    [
+        ({"std": 1e-300}, "std must be in"),
+        ({"std": 1e-45}, "std must be in"),
+        ({"std": float("inf")}, "std must be in"),
+        ({"std": 0}, "std must be in"),
+        ({"mean": float("nan")}, "mean must be finite"),
+        ({"size": 112.0}, "size must be an integer"),
+        ({"size": True}, "size must be an integer"),
+        ({"std": 10**400}, "not a pixel statistic"),
+        ({"mean": "127.5"}, "mean must be a number"),
+    ],
+)
+def test_an_input_contract_that_would_give_nan_or_constant_features_is_refused(fields, match):
+    from advface_fast.encoders.input_spec import InputSpec
+
+    with pytest.raises(ValueError, match=match):
+        InputSpec(**fields)
+    text = json.dumps(fields) if "10**400" not in str(fields) else '{"std": 1' + "0" * 400 + "}"
+    with pytest.raises(ValueError):
+        InputSpec.from_json(text)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -51,8 +52,20 @@ class InputSpec:
     def __post_init__(self) -> None:
         if self.channels not in ("RGB", "BGR"):
             raise ValueError(f"channels must be 'RGB' or 'BGR', got {self.channels!r}")
-        if not (self.std > 0) or not (abs(self.mean) < 1e6):
-            raise ValueError(f"need std > 0 and a finite mean, got mean={self.mean}, std={self.std}")
+        if isinstance(self.size, bool) or not isinstance(self.size, int):
+            raise ValueError(f"size must be an integer number of pixels, got {self.size!r}")
+        for name in ("mean", "std"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError(f"{name} must be a number, got {v!r}")
+            if isinstance(v, int) and abs(v) > 10**6:  # a 400-digit integer is not a pixel statistic
+                raise ValueError(f"{name} {str(v)[:20]}... is not a pixel statistic")
+        # pixel statistics in 0..255 units: a std outside [1e-3, 1e4] turns images into Inf, NaN or
+        # constants (1e-300 overflows, 1e-45 and Infinity flatten), a mean beyond +-1e4 likewise
+        if not (math.isfinite(self.std) and 1e-3 <= self.std <= 1e4):
+            raise ValueError(f"std must be in [0.001, 10000] (pixel units), got {self.std}")
+        if not (math.isfinite(self.mean) and abs(self.mean) <= 1e4):
+            raise ValueError(f"mean must be finite and within +-10000 (pixel units), got {self.mean}")
         if self.size < 0 or self.size > 4096:
             raise ValueError(f"size must be 0 (any) or a side of at most 4096 pixels, got {self.size}")
         if self.alignment not in ALIGNMENTS:
