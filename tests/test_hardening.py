@@ -4,6 +4,7 @@ and 9): each must give a clear error and change nothing it should not."""
 from __future__ import annotations
 
 import os
+import pickle
 import warnings
 
 import numpy as np
@@ -287,3 +288,25 @@ def test_a_shard_edited_with_its_timestamp_restored_is_a_different_run(tmp_path)
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     _, after = scan_gallery(tmp_path, "feature", "id")
     assert before[0].size == after[0].size and before[0].to_json() != after[0].to_json()
+
+
+@pytest.mark.parametrize(
+    "payload, match",
+    [
+        (b"\x80\x04r" + (134_217_728).to_bytes(4, "little"), "memo index"),  # LONG_BINPUT: a 2.3 GB memo
+        (b"\x80\x05\x96" + (2**40).to_bytes(8, "little"), "past the end"),  # BYTEARRAY8
+        (b"\x80\x04\x95" + (2**40).to_bytes(8, "little"), "frame"),  # FRAME
+        (b"\x80\x04\x8e" + (2**62).to_bytes(8, "little"), "past the end"),  # BINBYTES8
+        (b"\x80\x04]\x94.", "pair"),  # an empty list
+        (b"\x80\x04(]]t.", "no images"),  # empty fields
+        (pickle.dumps(([b"x", b"y"], 5), protocol=4), "list of booleans"),  # issame an int
+        (b"\x80\x04", "not an insightface"),  # truncated
+    ],
+)
+def test_a_hostile_insightface_bin_is_refused_before_any_large_allocation(tmp_path, payload, match):
+    from advface_fast.data.readers import read_insightface_bin
+    from advface_fast.errors import GalleryFormatError
+
+    (tmp_path / "x.bin").write_bytes(payload)
+    with pytest.raises(GalleryFormatError, match=match):
+        read_insightface_bin(tmp_path / "x.bin")

@@ -14,6 +14,7 @@ import io
 import os
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -107,6 +108,53 @@ class _RestrictedUnpickler(pickle.Unpickler):
         )
 
 
+class _BoundedReader:
+    """A file whose ``read(n)`` refuses ``n`` beyond what is left (a declared length is checked
+    before anything of that size is allocated)."""
+
+    def __init__(self, f: Any, size: int) -> None:
+        self._f, self._size = f, size
+
+    def read(self, n: int = -1) -> bytes:
+        if n > self._size - self._f.tell():
+            raise ValueError(f"a declared length of {n} bytes runs past the end of the file")
+        return self._f.read(n)
+
+    def readline(self) -> bytes:
+        return self._f.readline(65536)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+
+def _check_pickle_opcodes(path: Path) -> None:
+    """Walk the pickle's opcodes (nothing is built) before unpickling: refuse memo indices beyond
+    the number of opcodes (the unpickler grows its memo to the index: 7 bytes asked for 2.3 GB) and
+    lengths beyond the file's size (``BYTEARRAY8``, ``BINBYTES8``, ``FRAME``: ``MemoryError`` or
+    ``OverflowError`` before any check)."""
+    import pickletools
+
+    size = path.stat().st_size
+    ops = 0
+    try:
+        with open(path, "rb") as raw:
+            f = _BoundedReader(raw, size)
+            for op, arg, _ in pickletools.genops(f):
+                ops += 1
+                if op.name in ("PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET"):
+                    if not isinstance(arg, int) or arg < 0 or arg > size:
+                        raise GalleryFormatError(f"{path}: pickle memo index {arg} is beyond a file of {size} bytes")
+                elif op.name == "FRAME" and arg > size:
+                    raise GalleryFormatError(f"{path}: pickle frame of {arg} bytes in a file of {size}")
+                if op.name == "STOP":
+                    return
+    except GalleryFormatError:
+        raise
+    except (ValueError, EOFError, OverflowError, MemoryError, UnicodeDecodeError) as exc:
+        raise GalleryFormatError(f"{path} is not an insightface .bin file ({type(exc).__name__}: {exc})") from exc
+    raise GalleryFormatError(f"{path} is not an insightface .bin file (the pickle has no STOP after {ops} opcodes)")
+
+
 def read_insightface_bin(
     path: str | os.PathLike[str],
     size: int | None = None,
@@ -124,16 +172,22 @@ def read_insightface_bin(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f".bin file not found: {path}")
+    _check_pickle_opcodes(path)
     try:
         with open(path, "rb") as f:
             obj = _RestrictedUnpickler(f, encoding="bytes").load()
     except GalleryFormatError as exc:
         raise GalleryFormatError(f"{path}: {exc}") from exc
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
-        raise GalleryFormatError(f"{path} is not an insightface .bin file ({exc})") from exc
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            MemoryError, OverflowError) as exc:  # fmt: skip
+        raise GalleryFormatError(f"{path} is not an insightface .bin file ({type(exc).__name__}: {exc})") from exc
     if not (isinstance(obj, (tuple, list)) and len(obj) == 2):
         raise GalleryFormatError(f"{path}: expected a pair (bins, issame_list), got {type(obj).__name__}")
     bins, issame = obj
+    if not isinstance(issame, (list, tuple)):
+        raise GalleryFormatError(f"{path}: the second element must be a list of booleans")
+    if not bins:
+        raise GalleryFormatError(f"{path}: no images")
     if not isinstance(bins, (list, tuple)) or not all(isinstance(b, (bytes, bytearray)) for b in bins):
         raise GalleryFormatError(f"{path}: the first element must be a list of encoded images (bytes)")
     issame_arr = np.asarray([bool(v) for v in issame], dtype=bool)
