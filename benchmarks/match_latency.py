@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import shlex
 import sys
 import time
 
@@ -107,7 +109,7 @@ def main() -> int:
             )
             del gallery, m
     result = {
-        "command": "python benchmarks/" + " ".join(sys.argv),
+        "command": f"cd {os.getcwd()} && python " + shlex.join(sys.argv),
         "machine": f"{cpu_model()}, {torch.get_num_threads()} torch threads, {faiss.omp_get_max_threads()} FAISS "
         f"threads",
         "versions": {

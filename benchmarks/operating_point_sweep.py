@@ -28,6 +28,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -175,7 +177,7 @@ def main() -> int:
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     result = {
-        "command": "python benchmarks/" + " ".join(sys.argv),
+        "command": f"cd {os.getcwd()} && python " + shlex.join(sys.argv),
         "machine": f"{cpu_model()}, {torch.get_num_threads()} threads",
         "versions": {"advface_fast": af.__version__, "torch": torch.__version__},
         "protocol": cfg.pairs if not cfg.test_folder else cfg.test_folder,

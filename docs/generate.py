@@ -229,6 +229,10 @@ BLOCKS: dict[str, tuple[str, Callable[[], list[str]]]] = {
         "docs/evaluation.md",
         lambda: operating_point_sweep_table("operating-point-lfw-mobilefacenet"),
     ),
+    "operating-point-celeba-folders": (
+        "docs/evaluation.md",
+        lambda: operating_point_sweep_table("operating-point-celeba-folders-mobilefacenet"),
+    ),
     "match-latency": ("docs/deployment.md", match_latency_table),
     "results-index": ("README.md", results_index),
     "eval-lfw": ("docs/evaluation.md", lambda: faces_eval_table("eval-lfw", ["conv+id"])),
