@@ -163,6 +163,8 @@ def main() -> int:
         tmp = Path(d)
         (tmp / "key").write_text(secrets.token_hex(32))
         (tmp / "api").write_text(secrets.token_hex(24))
+        for secret in ("key", "api"):  # key files as ssh keeps them: others may not read them
+            (tmp / secret).chmod(0o600)
         os.environ["ADVFACE_LOAD_API_KEY_FILE"] = str(tmp / "api")
         batched = _run_server(tmp, 64, 5.0, args)
         single = _run_server(tmp, 1, 0.0, args)

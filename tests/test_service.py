@@ -211,7 +211,11 @@ def test_serve_cli_refuses_without_a_real_api_key(tmp_path, capsys):
     af.save_model(dec, tmp_path / "dec.safetensors")
     write_key(tmp_path / "key", KEY)
     (tmp_path / "api").write_text("short\n")
+    (tmp_path / "api").chmod(0o644)
     argv = ["serve", "--decoder", str(tmp_path / "dec.safetensors"), "--key-file", str(tmp_path / "key")]
+    assert main([*argv, "--api-key-file", str(tmp_path / "api")]) == 2
+    assert "chmod 600" in capsys.readouterr().err  # a token others can read is refused first
+    (tmp_path / "api").chmod(0o600)
     assert main([*argv, "--api-key-file", str(tmp_path / "api")]) == 2
     assert "shorter than 16" in capsys.readouterr().err
     assert main([*argv, "--api-key-file", str(tmp_path / "none")]) == 2

@@ -11,8 +11,13 @@ from .protect_options import add_setting_args, gallery_ids, load_models, setting
 
 
 def _read_secret(path: str, what: str) -> str:
+    from pathlib import Path
+
+    from ..keys import check_key_file_mode
+
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what} file not found: {path}")
+    check_key_file_mode(Path(path))  # a token others can read is a token others hold
     with open(path, encoding="utf-8") as f:
         token = f.read().strip()
     if len(token) < 16:
