@@ -38,9 +38,12 @@ def world(tmp_path_factory):
     key1, key2 = write_key(root / "k1.key", KEY1), write_key(root / "k2.key", KEY2)
     decoder = af.load_default().shadow
     ids = np.load(root / "templates.ids.npy")
+    # 80 probes: one genuine probe is 1.25 points of TAR, so the bound here is loose; the choice
+    # itself is tested on constructed scores (test_calibration_chooses_the_largest_eps_within_the_bound)
     config, report = calibrate_deployment(
-        emb.features, emb.labels, decoder, key=key1, eps_grid=[0.01, 0.02], ids=ids, log=lambda m: None
-    )
+        emb.features, emb.labels, decoder, key=key1, eps_grid=[0.01, 0.02], ids=ids, max_tar_loss=5.0,
+        log=lambda m: None,
+    )  # fmt: skip
     assert config is not None, report
     config.save(root / "deployment.json")
     af.protect(root / "templates.npy", decoder, out=root / "protected.npy", row_ids=ids, progress=False,
@@ -256,3 +259,45 @@ def test_templates_of_any_scale_get_their_directions_protection_and_zero_is_refu
 
     with pytest.raises((ValueError, RequestError), match="zero"):
         _through(entry, z, world, tmp_path)
+
+
+def test_calibration_chooses_the_largest_eps_within_the_bound(monkeypatch):
+    """Constructed: a "protection" that adds noise of norm 30 x eps to each stored template; with
+    400 probes, the largest eps whose TAR loss stays within the bound is chosen, and the
+    configuration's threshold is the re-fitted one."""
+    import advface_fast.match.calibrate as cal
+
+    rng = np.random.default_rng(0)
+    people, d = 200, 32
+    centres = rng.standard_normal((people, d))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    z = np.repeat(centres, 3, axis=0) + 0.06 * rng.standard_normal((3 * people, d))
+    labels = np.repeat(np.arange(people), 3)
+
+    class Noise:  # stands in for the Protector: moves each template by 30 x eps in a random direction
+        def __init__(self, decoder, encoder=None, *, eps, **kw):
+            self.eps = eps
+
+        def __call__(self, g, row_ids=None):
+            n = np.random.default_rng(1).standard_normal(g.shape)
+            return g + 30 * self.eps * n / np.linalg.norm(n, axis=1, keepdims=True)
+
+        def settings(self, dim):
+            return {"decoder": "x", "eps": self.eps, "alpha": self.eps / 5, "steps": 10, "start": "random",
+                    "renorm": True, "seed": 0, "rotate": True, "precision": "fp32", "key": "k"}  # fmt: skip
+
+        def encoder_identity(self):
+            return None
+
+    monkeypatch.setattr(cal, "Protector", Noise)
+    grid = [0.005, 0.01, 0.02, 0.04, 0.08]  # clean TAR 100%; 0.04 and 0.08 lose about half of it
+    config, report = cal.calibrate_deployment(
+        z, labels, None, key=KEY1, eps_grid=grid, max_tar_loss=1.0, log=lambda m: None
+    )
+    losses = {p["eps"]: p["tar_loss_points"] for p in report["points"]}
+    within = [e for e in grid if losses[e] <= 1.0]
+    assert config is not None and config.settings["eps"] == max(within) == 0.02
+    chosen = next(p for p in report["points"] if p["eps"] == max(within))
+    assert config.threshold == chosen["refit"]["threshold"] and config.far == 1e-3
+    none, report = cal.calibrate_deployment(z, labels, None, key=KEY1, eps_grid=[0.08], log=lambda m: None)
+    assert none is None and "every eps tried loses more" in report["reason"]
