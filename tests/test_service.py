@@ -57,6 +57,31 @@ def test_bad_requests_named(body, ctype, status, match):
     assert exc.value.status == status
 
 
+def _npy_declaring(shape: tuple) -> bytes:
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': %r, }" % (shape,)
+    header += " " * (63 - len(header) % 64) + "\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + b"\x00" * 16
+
+
+@pytest.mark.parametrize(
+    ("body", "ctype", "header", "match"),
+    [
+        (b'{"templates": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "application/json", None, "nested too deeply"),
+        (b'{"templates": [[1' + b"0" * 400 + b"]]}", "application/json", None, "valid JSON|out of float32"),
+        (b'{"templates": [[' + b"1" * 50 + b"]]}", "application/json", None, "out of float32"),
+        (_npy_declaring((2**40, DIM)), "application/x-npy", None, "more than the body holds"),
+        (b"\x93NUMPY\x01\x00\xff\xffgarbage", "application/x-npy", None, "readable .npy"),
+        (_npy(np.zeros((1, DIM), np.float32) + 0.1), "application/x-npy", "1_000", "comma-separated"),
+        (_npy(np.zeros((1, DIM), np.float32) + 0.1), "application/x-npy", "+5", "comma-separated"),
+        (_npy(np.zeros((1, DIM), np.float32) + 0.1), "application/x-npy", "1" * 400, "at most 19 digits"),
+    ],
+)
+def test_malformed_bodies_are_400_not_500(body, ctype, header, match):
+    with pytest.raises(RequestError, match=match) as exc:
+        parse_request(body, ctype, header, DIM, max_rows=4)
+    assert exc.value.status == 400
+
+
 def test_wire_round_trip():
     rows = unit_rows(3, DIM)
     req = parse_request(

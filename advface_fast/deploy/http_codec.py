@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import secrets
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,17 +62,20 @@ def _ids(values: object, n: int) -> np.ndarray:
 def _header_ids(text: str | None) -> list[int] | None:
     if text is None or not text.strip():
         return None
-    try:
-        return [int(t) for t in text.split(",")]
-    except ValueError:
-        raise RequestError(400, f"{IDS_HEADER} must be comma-separated integers") from None
+    parts = [t.strip() for t in text.split(",")]
+    # plain decimal digits only: int() would also take "1_000", "+5" and 400-digit numbers
+    if not all(p.isascii() and p.isdigit() and len(p) <= 19 for p in parts):
+        raise RequestError(400, f"{IDS_HEADER} must be comma-separated non-negative integers of at most 19 digits")
+    return [int(p) for p in parts]
 
 
 def _rows_from_json(body: bytes) -> tuple[np.ndarray, object]:
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError) as exc:  # ValueError also: Python's limit on huge int literals
         raise RequestError(400, f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise RequestError(400, "the JSON body is nested too deeply") from None
     if not isinstance(doc, dict) or "templates" not in doc:
         raise RequestError(400, 'the JSON body must be an object with "templates" (and optional "ids")')
     extra = set(doc) - {"templates", "ids"}
@@ -84,6 +88,8 @@ def _rows_from_json(body: bytes) -> tuple[np.ndarray, object]:
         raise RequestError(400, "templates must be a non-empty list of rows of numbers")
     if not all(_is_number(v) for r in t for v in r):
         raise RequestError(400, "templates must hold numbers only (no strings, booleans or nulls)")
+    if any(isinstance(v, int) and abs(v) > 2**64 for r in t for v in r):
+        raise RequestError(400, "a template value is an integer out of float32 range")
     if len({len(r) for r in t}) != 1:
         raise RequestError(400, "templates rows have different lengths")
     return np.asarray(t, dtype=np.float64), doc.get("ids")
@@ -94,9 +100,19 @@ def _is_number(v: object) -> bool:
 
 
 def _rows_from_npy(body: bytes) -> np.ndarray:
-    try:
-        arr = np.load(io.BytesIO(body), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
+    buf = io.BytesIO(body)
+    try:  # the declared shape and dtype, checked against the body before numpy allocates for them
+        version = np.lib.format.read_magic(buf)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(buf)
+        declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        if declared > len(body) - buf.tell():
+            raise RequestError(400, f"the .npy header declares {shape} {dtype}, more than the body holds")
+        buf.seek(0)
+        arr = np.load(buf, allow_pickle=False)
+    except RequestError:
+        raise
+    except (ValueError, OSError, EOFError, SyntaxError, struct.error, TypeError) as exc:
         raise RequestError(400, f"the body is not a readable .npy file: {exc}") from None
     if not isinstance(arr, np.ndarray):
         raise RequestError(400, "the body must be one .npy array, not an .npz archive")
