@@ -58,7 +58,7 @@ def test_bad_requests_named(body, ctype, status, match):
 
 
 def _npy_declaring(shape: tuple) -> bytes:
-    header = "{'descr': '<f4', 'fortran_order': False, 'shape': %r, }" % (shape,)
+    header = "{'descr': '<f4', 'fortran_order': False, 'shape': " + repr(shape) + ", }"
     header += " " * (63 - len(header) % 64) + "\n"
     return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + b"\x00" * 16
 
