@@ -90,6 +90,7 @@ def check_trained_for(decoder: nn.Module, encoder: object) -> None:
     """Refuse an encoder other than the one the decoder's file says it was trained for (a decoder
     loaded by :func:`~advface_fast.models.serialization.load_model` from a file that records one;
     an encoder without ``fingerprint()`` cannot be compared and passes)."""
+    from .encoders.base import same_encoder
     from .models.serialization import recorded_encoder
 
     recorded = recorded_encoder(decoder)
@@ -98,7 +99,7 @@ def check_trained_for(decoder: nn.Module, encoder: object) -> None:
         return
     path, want = recorded
     got = got()
-    if (want.get("weights"), want.get("input")) != (got.get("weights"), got.get("input")):
+    if not same_encoder(want, got):
         raise ValueError(
             f"{path} was trained for encoder {want.get('name')!r} (weights {want.get('weights')}, input "
             f"{want.get('input')}), not for the given {got.get('name')!r} (weights {got.get('weights')}, input "

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .encoders.base import encoder_fingerprint
+from .encoders.base import encoder_fingerprint, same_encoder
 from .encoders.loader import as_encoder
 from .engines import Engine, resolve_backend
 from .engines.batch import protect_batch
@@ -215,11 +215,7 @@ class Protector:
         inp = input_record or {}
         encoder = self.encoder_identity(inp)
         want = inp.get("encoder")
-        if (
-            want
-            and encoder
-            and (want.get("weights"), want.get("input")) != (encoder.get("weights"), encoder.get("input"))
-        ):
+        if not same_encoder(want, encoder):
             raise ValueError(
                 f"the input's templates come from encoder {want.get('name')!r} (weights {want.get('weights')}), "
                 "but this "
@@ -284,7 +280,7 @@ class Protector:
         imgs = None
         try:
             imgs = RowSource(images, "images", ndim=4) if images is not None else None
-            ids = check_row_ids(row_ids, len(src))
+            enrolment_ids = ids = check_row_ids(row_ids, len(src))
             if ids is None and len(src) == 1 and self.params.start == "random":
                 warnings.warn(
                     "one template without row_ids gets the random start of row 0, the same for every such call; "
@@ -318,8 +314,8 @@ class Protector:
             self._loop(src, imgs, ids, sink, decoder, backend, device, dtype)
             result = sink.finalize()
             if out_path is not None:
-                if row_ids is not None:
-                    np.save(provenance.ids_path(out_path), check_row_ids(row_ids, len(src)))
+                if enrolment_ids is not None:
+                    np.save(provenance.ids_path(out_path), enrolment_ids)
                 provenance.write(out_path, record)
             return result
         finally:

@@ -64,7 +64,7 @@ def _calibrate_deployment(args: argparse.Namespace) -> int:
     return 0
 
 
-def _probes(args: argparse.Namespace, matcher) -> tuple:
+def _probes(args: argparse.Namespace) -> tuple:
     """``(templates (P, D), names, encoder fingerprint)`` of ``args.probe``: photos (embedded with
     ``--encoder``) or a ``.npy`` from ``embed`` (its provenance names its encoder)."""
     import numpy as np
@@ -102,7 +102,7 @@ def _matcher(args: argparse.Namespace):
 
 def _verify(args: argparse.Namespace) -> int:
     m = _matcher(args)
-    z, _, enc = _probes(args, m)
+    z, _, enc = _probes(args)
     if len(z) != 1:
         raise ValueError(f"verify takes one probe photo or template, {args.probe} gave {len(z)}")
     d = m.verify(z[0], args.claim, enc)
@@ -113,7 +113,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _identify(args: argparse.Namespace) -> int:
     m = _matcher(args)
-    z, names, enc = _probes(args, m)
+    z, names, enc = _probes(args)
     for name, d in zip(names, m.identify(z, enc), strict=True):
         score = f"\tscore {d.score:.4f} threshold {d.threshold:.4f}" if args.show_score else ""
         print(f"{name}\t{d.identity if d.accept else 'unknown'}{score}")
@@ -125,14 +125,17 @@ def _info(args: argparse.Namespace) -> int:
 
     if args.file.startswith(("postgresql://", "postgres://")):
         from ..deploy.postgres_table import table_state
+        from ..match.gallery import parse_table_url
 
-        dsn, _, target = args.file.partition("#")
-        table, _, column = target.partition(":")
-        state = table_state(dsn, table, column or "embedding") if table else None
+        dsn, table, column = parse_table_url(args.file)
+        state = table_state(dsn, table, column)
         if state is None:
             raise ValueError(f"{args.file}: no protect-table run is recorded for it (postgresql://...#table[:column])")
         done = "finished" if state["finished_at"] else "unfinished"
-        print(f"{target}: {done} protect-table run, {state['rows_done']} rows protected up to id {state['last_id']}")
+        print(
+            f"{table}:{column}: {done} protect-table run, {state['rows_done']} rows protected "
+            f"up to id {state['last_id']}"
+        )
         for line in provenance.describe(state["provenance"]) if state.get("provenance") else []:
             print(f"  {line}")
         return 0

@@ -21,20 +21,13 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..io.arrays import unit_rows
 from ..optional import import_optional
 from ..protector import Protector
 
 
 def _faiss():
     return import_optional("faiss", "FAISS indexes")
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    n = np.linalg.norm(x, axis=1, keepdims=True)
-    if (n == 0).any():
-        raise ValueError("a zero template cannot be normalised for cosine search")
-    return x / n
 
 
 _FACTORY = re.compile(r"^(?:Flat|HNSW(?P<m>\d{1,4})(?:,Flat)?|IVF(?P<nlist>\d{1,7}),(?:Flat|SQ8|PQ(?P<pq>\d{1,4})))$")
@@ -110,7 +103,7 @@ def protect_into_faiss(
     with tqdm(total=n, unit="row", desc="protect+index", disable=not progress, dynamic_ncols=True) as bar:
         for a in range(0, n, chunk_rows):
             b = min(a + chunk_rows, n)
-            safe = _unit(protector(np.asarray(feats[a:b]), row_ids=ids[a:b]))
+            safe = unit_rows(protector(np.asarray(feats[a:b]), row_ids=ids[a:b]), "protected templates")
             if not index.is_trained:  # IVF / PQ: trained on the first protected chunk
                 index.train(safe)
             index.add_with_ids(safe, ids[a:b])
@@ -150,7 +143,7 @@ def build_index(vectors: np.ndarray, ids: np.ndarray, factory: str = "Flat") -> 
 def search(index: Any, probes: Any, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Cosine scores and ids ``(P, k)`` of the ``k`` best gallery entries for each probe ``(P, D)``
     (normalised here). Rotate probes first (:func:`advface_fast.rotation.rotate`) for a rotated gallery."""
-    return index.search(_unit(np.asarray(probes)), k)
+    return index.search(unit_rows(probes, "the probes"), k)
 
 
 def save_index(index: Any, path: str | os.PathLike[str]) -> None:

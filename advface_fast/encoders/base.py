@@ -73,6 +73,15 @@ class ModelEncoder(ABC):
         raise TypeError(f"no differentiable form of {type(self).__name__} for an identity loss")
 
 
+def same_encoder(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
+    """Whether two encoder fingerprints (:meth:`ModelEncoder.fingerprint` dicts) name the same
+    function: the same weights and input contract (names may differ). An unknown side (None or
+    empty) cannot be compared and counts as the same."""
+    if not a or not b:
+        return True
+    return (a.get("weights"), a.get("input")) == (b.get("weights"), b.get("input"))
+
+
 def encoder_fingerprint(encoder: object) -> str | None:
     """What identifies an encoder in a run manifest: a digest of its :meth:`~ModelEncoder.fingerprint`
     (weights and input contract), else its class (a plain callable; ``None`` for no encoder)."""

@@ -180,3 +180,20 @@ class MemorySink:
 
     def abort(self) -> None:
         """Nothing was written anywhere but memory."""
+
+
+def unit_rows(x: Any, what: str) -> np.ndarray:
+    """``(N, D)`` float32 rows scaled to unit norm; refuses zero and non-finite rows."""
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim == 1:
+        a = a[None, :]
+    if a.ndim != 2:
+        raise ValueError(f"{what} must be (N, D) or (D,), got shape {a.shape}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{what} holds NaN or Inf")
+    n = np.linalg.norm(a, axis=1, keepdims=True)
+    if (n == 0).any():
+        raise ValueError(
+            f"{what} holds an all-zero template (row {int(np.flatnonzero(n[:, 0] == 0)[0])}): no direction"
+        )
+    return (a / n).astype(np.float32)

@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..encoders.base import same_encoder
+
 FORMAT = "advface_fast.deployment/1"
 # the settings a threshold is fitted for: anything else about the run does not change a template
 SETTING_KEYS = ("eps", "alpha", "steps", "start", "renorm", "seed", "rotate", "precision")
@@ -94,7 +96,7 @@ class DeploymentConfig:
         if self.decoder is not None and prot.get("decoder") != self.decoder:
             diff.append(f"decoder {prot.get('decoder')} (deployment: {self.decoder})")
         enc, want = record.get("encoder") or {}, self.encoder or {}
-        if want and enc and (enc.get("weights"), enc.get("input")) != (want.get("weights"), want.get("input")):
+        if not same_encoder(enc, want):
             diff.append(f"encoder {enc.get('name')!r} (deployment: {want.get('name')!r})")
         if diff:
             raise ValueError(

@@ -16,25 +16,17 @@ from typing import Any
 import numpy as np
 
 from .. import provenance
+from ..io.arrays import unit_rows
 
 _SEARCH_CHUNK = 262_144  # gallery rows per matrix product of a brute-force search
 
 
-def unit_rows(x: Any, what: str) -> np.ndarray:
-    """``(N, D)`` float32 rows scaled to unit norm; refuses zero and non-finite rows."""
-    a = np.asarray(x, dtype=np.float64)
-    if a.ndim == 1:
-        a = a[None, :]
-    if a.ndim != 2:
-        raise ValueError(f"{what} must be (N, D) or (D,), got shape {a.shape}")
-    if not np.isfinite(a).all():
-        raise ValueError(f"{what} holds NaN or Inf")
-    n = np.linalg.norm(a, axis=1, keepdims=True)
-    if (n == 0).any():
+def _check_protected(record: dict[str, Any], where: str) -> None:
+    if not provenance.is_protected(record):
         raise ValueError(
-            f"{what} holds an all-zero template (row {int(np.flatnonzero(n[:, 0] == 0)[0])}): no direction"
+            f"{where} is not a protected gallery (its provenance says clear templates): protect it first "
+            "(advface-fast protect / index) and match against the protected output"
         )
-    return (a / n).astype(np.float32)
 
 
 class ProtectedGallery:
@@ -45,19 +37,24 @@ class ProtectedGallery:
     """
 
     def __init__(self, templates: np.ndarray, ids: np.ndarray, record: dict[str, Any], where: str) -> None:
-        if not provenance.is_protected(record):
-            raise ValueError(
-                f"{where} is not a protected gallery (its provenance says clear templates): protect it first "
-                "(advface-fast protect / index) and match against the protected output"
-            )
+        _check_protected(record, where)
         self.templates = unit_rows(templates, f"the gallery {where}")
-        self.ids = np.asarray(ids, dtype=np.int64)
-        if self.ids.shape != (len(self.templates),):
-            raise ValueError(f"{where}: {len(self.ids)} ids for {len(self.templates)} templates")
-        if len(np.unique(self.ids)) != len(self.ids):
+        ids = np.asarray(ids, dtype=np.int64)
+        if ids.shape != (len(self.templates),):
+            raise ValueError(f"{where}: {len(ids)} ids for {len(self.templates)} templates")
+        if len(np.unique(ids)) != len(ids):
             raise ValueError(f"{where}: enrolment ids must be unique")
-        self.record, self.where, self.dim = record, where, int(self.templates.shape[1])
-        self._row = {int(i): r for r, i in enumerate(self.ids.tolist())}
+        self._index_ids(record, where, int(self.templates.shape[1]), ids)
+
+    def _index_ids(self, record: dict[str, Any], where: str, dim: int, ids: np.ndarray) -> None:
+        """Hold the record and ids, with the row of each id and the ids of each label (a verify
+        reads one person's templates without scanning every label)."""
+        self.record, self.where, self.dim, self.ids = record, where, dim, ids
+        self._row = {int(i): r for r, i in enumerate(ids.tolist())}
+        self._by_label: dict[str, list[int]] = {}
+        for i, lab in (record.get("labels") or {}).items():
+            if int(i) in self._row:
+                self._by_label.setdefault(lab, []).append(int(i))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -70,11 +67,9 @@ class ProtectedGallery:
     def ids_of(self, claim: str | int) -> np.ndarray:
         """The enrolment ids of a claimed identity: a label (every template enrolled under it), or
         an enrolment id. Refuses a claim nobody is enrolled under."""
-        labels = self.record.get("labels") or {}
-        hits = [int(i) for i, lab in labels.items() if lab == str(claim)]
+        hits = self._by_label.get(str(claim), [])
         if not hits and str(claim).lstrip("-").isdigit() and self.has_id(int(claim)):
             hits = [int(claim)]
-        hits = [i for i in hits if self.has_id(i)]
         if not hits:
             raise KeyError(f"nobody is enrolled as {claim!r} in {self.where}")
         return np.array(sorted(hits), dtype=np.int64)
@@ -108,11 +103,9 @@ class FaissGallery(ProtectedGallery):
     """A FAISS inner-product index of protected unit templates (``advface-fast index``)."""
 
     def __init__(self, index: Any, record: dict[str, Any], where: str) -> None:
-        if not provenance.is_protected(record):
-            raise ValueError(f"{where} is not a protected gallery (its provenance says clear templates)")
-        self.index, self.record, self.where, self.dim = index, record, where, int(index.d)
-        self._ids = self._stored_ids(index)
-        self.ids = self._ids
+        _check_protected(record, where)
+        self.index = index
+        self._index_ids(record, where, int(index.d), self._stored_ids(index))
 
     @staticmethod
     def _stored_ids(index: Any) -> np.ndarray:
@@ -120,14 +113,6 @@ class FaissGallery(ProtectedGallery):
 
         faiss = import_optional("faiss", "FAISS indexes")
         return faiss.vector_to_array(index.id_map).astype(np.int64)
-
-    def __len__(self) -> int:
-        return int(self.index.ntotal)
-
-    def has_id(self, enrolment_id: int) -> bool:
-        if not hasattr(self, "_idset"):
-            self._idset = set(self._ids.tolist())
-        return int(enrolment_id) in self._idset
 
     def search(self, probes: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
         return self.index.search(np.ascontiguousarray(probes, dtype=np.float32), min(k, len(self)))
@@ -168,16 +153,21 @@ def open_gallery(source: str | os.PathLike[str]) -> ProtectedGallery:
     return FaissGallery(load_index(path), record, str(path))
 
 
-def _postgres_gallery(url: str) -> ProtectedGallery:
-    """``postgresql://...#table[:column]``: the table's protected column in memory."""
-    from ..deploy.postgres_table import read_protected_table
-
+def parse_table_url(url: str) -> tuple[str, str, str]:
+    """``postgresql://...#table[:column]`` -> ``(dsn, table, column)`` (column default ``embedding``)."""
     dsn, _, target = url.partition("#")
     if not target:
         raise ValueError(
             "a PostgreSQL gallery is 'postgresql://...#table' or '#table:column' (default column embedding)"
         )
     table, _, column = target.partition(":")
-    column = column or "embedding"
+    return dsn, table, column or "embedding"
+
+
+def _postgres_gallery(url: str) -> ProtectedGallery:
+    """``postgresql://...#table[:column]``: the table's protected column in memory."""
+    from ..deploy.postgres_table import read_protected_table
+
+    dsn, table, column = parse_table_url(url)
     ids, z, record = read_protected_table(dsn, table, column)
     return ProtectedGallery(z, ids, record, f"{table}.{column}")

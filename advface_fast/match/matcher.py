@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..encoders.base import same_encoder
 from ..keys import KeyLike, key_id, load_key
 from .config import DeploymentConfig
 from .gallery import ProtectedGallery, unit_rows
@@ -35,10 +36,6 @@ class Decision:
     enrolment_id: int | None
     score: float
     threshold: float
-
-
-def _same_encoder(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
-    return (a.get("weights"), a.get("input")) == (b.get("weights"), b.get("input")) if a and b else True
 
 
 class Matcher:
@@ -78,7 +75,7 @@ class Matcher:
         """Probes ``(P, D)`` or ``(D,)`` (any scale) -> unit probes in the gallery's space,
         ``(P, D)`` float32. ``encoder``: the probe's encoder fingerprint, when known (refused if it
         is not the gallery's)."""
-        if not _same_encoder(encoder, self.gallery.record.get("encoder")):
+        if not same_encoder(encoder, self.gallery.record.get("encoder")):
             g = self.gallery.record["encoder"]
             raise ValueError(
                 f"the probe comes from encoder {encoder.get('name')!r} (weights {encoder.get('weights')}), the gallery "
