@@ -236,11 +236,12 @@ def _through(entry: str, z: np.ndarray, w, tmp_path) -> np.ndarray:
         index = protect_into_faiss(z, af.Protector(dec, key=w["key1"], progress=False), ids=ids, progress=False)
         return stored_vectors(index)[0]
     if entry == "service-request":
-        from advface_fast.deploy.http_codec import parse_request
+        from advface_fast.deploy.service.schemas import ProtectRequest
+        from advface_fast.deploy.service.wire import check_ids, check_rows
 
-        body = json.dumps({"templates": z.tolist(), "ids": ids.tolist()}).encode()
-        t = parse_request(body, "application/json", None, z.shape[1], max_rows=64)
-        return af.protect(t.rows, dec, key=w["key1"], row_ids=t.ids, progress=False)
+        body = ProtectRequest.model_validate_json(json.dumps({"templates": z.tolist(), "ids": ids.tolist()}))
+        rows = check_rows(body.templates, z.shape[1], max_rows=64)
+        return af.protect(rows, dec, key=w["key1"], row_ids=check_ids(body.ids, len(rows)), progress=False)
     return _matcher(w).transform(z)
 
 
@@ -255,7 +256,7 @@ def test_templates_of_any_scale_get_their_directions_protection_and_zero_is_refu
     if entry != "matcher-probe":  # protected: moved away from the clear direction by the same amount
         assert ((scaled_dir * z).sum(1) < 0.9999).all()
     z[2] = 0
-    from advface_fast.deploy.http_codec import RequestError
+    from advface_fast.deploy.service.wire import RequestError
 
     with pytest.raises((ValueError, RequestError), match="zero"):
         _through(entry, z, world, tmp_path)

@@ -4,41 +4,32 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 
+from ..deploy.service.config import DEFAULT_IDENTITY_BUDGET, DEFAULT_KEY_BUDGET
 from .protect_options import add_setting_args, gallery_ids, load_models, setting_kwargs
 
 
-def _read_secret(path: str, what: str) -> str:
-    from pathlib import Path
-
-    from ..keys import check_key_file_mode
-
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what} file not found: {path}")
-    check_key_file_mode(Path(path))  # a token others can read is a token others hold
-    with open(path, encoding="utf-8") as f:
-        token = f.read().strip()
-    if len(token) < 16:
-        raise ValueError(f"{what} in {path} is shorter than 16 characters; use a long random token")
-    return token
-
-
 def _serve(args: argparse.Namespace) -> int:
-    from ..deploy.service import ServiceConfig, start_service
+    from ..deploy.service import Budget, ServiceConfig, load_api_keys, start_service, stop_service
     from ..keys import load_key
 
     decoder, _ = load_models(args)  # checks --encoder against the decoder; replicas build their own
     kwargs = setting_kwargs(args)
     key_file = kwargs.pop("key")
     key = load_key(key_file)
-    api_key = _read_secret(args.api_key_file, "API key")
-    if os.path.samefile(key_file, args.api_key_file) or api_key.encode() in (key, key.hex().encode()):
+    if os.path.exists(args.api_key_file) and os.path.samefile(key_file, args.api_key_file):
+        raise ValueError(f"--api-key-file {args.api_key_file} is the protection key file; give clients their own tokens")
+    api_keys = load_api_keys(args.api_key_file)
+    if api_keys.holds_secret(key):
         raise ValueError(
-            f"--api-key-file {args.api_key_file} holds the protection key: every enrolment client would hold the "
-            "secret that keys the gallery's noise and rotation; give clients their own token"
+            f"--api-key-file {args.api_key_file} holds the protection key: every client would hold the "
+            "secret that keys the gallery's noise and rotation; give clients their own tokens"
         )
+    if args.gallery and not args.deployment:
+        raise ValueError("--gallery needs --deployment (the threshold decisions are taken at)")
     cfg = ServiceConfig(
         max_batch_requests=args.max_batch,
         batch_wait_s=args.batch_wait_ms / 1000,
@@ -47,27 +38,41 @@ def _serve(args: argparse.Namespace) -> int:
         num_replicas=args.replicas,
         cpus_per_replica=args.cpus_per_replica,
         protect_kwargs=kwargs,
+        gallery=args.gallery,
+        deployment=args.deployment,
+        audit_log=args.audit_log,
+        identity_budget=Budget.parse(args.identity_budget),
+        key_budget=Budget.parse(args.key_budget),
     )
-    url = start_service(
-        decoder,
-        args.encoder,
-        key,
-        api_key,
-        cfg,
-        host=args.host,
-        port=args.port,
-        address=args.address,
-    )
-    print(f"serving on {url} (POST /protect, GET /healthz, GET /stats); Ctrl-C stops", file=sys.stderr)
+    # SIGTERM (systemd, docker stop) stops like Ctrl-C: the application, Serve and Ray shut down
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
+        url = start_service(
+            decoder, args.encoder, key, api_keys, cfg, host=args.host, port=args.port, address=args.address,
+            ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
+        )  # fmt: skip
+        endpoints = "/protect, /enrol, /verify, /identify, /stats, /healthz, /docs" if cfg.gallery else "/protect"
+        print(f"serving on {url} ({endpoints}); Ctrl-C or SIGTERM stops", file=sys.stderr, flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        print("stopping the service", file=sys.stderr)
+        print("stopping the service", file=sys.stderr, flush=True)
     finally:
-        from ray import serve
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the shutdown short
+        stop_service()
+    return 0
 
-        serve.shutdown()
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _api_key(args: argparse.Namespace) -> int:
+    from ..deploy.service.access import add_api_key, parse_scopes
+
+    token = add_api_key(args.file, args.name, parse_scopes(args.scopes))
+    print(f"added {args.name} ({args.scopes}) to {args.file}; its token (shown once):", file=sys.stderr)
+    print(token)
     return 0
 
 
@@ -123,15 +128,27 @@ def add_deploy_commands(sub: argparse._SubParsersAction) -> None:
     """Register ``serve``, ``protect-table`` and ``index`` on the CLI's subparsers."""
     sv = sub.add_parser(
         "serve",
-        help="an HTTP enrolment service with dynamic batching (Ray Serve; pip install 'advface_fast[serve]')",
-        description="Protect templates that arrive one at a time: POST /protect (JSON or .npy), GET /healthz, "
-        "GET /stats. Results equal protect() with the same key and ids.",
+        help="the HTTP service: protect, enrol, verify, identify (Ray Serve + FastAPI; pip install "
+        "'advface_fast[serve]')",
+        description="POST /protect, and with --gallery: /enrol, /verify, /identify (decisions, not scores), each "
+        "under API-key scopes, query budgets and an audit log. GET /docs, /openapi.json, /healthz, /stats.",
     )
     add_setting_args(sv, key_required=True)
-    sv.add_argument("--api-key-file", required=True, help="file holding the token clients send as 'Bearer <token>'")
+    sv.add_argument(
+        "--api-key-file", required=True, help="API keys: lines 'NAME SCOPES sha256:HEX' (advface-fast api-key), or one token"
+    )
+    sv.add_argument("--gallery", default=None, help="FAISS index to enrol into and match against (created if absent), "
+                    "or a .npy gallery / postgresql://...#table to match against (read-only)")  # fmt: skip
+    sv.add_argument("--audit-log", default=None, help="append-only log of decisions (default <gallery>.audit.jsonl)")
+    sv.add_argument("--identity-budget", default=str(DEFAULT_IDENTITY_BUDGET.queries) + "/h",
+                    help="verify queries per claimed identity per window, e.g. 20/h, 5/30s, none")  # fmt: skip
+    sv.add_argument("--key-budget", default=str(DEFAULT_KEY_BUDGET.queries) + "/h",
+                    help="verify/identify queries per API key per window")  # fmt: skip
+    sv.add_argument("--ssl-certfile", default=None, help="TLS certificate (PEM): serve HTTPS")
+    sv.add_argument("--ssl-keyfile", default=None, help="TLS private key (PEM) of --ssl-certfile")
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     sv.add_argument("--port", type=int, default=8000, help="HTTP port")
-    sv.add_argument("--replicas", type=int, default=1, help="replicas (each loads the models once)")
+    sv.add_argument("--replicas", type=int, default=1, help="protecting replicas (each loads the models once)")
     sv.add_argument("--cpus-per-replica", type=float, default=1.0, help="CPUs (torch threads) per replica")
     sv.add_argument("--max-batch", type=int, default=64, help="requests protected by one call at most")
     sv.add_argument("--batch-wait-ms", type=float, default=5.0, help="how long a batch waits to fill")
@@ -139,6 +156,17 @@ def add_deploy_commands(sub: argparse._SubParsersAction) -> None:
     sv.add_argument("--max-body-mb", type=int, default=8, help="request body size limit (MiB)")
     sv.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else local)")
     sv.set_defaults(func=_serve)
+
+    ak = sub.add_parser(
+        "api-key",
+        help="add a client API key with scopes to a service's key file (prints the token once)",
+        description="Scopes: protect, enrol, verify, identify, stats, scores (similarity scores: give it to "
+        "nobody who does not need it).",
+    )
+    ak.add_argument("name", help="the client's name (in the audit log and budgets)")
+    ak.add_argument("--scopes", required=True, help="comma-separated, e.g. verify,identify")
+    ak.add_argument("--file", required=True, help="the API key file (created mode 0600)")
+    ak.set_defaults(func=_api_key)
 
     pt = sub.add_parser(
         "protect-table",

@@ -59,6 +59,30 @@ class ProtectedGallery:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def add(self, ids: np.ndarray, templates: np.ndarray, labels: list[str]) -> None:
+        """Enrol unit protected ``templates (n, D)`` under new ``ids (n,)`` with ``labels``."""
+        self._check_new(ids, templates, labels)
+        self.templates = np.concatenate([self.templates, templates.astype(np.float32)])
+        self._note_added(ids, labels)
+
+    def _check_new(self, ids: np.ndarray, templates: np.ndarray, labels: list[str]) -> None:
+        if templates.shape != (len(ids), self.dim) or len(labels) != len(ids):
+            raise ValueError(f"{len(ids)} ids, {len(labels)} labels and templates {templates.shape} do not match")
+        taken = [int(i) for i in ids if int(i) in self._row]
+        if taken or len(set(ids.tolist())) != len(ids):
+            raise KeyError(f"enrolment ids already used in {self.where}: {(taken or ids.tolist())[:5]}")
+
+    def _note_added(self, ids: np.ndarray, labels: list[str]) -> None:
+        start = len(self.ids)
+        self.ids = np.concatenate([self.ids, ids.astype(np.int64)])
+        by_id = self.record.setdefault("labels", {})
+        for r, (i, lab) in enumerate(zip(ids.tolist(), labels, strict=True)):
+            self._row[int(i)] = start + r
+            if lab != str(int(i)):  # an unlabelled id is claimed by its number (ids_of)
+                by_id[str(int(i))] = lab
+                self._by_label.setdefault(lab, []).append(int(i))
+        self.record["rows"] = len(self.ids)
+
     def label(self, enrolment_id: int) -> str:
         """The person of an enrolment id (its label when the gallery has labels, else the id)."""
         labels = self.record.get("labels") or {}
@@ -113,6 +137,11 @@ class FaissGallery(ProtectedGallery):
 
         faiss = import_optional("faiss", "FAISS indexes")
         return faiss.vector_to_array(index.id_map).astype(np.int64)
+
+    def add(self, ids: np.ndarray, templates: np.ndarray, labels: list[str]) -> None:
+        self._check_new(ids, templates, labels)
+        self.index.add_with_ids(np.ascontiguousarray(templates, dtype=np.float32), ids.astype(np.int64))
+        self._note_added(ids, labels)
 
     def search(self, probes: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
         return self.index.search(np.ascontiguousarray(probes, dtype=np.float32), min(k, len(self)))

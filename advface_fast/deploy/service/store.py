@@ -1,0 +1,114 @@
+"""The gallery a service matches against and enrols into.
+
+A FAISS index file (``advface-fast index``, or created empty by the service) is writable: each
+enrolment is appended to a journal beside it (``<index>.journal``, JSON lines of id, label and
+protected template, flushed to disk before the enrolment is answered) and added to the index in
+memory; :meth:`GalleryStore.checkpoint` (at a clean shutdown, and every ``checkpoint_every``
+enrolments) writes the index and its provenance atomically and empties the journal. A start replays
+the journal, so an enrolment that was answered survives a crash. ``.npy`` galleries and PostgreSQL
+tables are served read-only (enrol into them with ``protect`` / ``protect-table``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ... import provenance
+from ...match.gallery import FaissGallery, ProtectedGallery, open_gallery
+
+
+class ReadOnlyGallery(Exception):
+    """Enrolment into a gallery the service cannot write."""
+
+
+class GalleryStore:
+    """``source``: a FAISS index path (created from ``new_record`` when absent), a ``.npy``
+    gallery or ``postgresql://...#table``; ``new_record``: the provenance of an empty gallery."""
+
+    def __init__(self, source: str, new_record: dict[str, Any] | None, checkpoint_every: int = 10_000) -> None:
+        self.source, self.checkpoint_every, self._since = source, checkpoint_every, 0
+        path = Path(source)
+        self.writable = not source.startswith(("postgresql://", "postgres://")) and path.suffix != ".npy"
+        self.journal = Path(source + ".journal")
+        if self.writable and not path.exists():
+            if new_record is None:
+                raise FileNotFoundError(f"no gallery at {path}")
+            self.gallery: ProtectedGallery = self._empty(path, new_record)
+            self.checkpoint()
+        else:
+            self.gallery = open_gallery(source)
+        if self.writable:
+            if not isinstance(self.gallery, FaissGallery):
+                raise ValueError(f"{source}: the service enrols into FAISS index files only")
+            self._replay()
+
+    @staticmethod
+    def _empty(path: Path, record: dict[str, Any]) -> FaissGallery:
+        from ...optional import import_optional
+
+        faiss = import_optional("faiss", "the service's gallery")
+        index = faiss.IndexIDMap2(faiss.IndexFlatIP(int(record["dim"])))
+        return FaissGallery(index, {**record, "rows": 0, "labels": {}, "index": {"factory": "Flat"}}, str(path))
+
+    def _replay(self) -> None:
+        if not self.journal.exists():
+            return
+        ids, rows, labels = [], [], []
+        with open(self.journal, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    e = json.loads(line)
+                except json.JSONDecodeError:  # a line cut by a crash was never answered
+                    continue
+                if not self.gallery.has_id(e["id"]):
+                    ids.append(e["id"])
+                    rows.append(e["t"])
+                    labels.append(e["label"])
+        if ids:
+            self.gallery.add(np.array(ids, np.int64), np.array(rows, np.float32), labels)
+
+    def add(self, ids: np.ndarray, templates: np.ndarray, labels: list[str]) -> None:
+        """Enrol unit protected ``templates (n, D)`` float32 under ``ids`` with ``labels``."""
+        if not self.writable:
+            raise ReadOnlyGallery(
+                f"{self.gallery.where} is served read-only: enrol with advface-fast protect / protect-table, "
+                "or serve a FAISS index"
+            )
+        self.gallery._check_new(ids, templates, labels)
+        lines = "".join(
+            json.dumps({"id": int(i), "label": lab, "t": [float(v) for v in t]}, separators=(",", ":")) + "\n"
+            for i, lab, t in zip(ids.tolist(), labels, templates, strict=True)
+        )
+        fd = os.open(self.journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        try:
+            os.write(fd, lines.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self.gallery.add(ids, templates, labels)
+        self._since += len(ids)
+        if self._since >= self.checkpoint_every:
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Write the index and its provenance (atomically), then empty the journal."""
+        if not self.writable:
+            return
+        from ...io.atomic import atomic_path
+        from ..vector_index import save_index
+
+        assert isinstance(self.gallery, FaissGallery)
+        path = Path(self.source)
+        # the provenance first: its labels of ids the index does not hold yet are ignored on
+        # reading, and a crash before the index is written replays the journal onto the old index
+        provenance.write(path, self.gallery.record)
+        with atomic_path(path) as tmp:
+            save_index(self.gallery.index, tmp)
+        if self.journal.exists():
+            os.truncate(self.journal, 0)
+        self._since = 0
