@@ -44,13 +44,15 @@ def _serve(args: argparse.Namespace) -> int:
         identity_budget=Budget.parse(args.identity_budget),
         key_budget=Budget.parse(args.key_budget),
     )
-    # SIGTERM (systemd, docker stop) stops like Ctrl-C: the application, Serve and Ray shut down
+    # SIGTERM (systemd, docker stop) stops like Ctrl-C: the application, Serve and Ray shut down.
+    # Set before and again after start: ray.init installs its own handler (a stack dump, then abort)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         url = start_service(
             decoder, args.encoder, key, api_keys, cfg, host=args.host, port=args.port, address=args.address,
             ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
         )  # fmt: skip
+        signal.signal(signal.SIGTERM, _interrupt)
         endpoints = "/protect, /enrol, /verify, /identify, /stats, /healthz, /docs" if cfg.gallery else "/protect"
         print(f"serving on {url} ({endpoints}); Ctrl-C or SIGTERM stops", file=sys.stderr, flush=True)
         while True:
