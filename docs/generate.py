@@ -196,6 +196,53 @@ def match_latency_table() -> list[str]:
     ]
 
 
+def service_oracle_table() -> list[str]:
+    """Identity inference from the service's answers against queries per target
+    (``benchmarks/service_oracle_attack.py``)."""
+    r = _load("service-oracle-lfw")
+    rows = []
+    for name, key in (("scores", "score_oracle"), ("decisions only", "decisions_only")):
+        for q, x in r[key].items():
+            cos = x.get("cosine_to_stored")
+            hours = x.get("hours_at_default_budget")
+            rows.append([name, f"{int(q):,}", f"{x['identity_inference']:.1f}", f"{x['wrong_person']:.1f}",
+                         "-" if cos is None else f"{cos:.3f}", "-" if hours is None else f"{hours:,.0f}",
+                         str(x["targets"])])  # fmt: skip
+    b = r["decisions_default_budget_one_window"]
+    rows.append([f"decisions, default budget ({b['budget']}), one window", f"{b['queries_sent_per_target']:,} sent",
+                 f"{b['identity_inference']:.1f}", f"{b['wrong_person']:.1f}", "-", "1", str(b["targets"])])  # fmt: skip
+    header = ["answers", "queries per target", "identity inference (%)", "wrong person (%)",
+              "cosine to stored", "hours at 20/h", "targets"]  # fmt: skip
+    return [
+        *_table(header, rows),
+        "",
+        f"Key stolen (the stored templates unrotated, the ceiling): {r['key_stolen_ceiling']['identity_inference']:.1f}%. "
+        f"In one budget window the attacker got {b['answered']:,} answers and {b['refused_429']:,} refusals (429) "
+        f"for {b['targets']} targets. Data: {r['data']}; defence: {r['defence']}; decisions at "
+        f"{r['threshold_protected_far_1e-3']:.3f} (FAR 1e-3 on the protected gallery); judged by E at the clean "
+        f"system's FAR-1e-3 threshold {r['judge_threshold_clean_far_1e-3']:.3f}. {r['machine']}; `{r['command']}`; "
+        "[`benchmarks/results/service-oracle-lfw/`](../benchmarks/results/service-oracle-lfw/).",
+    ]
+
+
+def match_load_table() -> list[str]:
+    """p50/p99 and throughput of the service's endpoints (``benchmarks/match_load.py``)."""
+    r = json.loads((RESULTS / "match_load_cpu.json").read_text())
+    rows = [
+        [f"{x['gallery']:,}", f"/{x['endpoint']}", str(x["concurrency"]), f"{x['requests_per_s']:.1f}",
+         f"{x['p50_ms']:.1f}", f"{x['p99_ms']:.1f}", f"{x['requests']} / {x['errors']}"]  # fmt: skip
+        for x in r["rows"]
+    ]
+    header = ["gallery", "endpoint", "clients", "requests/s", "p50 ms", "p99 ms", "requests / errors"]
+    builds = ", ".join(f"{int(k):,}: {v:.0f} s" for k, v in r["gallery_build_seconds"].items())
+    return [
+        *_table(header, rows),
+        "",
+        f"Gallery builds (`advface-fast index`, protection included): {builds}. {r['machine']}; `{r['command']}`; raw "
+        "numbers in [`benchmarks/results/match_load_cpu.json`](../benchmarks/results/match_load_cpu.json).",
+    ]
+
+
 def operating_point_sweep_table(name: str) -> list[str]:
     """TAR at FAR 1e-3 and 1e-4, at the clean threshold and re-fitted, over an eps sweep
     (``benchmarks/operating_point_sweep.py``)."""
@@ -234,6 +281,8 @@ BLOCKS: dict[str, tuple[str, Callable[[], list[str]]]] = {
         lambda: operating_point_sweep_table("operating-point-celeba-folders-mobilefacenet"),
     ),
     "match-latency": ("docs/deployment.md", match_latency_table),
+    "service-oracle": ("docs/deployment.md", service_oracle_table),
+    "match-load": ("docs/deployment.md", match_load_table),
     "results-index": ("README.md", results_index),
     "eval-lfw": ("docs/evaluation.md", lambda: faces_eval_table("eval-lfw", ["conv+id"])),
     "eval-lfw-mobilefacenet": ("docs/evaluation.md", lambda: faces_eval_table("eval-lfw-mobilefacenet", ["conv+id"])),
