@@ -94,7 +94,7 @@ class Protector:
         self.encoder = as_encoder(encoder)
         check_trained_for(decoder, self.encoder)
         self.batch_size = run.batch_size
-        self.device = torch.device(run.device) if run.device is not None else None
+        self.device = _check_device(run.device) if run.device is not None else None
         self.backend_name = run.backend
         self.precision = run.precision
         self.progress = run.progress
@@ -443,3 +443,19 @@ def protect(
     return protector(
         features, images=images, out=out, overwrite=overwrite, resume=resume, row_ids=row_ids, reprotect=reprotect
     )
+
+
+def _check_device(name: Any) -> torch.device:
+    """``device=`` as a torch device, refusing by name what cannot run protection here."""
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"unknown device {name!r}: protection runs on 'cpu' or 'cuda[:N]'") from exc
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {name!r}: protection runs on 'cpu' or 'cuda[:N]'")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device {name!r}, but torch sees no CUDA GPU here (torch.cuda.is_available() is False): use "
+            "device='cpu' or leave device unset"
+        )
+    return dev

@@ -139,8 +139,9 @@ def _serve(tmp: Path, gallery: Path, shadow: Path, n: int, args: argparse.Namesp
         out = []
         for endpoint in ENDPOINTS:
             for level in LEVELS:
-                ccmd = [sys.executable, __file__, "--client", url, "--endpoint", endpoint, "--concurrency", str(level),
-                        "--requests", str(args.requests), "--seconds", str(args.seconds), "--gallery-size", str(n)]  # fmt: skip
+                ccmd = [sys.executable, __file__, "--client", url, "--endpoint", endpoint]
+                ccmd += ["--concurrency", str(level), "--requests", str(args.requests), "--seconds", str(args.seconds)]
+                ccmd += ["--gallery-size", str(n)]
                 res = json.loads(subprocess.run(ccmd, capture_output=True, text=True, check=True).stdout)
                 res["gallery"], res["startup_s"] = n, up
                 print(

@@ -200,8 +200,8 @@ def main() -> int:
         for n in DECISION_QUERIES:
             vals = [est[t][n] @ unrotated[np.flatnonzero(g == t)[0]] for t in tg if est[t][n] is not None]
             results["decisions_only"][str(n)]["cosine_to_stored"] = float(np.mean(vals)) if vals else None
-            results["decisions_only"][str(n)]["hours_at_default_budget"] = n / DEFAULT_IDENTITY_BUDGET.queries * (
-                DEFAULT_IDENTITY_BUDGET.window_s / 3600
+            results["decisions_only"][str(n)]["hours_at_default_budget"] = (
+                n / DEFAULT_IDENTITY_BUDGET.queries * (DEFAULT_IDENTITY_BUDGET.window_s / 3600)
             )
 
     def attack_budgeted(url: str) -> None:
@@ -236,7 +236,10 @@ def main() -> int:
 
     run(None, "scores", lambda url: (attack_scores(url), attack_decisions(url)))
     run(DEFAULT_IDENTITY_BUDGET, "budget", attack_budgeted)
-    ceiling = {"identity_inference": 100 * np.mean([unrotated[np.flatnonzero(g == t)[0]] @ other[t] > thr_clean for t in targets])}
+    ceiling = {
+        "identity_inference": 100
+        * np.mean([unrotated[np.flatnonzero(g == t)[0]] @ other[t] > thr_clean for t in targets])
+    }
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     doc = {
@@ -269,7 +272,7 @@ def _threads(fn, items: list, n: int) -> None:
                 item = todo.pop()
             try:
                 fn(item)
-            except BaseException as exc:  # noqa: BLE001 - reraised below
+            except BaseException as exc:  # reraised below
                 errors.append(exc)
 
     ts = [threading.Thread(target=worker) for _ in range(n)]

@@ -186,3 +186,25 @@ def test_corrupt_and_truncated_npy(env):
 def test_decoder_must_be_a_module(env):
     with pytest.raises(TypeError, match=r"nn\.Module"):
         af.protect(env[2], lambda z: z, **KW)
+
+
+def test_device_names_and_cut_npy3_headers_and_nan_slopes_are_named(tmp_path):
+    """#38 lows: device='cuda' without a GPU and device='tpu' are refused by name; an .npy 3.0
+    header cut inside its length field is a format error; a NaN negative_slope fails at load."""
+    import torch
+
+    from advface_fast.errors import GalleryFormatError
+
+    dec = af.load_default().shadow
+    z = np.ones((1, 128), np.float32)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            af.Protector(dec, device="cuda", progress=False)
+    with pytest.raises(ValueError, match="runs on 'cpu' or 'cuda"):
+        af.Protector(dec, device="tpu", progress=False)
+    (tmp_path / "cut.npy").write_bytes(b"\x93NUMPY\x03\x00\x10")
+    with pytest.raises(GalleryFormatError, match="not a valid .npy"):
+        af.protect(tmp_path / "cut.npy", dec, progress=False)
+    with pytest.raises(ValueError, match="negative_slope must be a finite"):
+        af.MLPDecoder(128, [16], (3, 4, 4), negative_slope=float("nan"))
+    assert af.protect(z, dec, progress=False, device="cpu").shape == (1, 128)

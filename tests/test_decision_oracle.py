@@ -35,6 +35,6 @@ def test_estimate_converges_to_the_stored_template_with_answers():
 
 
 def test_no_foothold_no_estimate():
-    u, mine, _ = _world(seed=2)
+    _, mine, _ = _world(seed=2)
     est = decision_oracle(lambda p: False, mine, 0.5, [100, 1000], seed=0)
     assert est == {100: None, 1000: None}

@@ -329,3 +329,49 @@ def test_database_errors_end_the_cli_with_one_line(dsn, tmp_path, capsys):
     assert main(["protect-table", bad_dsn, "faces", *common]) == 2
     err = capsys.readouterr().err
     assert "error" in err and "Traceback" not in err and "no_such_db_" in err
+
+
+def test_service_enrols_into_a_protected_table_keeping_its_mark(dsn, tmp_path):
+    """The service's PostgreSQL gallery: protected rows and the mark in one transaction; refused
+    while clear rows wait above the mark; the matcher and a rerun of protect-table agree."""
+    pytest.importorskip("httpx")
+    from fastapi.testclient import TestClient
+
+    from advface_fast.deploy.postgres_table import read_protected_table
+    from advface_fast.deploy.service import ServiceConfig, local_service
+    from advface_fast.deploy.service.access import DEFAULT_SCOPES, ApiKey, ApiKeys, digest
+    from advface_fast.match.config import SETTING_KEYS, DeploymentConfig
+
+    feats = unit_rows(10, DIM, seed=40)
+    _fill(dsn, feats, np.arange(10, dtype=np.int64))
+    prot, dec = _protector()
+    protect_table(dsn, "faces", prot, progress=False)
+    s = prot.settings(DIM)
+    DeploymentConfig(0.5, 1e-3, {k: s[k] for k in SETTING_KEYS}, None, None, None).save(tmp_path / "dep.json")
+    url = f"postgresql:///?{dsn.replace(' ', '&')}#faces"
+    cfg = ServiceConfig(gallery=url, deployment=str(tmp_path / "dep.json"), audit_log=str(tmp_path / "audit.jsonl"))
+    token = "pg-test-token-0123456789"
+    c = TestClient(local_service(dec, None, KEY, ApiKeys([ApiKey("a", DEFAULT_SCOPES, digest(token))]), cfg))
+    h = {"Authorization": f"Bearer {token}"}
+    new = unit_rows(2, DIM, seed=41)
+    r = c.post("/enrol", json={"templates": new.tolist(), "ids": [100, 101], "labels": ["ann", "bo"]}, headers=h)
+    assert r.status_code == 200, r.text
+    assert c.post("/identify", json={"template": new[1].tolist()}, headers=h).json()["identity"] == "bo"
+    ids, z, record = read_protected_table(dsn, "faces")
+    assert ids.tolist() == [*range(10), 100, 101] and record["labels"] == {"100": "ann", "101": "bo"}
+    want = prot(new, row_ids=np.array([100, 101]))
+    assert_same_protection(z[-2:], want)
+    assert table_state(dsn, "faces")["last_id"] == 101
+    with psycopg.connect(dsn) as conn:  # a clear row appended by someone else, above the mark
+        conn.execute("INSERT INTO faces (id, embedding) VALUES (200, %s)", (unit_rows(1, DIM, seed=42)[0].tolist(),))
+    r = c.post("/enrol", json={"templates": new[:1].tolist(), "ids": [300]}, headers=h)
+    assert r.status_code == 409 and "clear rows above" in r.json()["error"]
+    r = c.post("/enrol", json={"templates": new[:1].tolist(), "ids": [5]}, headers=h)
+    assert r.status_code == 409 and "already used" in r.json()["error"]
+    assert protect_table(dsn, "faces", prot, progress=False).protected == 1  # the clear row, not ours again
+    from advface_fast.deploy.postgres_table import LOCK_PREFIX
+
+    with psycopg.connect(dsn) as other:  # a protect-table run holds the column: try again later
+        other.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (LOCK_PREFIX + "public.faces.embedding",))
+        r = c.post("/enrol", json={"templates": new[:1].tolist(), "ids": [400]}, headers=h)
+        assert r.status_code == 503 and int(r.headers["retry-after"]) > 0, r.text

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -125,7 +126,9 @@ def test_api_keys_file_scopes_and_refusals(tmp_path):
     assert (f.stat().st_mode & 0o777) == 0o600 and gate not in f.read_text()  # digests only
     keys = load_api_keys(f)
     assert keys.authorise(f"Bearer {gate}").name == "gate-1" and keys.authorise(f"bearer {hr}").name == "hr"
-    assert keys.authorise(f"Bearer {gate}x") is None and keys.authorise(None) is None and keys.authorise("Bearer ") is None
+    assert (
+        keys.authorise(f"Bearer {gate}x") is None and keys.authorise(None) is None and keys.authorise("Bearer ") is None
+    )
     assert keys.authorise(f"Bearer {gate}").allows("verify") and not keys.authorise(f"Bearer {gate}").allows("scores")
     with pytest.raises(ValueError, match="already has a key named"):
         add_api_key(f, "hr", frozenset({"enrol"}))
@@ -197,7 +200,9 @@ def test_enrol_verify_identify_equal_the_librarys_decisions(app_world):
     c = app_world["start"]()
     z = unit_rows(12, DIM, seed=1)
     labels = [f"p{i // 2}" for i in range(12)]  # 6 people, 2 templates each
-    r = c.post("/enrol", json={"templates": z.tolist(), "labels": labels, "ids": list(range(100, 112))}, headers=_h(API_KEY))
+    r = c.post(
+        "/enrol", json={"templates": z.tolist(), "labels": labels, "ids": list(range(100, 112))}, headers=_h(API_KEY)
+    )
     assert r.status_code == 200 and r.json() == {"ids": list(range(100, 112)), "labels": labels}
     keeper = c.app.state.core._keeper
     stored = keeper.store.gallery
@@ -258,16 +263,18 @@ def test_audit_log_holds_every_decision_and_no_template(app_world):
     c = app_world["start"]()
     z = unit_rows(3, DIM, seed=6)
     c.post("/enrol", json={"templates": z.tolist(), "labels": ["a", "b", "c"]}, headers=_h(API_KEY))
-    answers = [c.post("/verify", json={"template": z[j % 3].tolist(), "claim": "a"}, headers=_h(GATE_KEY)) for j in range(5)]
+    answers = [
+        c.post("/verify", json={"template": z[j % 3].tolist(), "claim": "a"}, headers=_h(GATE_KEY)) for j in range(5)
+    ]
     answers += [c.post("/identify", json={"template": z[j].tolist()}, headers=_h(GATE_KEY)) for j in range(3)]
-    lines = [json.loads(x) for x in open(app_world["cfg"].audit_path())]
+    lines = [json.loads(x) for x in Path(app_world["cfg"].audit_path()).read_text().splitlines()]
     decisions = [x for x in lines if x["event"] in ("verify", "identify")]
     assert len(decisions) == len(answers) == 8
     # 3 verify answers for 'a' then the budget (3 per window) refuses 2: logged as refusals
     assert [x.get("decision") for x in decisions[:5]] == ["accept", "reject", "reject"] + ["refused: query budget"] * 2
     assert [a.status_code for a in answers[:5]] == [200, 200, 200, 429, 429]
     assert all(x["api_key"] == "gate" and "time" in x for x in decisions)
-    text = open(app_world["cfg"].audit_path()).read()
+    text = Path(app_world["cfg"].audit_path()).read_text()
     for v in z.ravel()[:20]:  # no template value, no score, no token
         assert repr(float(v))[:8] not in text
     assert "score" not in text and GATE_KEY not in text
@@ -283,7 +290,16 @@ def test_refusals_are_4xx_and_never_protect(app_world):
         ("/protect", {"json": {"templates": [[0.1] * 7]}}, h, 400, "dimension 7"),
         ("/protect", {"json": {"templates": [[0.1] * DIM], "x": 1}}, h, 400, "Extra inputs"),
         ("/protect", {"json": {"templates": [[True] * DIM]}}, h, 400, "valid"),
-        ("/protect", {"content": b"{\"templates\": " + b"[" * 30_000 + b"]" * 30_000 + b"}", "headers": {"content-type": "application/json"}}, h, 400, "parsing the body"),
+        (
+            "/protect",
+            {
+                "content": b'{"templates": ' + b"[" * 30_000 + b"]" * 30_000 + b"}",
+                "headers": {"content-type": "application/json"},
+            },
+            h,
+            400,
+            "parsing the body",
+        ),
         ("/protect", {"content": b"0" * (65 << 10), "headers": {"content-type": "application/json"}}, h, 413, "larger"),
         ("/protect/npz", {"content": b"x", "headers": {"content-type": "text/csv"}}, h, 415, "Content-Type"),
         ("/protect", {"json": {"templates": [[0.1] * DIM]}}, _h("wrong-key-0123456789"), 401, "API key"),
@@ -309,7 +325,16 @@ def test_refusals_are_4xx_and_never_protect(app_world):
 def test_openapi_lists_every_endpoint_and_stats_shows_resolved_settings(app_world):
     c = app_world["start"]()
     paths = c.get("/openapi.json").json()["paths"]
-    assert set(paths) == {"/protect", "/protect/npz", "/enrol", "/enrol/npz", "/verify", "/identify", "/stats", "/healthz"}
+    assert set(paths) == {
+        "/protect",
+        "/protect/npz",
+        "/enrol",
+        "/enrol/npz",
+        "/verify",
+        "/identify",
+        "/stats",
+        "/healthz",
+    }
     assert c.get("/docs").status_code == 200
     st = c.get("/stats", headers=_h(API_KEY)).json()
     prot = st["config"]["protection"]
@@ -469,7 +494,9 @@ def _all_stats(client, timeout_s: float = 60.0) -> dict[str, dict]:
         if len(seen) == 2:
             return seen
         time.sleep(0.1)
-    raise AssertionError(f"only replicas {sorted(seen)} answered in {timeout_s:.0f} s; serve.status(): {serve.status()}")
+    raise AssertionError(
+        f"only replicas {sorted(seen)} answered in {timeout_s:.0f} s; serve.status(): {serve.status()}"
+    )
 
 
 def _total(stats: dict[str, dict], key: str) -> int:
@@ -534,7 +561,7 @@ def test_service_enrols_verifies_identifies_through_ray(service):
     with pytest.raises(ServiceError) as exc:
         c.verify(z[0], "ann")
     assert exc.value.status == 429 and exc.value.retry_after >= 1
-    lines = [json.loads(x) for x in open(cfg.audit_path())]
+    lines = [json.loads(x) for x in Path(cfg.audit_path()).read_text().splitlines()]
     assert sum(x["event"] == "verify" for x in lines) == 7 and sum(x["event"] == "identify" for x in lines) == 2
 
 
@@ -543,7 +570,9 @@ def test_service_refuses_over_ray(service):
 
     url, _, _ = service
     for key in ("", "wrong-key"):
-        status, _, body = ServiceClient(url, key).request("POST", "/protect", b"{}", {"Content-Type": "application/json"})
+        status, _, body = ServiceClient(url, key).request(
+            "POST", "/protect", b"{}", {"Content-Type": "application/json"}
+        )
         assert status == 401 and "API key" in json.loads(body)["error"]
     c = ServiceClient(url, API_KEY)
     status, _, body = c.request("POST", "/protect", b"0" * (65 << 10), {"Content-Type": "application/json"})
@@ -628,7 +657,7 @@ def test_https_serve_then_sigterm_leaves_no_process(tmp_path):
             assert time.monotonic() < deadline, "".join(log)
             time.sleep(0.5)
         c = ServiceClient(f"https://127.0.0.1:{port}", API_KEY, cafile=cert)
-        rows, ids = c.protect(unit_rows(2, DIM), np.array([1, 2]))
+        rows, _ = c.protect(unit_rows(2, DIM), np.array([1, 2]))
         assert rows.shape == (2, DIM)
         with pytest.raises(Exception):  # noqa: B017 - plain HTTP to an HTTPS port: no HTTP answer
             urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10).read()

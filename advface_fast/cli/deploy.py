@@ -21,7 +21,9 @@ def _serve(args: argparse.Namespace) -> int:
     key_file = kwargs.pop("key")
     key = load_key(key_file)
     if os.path.exists(args.api_key_file) and os.path.samefile(key_file, args.api_key_file):
-        raise ValueError(f"--api-key-file {args.api_key_file} is the protection key file; give clients their own tokens")
+        raise ValueError(
+            f"--api-key-file {args.api_key_file} is the protection key file; give clients their own tokens"
+        )
     api_keys = load_api_keys(args.api_key_file)
     if api_keys.holds_secret(key):
         raise ValueError(
@@ -137,10 +139,16 @@ def add_deploy_commands(sub: argparse._SubParsersAction) -> None:
     )
     add_setting_args(sv, key_required=True)
     sv.add_argument(
-        "--api-key-file", required=True, help="API keys: lines 'NAME SCOPES sha256:HEX' (advface-fast api-key), or one token"
+        "--api-key-file",
+        required=True,
+        help="API keys: lines 'NAME SCOPES sha256:HEX' (advface-fast api-key), or one token",
     )
-    sv.add_argument("--gallery", default=None, help="FAISS index to enrol into and match against (created if absent), "
-                    "or a .npy gallery / postgresql://...#table to match against (read-only)")  # fmt: skip
+    sv.add_argument(
+        "--gallery",
+        default=None,
+        help="FAISS index to enrol into and match against (created if absent), postgresql://...#table (a column "
+        "protect-table finished), or a .npy gallery (read-only)",
+    )
     sv.add_argument("--audit-log", default=None, help="append-only log of decisions (default <gallery>.audit.jsonl)")
     sv.add_argument("--identity-budget", default=str(DEFAULT_IDENTITY_BUDGET.queries) + "/h",
                     help="verify queries per claimed identity per window, e.g. 20/h, 5/30s, none")  # fmt: skip
@@ -176,7 +184,11 @@ def add_deploy_commands(sub: argparse._SubParsersAction) -> None:
         description="Streams the column with a server-side cursor and commits transactional batches; a rerun "
         "resumes after the last committed id and refuses other settings.",
     )
-    pt.add_argument("dsn", help="libpq connection string or URI, e.g. 'host=/run/postgresql dbname=faces'")
+    pt.add_argument(
+        "dsn",
+        help="libpq connection string or URI, e.g. 'host=/run/postgresql dbname=faces'; keep a password out of it "
+        "(the process list shows arguments): ~/.pgpass or PGPASSWORD",
+    )
     pt.add_argument("table", help="table or schema.table")
     add_setting_args(pt)
     pt.add_argument("--column", default="embedding", help="embedding column: real[], double precision[] or bytea")

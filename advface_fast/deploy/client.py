@@ -67,7 +67,9 @@ class ServiceClient:
         raise AssertionError("unreachable")
 
     def _json(self, path: str, doc: dict[str, Any]) -> dict[str, Any]:
-        status, headers, body = self.request("POST", path, json.dumps(doc).encode(), {"Content-Type": "application/json"})
+        status, headers, body = self.request(
+            "POST", path, json.dumps(doc).encode(), {"Content-Type": "application/json"}
+        )
         return _answer(status, headers, body)
 
     def protect(self, templates: np.ndarray, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -57,6 +57,10 @@ class ConcurrentRunError(AdvFaceError, RuntimeError):
     """Another ``protect_table`` run holds the column."""
 
 
+class TableStateError(AdvFaceError, ValueError):
+    """The column's state forbids the operation now (no finished run; clear rows above the mark)."""
+
+
 class ConcurrentUpdateError(AdvFaceError, RuntimeError):
     """Rows changed under the run; the batch was rolled back (rerun to resume)."""
 
@@ -414,3 +418,67 @@ def read_protected_table(
     )  # a column protected before provenance was recorded: built from its settings
     record = {**record, "rows": len(ids)}
     return ids, z, record
+
+
+def enrol_protected(
+    dsn: str,
+    table: str,
+    ids: np.ndarray,
+    templates: np.ndarray,
+    labels: list[str] | None = None,
+    *,
+    column: str = "embedding",
+    id_column: str = "id",
+) -> None:
+    """Insert templates already protected with the column's settings (by the service) as new
+    rows, in one transaction that keeps the column's invariant: every row at or below the state's
+    high-water mark is protected. Refuses while a ``protect_table`` run holds the column, when the
+    column has no finished run, and when clear rows wait above the mark (run ``protect-table``
+    first: moving the mark past them would leave them clear). ``labels`` go into the state's
+    provenance (the matcher's people). Raises ``KeyError`` for an id already in the table."""
+    psycopg = _psycopg()
+    sql = psycopg.sql
+    tbl, col, idc = _ident(table), sql.Identifier(column), sql.Identifier(id_column)
+    with psycopg.connect(dsn) as conn:
+        quoted = tbl.as_string(conn)
+        kind = _column_type(conn, quoted, column)
+        target = f"{_qualified(conn, quoted)}.{column}"
+        if not conn.execute(
+            "SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 0))", (LOCK_PREFIX + target,)
+        ).fetchone()[0]:
+            raise ConcurrentRunError(f"a protect-table run is protecting {target} now; enrol when it has finished")
+        state = conn.execute(
+            f"SELECT settings, last_id, finished_at FROM {STATE_TABLE} WHERE target = %s FOR UPDATE", (target,)
+        ).fetchone()
+        if state is None or state[2] is None:
+            raise TableStateError(
+                f"{target} has no finished protection run (advface-fast protect-table) to enrol beside"
+            )
+        if state[0]["dim"] != templates.shape[1]:
+            raise ValueError(f"{target} holds {state[0]['dim']}-d templates, not {templates.shape[1]}-d")
+        last = state[1]
+        pending = conn.execute(
+            sql.SQL("SELECT count(*) FROM {t} WHERE {c} IS NOT NULL AND {i} > %s").format(t=tbl, c=col, i=idc),
+            (last if last is not None else -1,),
+        ).fetchone()[0]
+        if pending:
+            raise TableStateError(
+                f"{target} has {pending} clear rows above its protected mark (id {last}): run advface-fast "
+                "protect-table first"
+            )
+        try:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    sql.SQL("INSERT INTO {t} ({i}, {c}) VALUES (%s, %s)").format(t=tbl, i=idc, c=col),
+                    [(int(i), _encode(v, kind)) for i, v in zip(ids.tolist(), templates, strict=True)],
+                )
+        except psycopg.errors.UniqueViolation as exc:
+            raise KeyError(f"enrolment ids already used in {target}") from exc
+        named = {str(int(i)): lab for i, lab in zip(ids.tolist(), labels or [], strict=False) if lab != str(int(i))}
+        conn.execute(
+            f"UPDATE {STATE_TABLE} SET last_id = GREATEST(coalesce(last_id, -1), %s), rows_done = rows_done + %s, "
+            "provenance = jsonb_set(coalesce(provenance, '{}'::jsonb), '{labels}', "
+            "(CASE WHEN jsonb_typeof(provenance -> 'labels') = 'object' THEN provenance -> 'labels' "
+            "ELSE '{}'::jsonb END) || %s::jsonb) WHERE target = %s",
+            (int(ids.max()), len(ids), json.dumps(named), target),
+        )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import struct
 import tokenize
 from pathlib import Path
 
@@ -88,6 +89,7 @@ def read_npy_header(path: Path) -> tuple[np.dtype, tuple[int, ...], bool, int]:
         MemoryError,
         UnicodeDecodeError,
         tokenize.TokenError,
+        struct.error,  # a header cut inside its length field
     ) as exc:
         # garbage headers reach numpy's literal parser: tokenizer, syntax and type errors
         raise GalleryFormatError(f"{path} is not a valid .npy file ({exc})") from exc

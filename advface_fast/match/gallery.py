@@ -75,7 +75,9 @@ class ProtectedGallery:
     def _note_added(self, ids: np.ndarray, labels: list[str]) -> None:
         start = len(self.ids)
         self.ids = np.concatenate([self.ids, ids.astype(np.int64)])
-        by_id = self.record.setdefault("labels", {})
+        if not isinstance(self.record.get("labels"), dict):
+            self.record["labels"] = {}
+        by_id = self.record["labels"]
         for r, (i, lab) in enumerate(zip(ids.tolist(), labels, strict=True)):
             self._row[int(i)] = start + r
             if lab != str(int(i)):  # an unlabelled id is claimed by its number (ids_of)

@@ -9,6 +9,7 @@ Both record the constructor arguments needed to rebuild them (``config()``), whi
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -63,6 +64,8 @@ class MLPDecoder(nn.Module):
         self.act = act
         self.out_act = out_act
         self.negative_slope = float(negative_slope)
+        if not math.isfinite(self.negative_slope):  # a model file's NaN would pass load and fail at protect
+            raise ValueError(f"negative_slope must be a finite number, got {negative_slope!r}")
         widths = [self.in_dim, *self.hidden, self.out_shape[0] * self.out_shape[1] * self.out_shape[2]]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(widths))
 

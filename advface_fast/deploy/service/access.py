@@ -105,7 +105,9 @@ def load_api_keys(path: str | os.PathLike[str]) -> ApiKeys:
     for n, line in enumerate(lines, 1):
         m = _LINE.match(line)
         if m is None:
-            raise ValueError(f"{p}: entry {n} is not 'NAME SCOPES sha256:<64 hex>' (make keys with advface-fast api-key)")
+            raise ValueError(
+                f"{p}: entry {n} is not 'NAME SCOPES sha256:<64 hex>' (make keys with advface-fast api-key)"
+            )
         keys.append(ApiKey(m["name"], parse_scopes(m["scopes"]), bytes.fromhex(m["hex"])))
     return ApiKeys(keys)
 
@@ -115,9 +117,8 @@ def add_api_key(path: str | os.PathLike[str], name: str, scopes: frozenset[str])
     p = Path(path)
     if not _LINE.match(f"{name} x sha256:{'0' * 64}"):
         raise ValueError(f"a key name is 1-64 of letters, digits and _.@- , got {name!r}")
-    if p.exists():
-        if any(k.name == name for k in load_api_keys(p).keys):
-            raise ValueError(f"{p} already has a key named {name}")
+    if p.exists() and any(k.name == name for k in load_api_keys(p).keys):
+        raise ValueError(f"{p} already has a key named {name}")
     token = secrets.token_urlsafe(32)
     fd = os.open(p, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
     with os.fdopen(fd, "a", encoding="utf-8") as f:

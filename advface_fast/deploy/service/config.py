@@ -22,7 +22,8 @@ class ServiceConfig:
     within ``batch_wait_s`` (up to ``max_batch_requests``) are protected by one call.
 
     Matching (when ``gallery`` is set): ``gallery`` is a FAISS index path (created when absent;
-    enrolments go there), a ``.npy`` gallery or ``postgresql://...#table`` (read-only);
+    enrolments go there), ``postgresql://...#table`` (a column ``protect-table`` finished; enrolments
+    go there) or a ``.npy`` gallery (read-only);
     ``deployment`` the deployment configuration (threshold and settings) decisions are taken
     with; ``audit_log`` the append-only log of decisions (default ``<gallery>.audit.jsonl``);
     ``identity_budget`` and ``key_budget`` the queries a claimed identity and an API key may make

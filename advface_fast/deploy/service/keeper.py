@@ -16,6 +16,7 @@ import numpy as np
 from ...io.arrays import unit_rows
 from ...match.config import DeploymentConfig
 from ...match.matcher import Matcher
+from ..postgres_table import ConcurrentRunError, TableStateError
 from .audit import AuditLog
 from .budget import QueryBudgets
 from .config import ServiceConfig
@@ -103,8 +104,10 @@ class Keeper:
             return {"result": getattr(self, name)(*args)}
         except OverBudget as exc:
             return {"status": 429, "error": str(exc), "retry_after": exc.retry_after}
-        except ReadOnlyGallery as exc:
+        except (ReadOnlyGallery, TableStateError) as exc:
             return {"status": 409, "error": str(exc)}
+        except ConcurrentRunError as exc:  # a protect-table run holds the column: try again later
+            return {"status": 503, "error": str(exc), "retry_after": 60.0}
         except KeyError as exc:  # enrolment ids already taken
             return {"status": 409, "error": str(exc.args[0])}
         except ValueError as exc:

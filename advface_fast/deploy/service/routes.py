@@ -15,14 +15,15 @@ GET  /healthz      none         ``{"status": "ok", "dim": D}``
 
 Scores come only with ``return_score`` and a key holding the ``scores`` scope. Refusals carry
 ``{"error": message}``: 400 bad input, 401 no or wrong key, 403 scope, 404/405, 409 id taken or
-read-only gallery, 413 too large, 415 content type, 429 budget (``Retry-After``), 503 no gallery.
+read-only gallery or table state, 413 too large, 415 content type, 429 budget (``Retry-After``), 503 no
+gallery or a ``protect-table`` run holds the table (``Retry-After``).
 A refused request is never batched with others.
 """
 
-from __future__ import annotations
+# no `from __future__ import annotations`: FastAPI reads these annotations, which name local dependencies
 
 import math
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from fastapi import Depends, FastAPI, Request, Security
@@ -50,7 +51,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     s: {"model": ErrorResponse} for s in (400, 401, 403, 409, 413, 415, 429, 503)
 }
 _TYPES = {"float", "int", "str", "bool"}
-_NPZ_BODY = {"requestBody": {"required": True, "content": {NPZ_TYPE: {"schema": {"type": "string", "format": "binary"}}}}}
+_NPZ_BODY = {
+    "requestBody": {"required": True, "content": {NPZ_TYPE: {"schema": {"type": "string", "format": "binary"}}}}
+}
 
 
 class BodyLimit:
@@ -131,7 +134,7 @@ def create_app(core: Any) -> FastAPI:
         return refuse(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
 
     def need(scope: str):
-        def check(cred: HTTPAuthorizationCredentials | None = Security(bearer)) -> ApiKey:
+        def check(cred: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]) -> ApiKey:
             key = core.api_keys.authorise(f"Bearer {cred.credentials}" if cred else None)
             if key is None:
                 raise StarletteHTTPException(401, "missing or wrong API key (Authorization: Bearer <key>)")
@@ -171,21 +174,21 @@ def create_app(core: Any) -> FastAPI:
         return {"status": "ok", "dim": core.dim}
 
     @app.get("/stats", responses=_ERRORS)
-    async def stats(key: ApiKey = Depends(need("stats"))) -> dict:
+    async def stats(key: Annotated[ApiKey, Depends(need("stats"))]) -> dict:
         out = {**core.stats, "replica": core.replica, "config": core.config.resolved(core.settings)}
         if core.has_gallery:
             out["gallery"] = await keeper("stats")
         return out
 
     @app.post("/protect", response_model=ProtectResponse, responses=_ERRORS)
-    async def protect(body: ProtectRequest, key: ApiKey = Depends(need("protect"))) -> dict:
+    async def protect(body: ProtectRequest, key: Annotated[ApiKey, Depends(need("protect"))]) -> dict:
         rows = check_rows(body.templates, core.dim, core.config.max_rows)
         ids = check_ids(body.ids, len(rows))
         safe = await protected(rows, ids)
         return {"templates": safe.tolist(), "ids": ids.tolist()}
 
     @app.post("/protect/npz", responses=_ERRORS, openapi_extra=_NPZ_BODY, response_class=Response)
-    async def protect_npz(request: Request, key: ApiKey = Depends(need("protect"))) -> Response:
+    async def protect_npz(request: Request, key: Annotated[ApiKey, Depends(need("protect"))]) -> Response:
         arrays = await npz_body(request)
         rows = check_rows(arrays["templates"], core.dim, core.config.max_rows)
         ids = check_ids(arrays.get("ids"), len(rows))
@@ -202,23 +205,23 @@ def create_app(core: Any) -> FastAPI:
         return {"ids": ids.tolist(), "labels": labels}
 
     @app.post("/enrol", response_model=EnrolResponse, responses=_ERRORS)
-    async def enrol(body: EnrolRequest, key: ApiKey = Depends(need("enrol"))) -> dict:
+    async def enrol(body: EnrolRequest, key: Annotated[ApiKey, Depends(need("enrol"))]) -> dict:
         rows = check_rows(body.templates, core.dim, core.config.max_rows)
         return await enrol_rows(rows, body.ids, body.labels, key)
 
     @app.post("/enrol/npz", response_model=EnrolResponse, responses=_ERRORS, openapi_extra=_NPZ_BODY)
-    async def enrol_npz(request: Request, key: ApiKey = Depends(need("enrol"))) -> dict:
+    async def enrol_npz(request: Request, key: Annotated[ApiKey, Depends(need("enrol"))]) -> dict:
         arrays = await npz_body(request)
         rows = check_rows(arrays["templates"], core.dim, core.config.max_rows)
         return await enrol_rows(rows, arrays.get("ids"), arrays.get("labels"), key)
 
     @app.post("/verify", response_model=VerifyResponse, response_model_exclude_unset=True, responses=_ERRORS)
-    async def verify(body: VerifyRequest, key: ApiKey = Depends(need("verify"))) -> dict:
+    async def verify(body: VerifyRequest, key: Annotated[ApiKey, Depends(need("verify"))]) -> dict:
         probe = check_rows(body.template, core.dim, 1)
         return await keeper("verify", probe, body.claim, key.name, scored(key, body.return_score))
 
     @app.post("/identify", response_model=IdentifyResponse, response_model_exclude_unset=True, responses=_ERRORS)
-    async def identify(body: IdentifyRequest, key: ApiKey = Depends(need("identify"))) -> dict:
+    async def identify(body: IdentifyRequest, key: Annotated[ApiKey, Depends(need("identify"))]) -> dict:
         probe = check_rows(body.template, core.dim, 1)
         out = await keeper("identify", probe, key.name, scored(key, body.return_score))
         return out

@@ -5,8 +5,13 @@ enrolment is appended to a journal beside it (``<index>.journal``, JSON lines of
 protected template, flushed to disk before the enrolment is answered) and added to the index in
 memory; :meth:`GalleryStore.checkpoint` (at a clean shutdown, and every ``checkpoint_every``
 enrolments) writes the index and its provenance atomically and empties the journal. A start replays
-the journal, so an enrolment that was answered survives a crash. ``.npy`` galleries and PostgreSQL
-tables are served read-only (enrol into them with ``protect`` / ``protect-table``).
+the journal, so an enrolment that was answered survives a crash. ``.npy`` galleries are served
+read-only (enrol into them with ``protect``).
+
+A PostgreSQL table (``postgresql://...#table[:column]``) whose ``protect-table`` run has finished
+is enrolled into with :func:`~advface_fast.deploy.postgres_table.enrol_protected`: the protected
+rows and the state's high-water mark in one transaction (refused while clear rows wait above the
+mark, or while a ``protect-table`` run holds the column).
 """
 
 from __future__ import annotations
@@ -33,16 +38,17 @@ class GalleryStore:
     def __init__(self, source: str, new_record: dict[str, Any] | None, checkpoint_every: int = 10_000) -> None:
         self.source, self.checkpoint_every, self._since = source, checkpoint_every, 0
         path = Path(source)
-        self.writable = not source.startswith(("postgresql://", "postgres://")) and path.suffix != ".npy"
+        self.postgres = source.startswith(("postgresql://", "postgres://"))
+        self.writable = self.postgres or path.suffix != ".npy"
         self.journal = Path(source + ".journal")
-        if self.writable and not path.exists():
+        if self.writable and not self.postgres and not path.exists():
             if new_record is None:
                 raise FileNotFoundError(f"no gallery at {path}")
             self.gallery: ProtectedGallery = self._empty(path, new_record)
             self.checkpoint()
         else:
             self.gallery = open_gallery(source)
-        if self.writable:
+        if self.writable and not self.postgres:
             if not isinstance(self.gallery, FaissGallery):
                 raise ValueError(f"{source}: the service enrols into FAISS index files only")
             self._replay()
@@ -80,6 +86,14 @@ class GalleryStore:
                 "or serve a FAISS index"
             )
         self.gallery._check_new(ids, templates, labels)
+        if self.postgres:
+            from ...match.gallery import parse_table_url
+            from ..postgres_table import enrol_protected
+
+            dsn, table, column = parse_table_url(self.source)
+            enrol_protected(dsn, table, ids, templates, labels, column=column)
+            self.gallery.add(ids, templates, labels)
+            return
         lines = "".join(
             json.dumps({"id": int(i), "label": lab, "t": [float(v) for v in t]}, separators=(",", ":")) + "\n"
             for i, lab, t in zip(ids.tolist(), labels, templates, strict=True)
@@ -97,7 +111,7 @@ class GalleryStore:
 
     def checkpoint(self) -> None:
         """Write the index and its provenance (atomically), then empty the journal."""
-        if not self.writable:
+        if not self.writable or self.postgres:
             return
         from ...io.atomic import atomic_path
         from ..vector_index import save_index
