@@ -203,7 +203,7 @@ def test_device_names_and_cut_npy3_headers_and_nan_slopes_are_named(tmp_path):
     with pytest.raises(ValueError, match="runs on 'cpu' or 'cuda"):
         af.Protector(dec, device="tpu", progress=False)
     (tmp_path / "cut.npy").write_bytes(b"\x93NUMPY\x03\x00\x10")
-    with pytest.raises(GalleryFormatError, match="not a valid .npy"):
+    with pytest.raises(GalleryFormatError, match=r"not a valid \.npy"):
         af.protect(tmp_path / "cut.npy", dec, progress=False)
     with pytest.raises(ValueError, match="negative_slope must be a finite"):
         af.MLPDecoder(128, [16], (3, 4, 4), negative_slope=float("nan"))
