@@ -670,6 +670,9 @@ def test_https_serve_then_sigterm_leaves_no_process(tmp_path):
         while _alive(started) and time.monotonic() < deadline:
             time.sleep(0.5)
         assert not _alive(started), f"left behind: {_alive(started)}"
+        ps = subprocess.run(["ps", "-e", "-o", "pid=,pgid="], capture_output=True, text=True, check=True).stdout
+        in_group = [line.split()[0] for line in ps.splitlines() if int(line.split()[1]) == proc.pid]
+        assert not _alive({int(p) for p in in_group}), f"left in its process group: {in_group}"
         assert "Traceback" not in "".join(log), "".join(log)
     finally:
         if proc.poll() is None:

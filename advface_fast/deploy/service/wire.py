@@ -26,6 +26,9 @@ NPZ_TYPE = "application/x-npz"
 MAX_ID = (1 << 63) - 1
 MAX_NORM = 1e30  # far above any encoder's templates, far below float32's 3.4e38
 MAX_LABEL_CHARS = 256
+# what zipfile and numpy raise on a malformed archive (NotImplementedError: an unknown zip version or
+# compression; RuntimeError: an encrypted member)
+_ZIP_ERRORS = (zipfile.BadZipFile, NotImplementedError, RuntimeError, ValueError, OSError, EOFError, struct.error)
 
 
 class RequestError(Exception):
@@ -107,7 +110,7 @@ def read_npz(body: bytes) -> dict[str, np.ndarray]:
     try:
         zf = zipfile.ZipFile(io.BytesIO(body))
         infos = zf.infolist()
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, struct.error) as exc:
+    except _ZIP_ERRORS as exc:
         raise RequestError(400, f"the body is not a readable .npz archive: {exc}") from None
     names = {i.filename.removesuffix(".npy") for i in infos}
     if "templates" not in names or names - {"templates", "ids", "labels"} or len(infos) != len(names):
@@ -118,7 +121,7 @@ def read_npz(body: bytes) -> dict[str, np.ndarray]:
             raise RequestError(400, f"{info.filename}: members must be stored uncompressed (numpy.savez)")
         try:
             out[info.filename.removesuffix(".npy")] = _read_npy(zf.read(info))
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError, struct.error, TypeError, SyntaxError) as exc:
+        except (*_ZIP_ERRORS, TypeError, SyntaxError) as exc:
             raise RequestError(400, f"{info.filename} is not a readable .npy array: {exc}") from None
     t = out["templates"]
     if t.dtype != np.dtype("<f4"):
