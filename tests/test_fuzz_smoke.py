@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fuzz"))
-from targets import TARGETS  # noqa: E402
+from targets import TARGETS
 
 RUN = Path(__file__).resolve().parent / "fuzz" / "run.py"
 

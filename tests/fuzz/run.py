@@ -22,7 +22,7 @@ import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from targets import TARGETS, seeds  # noqa: E402
+from targets import TARGETS, seeds
 
 _INTERESTING = [b"\x00", b"\xff", b"\x7f\xff\xff\xff", b"\xff\xff\xff\xff\xff\xff\xff\x7f", b"-1", b"1e999", b"NaN"]
 

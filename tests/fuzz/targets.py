@@ -15,6 +15,7 @@ Each target has seeds (``SEEDS``): valid inputs the mutations start from.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -38,19 +39,15 @@ def npy_header(data: bytes) -> None:
     from advface_fast.errors import GalleryFormatError
     from advface_fast.io.npy import read_npy_header
 
-    try:
+    with contextlib.suppress(GalleryFormatError):
         read_npy_header(_file(data, "g.npy"))
-    except GalleryFormatError:
-        pass
 
 
 def insightface_bin(data: bytes) -> None:
     from advface_fast.data.readers import read_insightface_bin
 
-    try:
+    with contextlib.suppress(ValueError):
         read_insightface_bin(_file(data, "v.bin"), size=8, max_pixels=1 << 16, max_total_bytes=1 << 22)
-    except ValueError:
-        pass
 
 
 def service_npz(data: bytes) -> None:
@@ -84,10 +81,8 @@ def service_json(data: bytes) -> None:
 def encoder_sidecar(data: bytes) -> None:
     from advface_fast.encoders.input_spec import InputSpec
 
-    try:
+    with contextlib.suppress(ValueError, TypeError):
         InputSpec.from_json(data.decode("utf-8", errors="replace"))
-    except (ValueError, TypeError):
-        pass
 
 
 def model_config(data: bytes) -> None:
