@@ -6,7 +6,7 @@ replica) started as its own process twice: with batching (``--max-batch 64 --bat
 and without (``--max-batch 1 --batch-wait-ms 0``: every request is one ``Protector`` call, what a
 user writing a handler around ``protect`` gets, with the models held). The clients run in
 another process (``--client``): each thread holds one keep-alive connection and sends one
-template per request (``.npy`` body, an id per request), bounded by ``--requests`` per level
+template per request (bulk ``.npz`` body, an id per request), bounded by ``--requests`` per level
 and ``--seconds``. The client process shares the machine's cores with the server: on a 2-core
 machine its threads cost the server CPU, so read the numbers as ratios of one run.
 

@@ -122,10 +122,14 @@ def _finding(args: argparse.Namespace, data: bytes, n: int, why: str) -> int:
 
 
 def _atheris(fn, corpus: list[bytes], args: argparse.Namespace) -> int:
+    import tempfile
+
     import atheris
 
-    seed_dir = Path(args.crashes) / f"{args.target}-seeds"
-    seed_dir.mkdir(parents=True, exist_ok=True)
+    seed_dir = Path(
+        tempfile.mkdtemp(prefix=f"advface-fuzz-{args.target}-")
+    )  # libFuzzer's corpus: kept out of the findings
+    Path(args.crashes).mkdir(parents=True, exist_ok=True)
     for i, s in enumerate(corpus):
         (seed_dir / f"seed{i}").write_bytes(s)
     argv = [sys.argv[0], str(seed_dir), f"-timeout={int(args.timeout)}", f"-rss_limit_mb={args.memory_mb}",

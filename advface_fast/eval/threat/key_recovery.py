@@ -19,8 +19,10 @@ suffices) so knows each probe's template ``p_j``. The matcher rotates probes wit
 score is ``cos(Q p_j, s) = p_j . (Q^T s / |s|)``: linear in the unknown ``u = Q^T s / |s|``.
 ``n >= D`` queries solve for it by least squares (scores rounded to ``decimals`` digits, as an API
 might return them). Any cosine-preserving template transform is open to this: the key lives in
-the matcher, and the matcher answers. Returning decisions instead of scores, rate limits and
-query logging are what stand against it (not measured here).
+the matcher, and the matcher answers. Returning decisions instead of scores, query budgets and
+an audit log are what stand against it: ``advface-fast serve`` answers decisions, and
+``benchmarks/service_oracle_attack.py`` runs this attack and a decision-only one
+(:mod:`.decision_oracle`) against it over HTTP.
 """
 
 from __future__ import annotations
