@@ -236,3 +236,13 @@ def test_data_credit_names_the_public_datasets_a_run_read():
     own = {"pairs": None, "test_folder": "/data/staff_photos", "train_images": "/data/lfw-deepfunneled"}
     assert "Labeled Faces in the Wild" in data_credit(own) and "CelebA" not in data_credit(own)
     assert "not known to the harness" in data_credit({"test_folder": "/x/mine", "train_images": "/x/other"})
+
+
+def test_reports_say_when_the_judge_cannot_recognise_the_faces():
+    """#38: a judge blind on a set (clean-pair accuracy near chance) would make every attack look
+    stopped; the reports say so instead."""
+    from advface_fast.eval.faces_report import JUDGE_MIN_CLEAN_ACCURACY, judge_warning
+
+    assert judge_warning(99.1) == [] and judge_warning(None) == []
+    text = " ".join(judge_warning(52.0))
+    assert "cannot recognise" in text and "52.0%" in text and f"{JUDGE_MIN_CLEAN_ACCURACY:.0f}%" in text

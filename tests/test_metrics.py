@@ -111,3 +111,19 @@ def test_tar_at_far_against_an_independent_count_and_refuses_unsupported_fars():
     assert far_supported(1000, 1e-3) and not far_supported(999, 1e-3)
     with pytest.raises(ValueError, match=r"cannot measure FAR 0\.001"):
         tar_at_far(dist[:800], same[:800], 1e-3)  # 500 impostors: TAR at zero false accepts
+
+
+def test_a_threshold_among_equally_accurate_ones_is_the_middle_not_the_strictest():
+    """#38: genuine distances up to 0.5 (one at 0.6), impostors from 1.0: on each fold's training
+    folds a range of thresholds (from just past the largest genuine distance to the smallest
+    impostor one) is equally accurate; the fitted one is its middle (0.82-0.89 here), so the genuine
+    pair at 0.6 in held-out fold 0 is accepted (the strictest, 0.51, rejected it)."""
+    from advface_fast.metrics import verification_accuracy
+
+    same = np.tile([True, False], 20)
+    dist = np.where(same, np.linspace(0.1, 0.5, 40), 1.0 + np.linspace(0, 1, 40))
+    folds = np.repeat(np.arange(4), 10)
+    dist[0] = 0.6  # a genuine pair of fold 0 a little past the others
+    acc, _, thr = verification_accuracy(dist, same, folds=folds)
+    assert np.all((thr > 0.75) & (thr < 1.0)), thr
+    assert acc == 1.0

@@ -87,3 +87,32 @@ def test_sixteen_bit_greyscale_keeps_its_contrast(tmp_path):
     out = align_files([tmp_path / "g16.png"], cache_dir="", progress=False, workers=1)
     assert STATUSES[out.status[0]] == "detected"
     assert out.faces.std() > 20  # not the white image a clipped conversion gives
+
+
+def test_photo_sets_read_images_by_content_and_name_what_they_skip(tmp_path):
+    """#38 photo sets: .pgm, GIF and extension-less images are read (Pillow opens them); a file
+    that is no image is named with the reason, never dropped silently."""
+    from PIL import Image
+
+    from advface_fast.data.photo_sets import read_identity_folder
+    from advface_fast.faces.photo_gallery import find_photos
+
+    for person, fmt, name in (("ann", "PPM", "a.pgm"), ("ann", "GIF", "b.gif"), ("bo", "PNG", "noext"),
+                              ("bo", "JPEG", "c.jpg")):  # fmt: skip
+        (tmp_path / person).mkdir(exist_ok=True)
+        img = Image.new("L" if name.endswith(".pgm") else "RGB", (8, 8), 128)
+        img.save(tmp_path / person / name, format=fmt)
+    (tmp_path / "bo" / "notes.txt").write_text("not a photo")
+    (tmp_path / "bo" / ".DS_Store").write_bytes(b"\x00")  # hidden: neither read nor reported
+    listing = read_identity_folder(tmp_path)
+    assert sorted(f.name for f in listing.files) == ["a.pgm", "b.gif", "c.jpg", "noext"]
+    assert [(f.name, why.split(" (")[0]) for f, why in listing.skipped] == [
+        ("notes.txt", "not an image Pillow can read")
+    ]
+    photos = find_photos(tmp_path)
+    assert len(photos.files) == 4 and [f.name for f, _ in photos.skipped] == ["notes.txt"]
+    only_text = tmp_path / "text"
+    (only_text / "p").mkdir(parents=True)
+    (only_text / "p" / "x.txt").write_text("x")
+    with pytest.raises(Exception, match=r"x\.txt: not an image"):
+        read_identity_folder(only_text)

@@ -32,7 +32,7 @@ def _aligned_folder(folder: str, size: int | None, progress: bool, encoder: obje
     the others; cached), as ``(N, 3, S, S)`` in [-1, 1]; photos without a face are dropped and counted."""
     from pathlib import Path
 
-    from ..data.photo_sets import IMAGE_SUFFIXES, images_under
+    from ..data.photo_sets import images_under
     from ..faces.align import align_files
     from ..faces.embed import faces_to_tensor
     from ..faces.photo_gallery import detector_for
@@ -40,9 +40,12 @@ def _aligned_folder(folder: str, size: int | None, progress: bool, encoder: obje
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"--align needs an image folder, got {folder}")
-    files = images_under(root)
+    skipped: list = []
+    files = images_under(root, skipped)
+    for f, why in skipped:
+        print(f"skipped {f}: {why}", file=sys.stderr)
     if not files:
-        raise ValueError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        raise ValueError(f"{folder} holds no images (any file Pillow reads)")
     aligned = align_files(files, pick="largest", detector=detector_for(encoder), progress=progress)
     counts = aligned.counts()
     print(f"aligned {len(files)} photos: {counts}; {counts['fallback']} without a face dropped", file=sys.stderr)

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,7 @@ class LabelledFiles:
     files: list[Path]
     labels: np.ndarray  # (N,) int64
     names: list[str]
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # files that are not images, and why
 
     def __len__(self) -> int:
         return len(self.files)
@@ -117,17 +118,38 @@ def _hidden(name: str) -> bool:
     return name.startswith(".") or name == "__MACOSX"
 
 
-def images_under(folder: str | os.PathLike[str]) -> list[Path]:
-    """The image files anywhere under ``folder`` (sorted; hidden entries skipped; links to files
-    followed, links to folders not, so a cycle of links cannot loop)."""
+def not_an_image(path: Path) -> str | None:
+    """None when ``path`` is an image: by its suffix (:data:`IMAGE_SUFFIXES`, not opened here), or,
+    for any other name (``.pgm``, ``.gif``, no extension), by its content, when Pillow can open it;
+    else why it is not one."""
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return None
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:  # reads the header only
+            img.size  # noqa: B018 - touching the header is the check
+        return None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        return f"not an image Pillow can read ({type(exc).__name__})"
+
+
+def images_under(folder: str | os.PathLike[str], skipped: list[tuple[Path, str]] | None = None) -> list[Path]:
+    """The image files anywhere under ``folder``, by name or by content (:func:`not_an_image`;
+    sorted; hidden entries skipped; links to files followed, links to folders not, so a cycle of
+    links cannot loop). Every other file is appended to ``skipped`` with the reason."""
     out: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = [d for d in dirnames if not _hidden(d)]
-        out += [
-            Path(dirpath) / f
-            for f in filenames
-            if not _hidden(f) and Path(f).suffix.lower() in IMAGE_SUFFIXES and (Path(dirpath) / f).is_file()
-        ]
+        for f in filenames:
+            path = Path(dirpath) / f
+            if _hidden(f) or not path.is_file():
+                continue
+            why = not_an_image(path)
+            if why is None:
+                out.append(path)
+            elif skipped is not None:
+                skipped.append((path, why))
     return sorted(out)
 
 
@@ -139,21 +161,24 @@ def read_identity_folder(root: str | os.PathLike[str], min_per_identity: int = 1
     if not root.is_dir():
         raise FileNotFoundError(f"image folder not found: {root}")
     files, labels, names = [], [], []
+    skipped: list[tuple[Path, str]] = []
     for d in sorted(p for p in root.iterdir() if p.is_dir() and not _hidden(p.name)):
-        imgs = images_under(d)
+        imgs = images_under(d, skipped)
         if len(imgs) < min_per_identity:
             continue
         files += imgs
         labels += [len(names)] * len(imgs)
         names.append(d.name)
     if not files:
-        loose = [p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not _hidden(p.name)]
+        loose = [p for p in root.iterdir() if p.is_file() and not _hidden(p.name) and not_an_image(p) is None]
         hint = f"; its {len(loose)} images directly in it belong to no identity" if loose else ""
+        if skipped:
+            hint += f"; {len(skipped)} files are not images, e.g. {skipped[0][0].name}: {skipped[0][1]}"
         raise GalleryFormatError(
             f"{root} holds no images in identity sub-folders (at least {min_per_identity} per identity; "
-            f"{', '.join(IMAGE_SUFFIXES)}){hint}"
+            f"any file Pillow reads){hint}"
         )
-    return LabelledFiles(files, np.array(labels, dtype=np.int64), names)
+    return LabelledFiles(files, np.array(labels, dtype=np.int64), names, skipped)
 
 
 def read_identity_file(

@@ -244,6 +244,7 @@ def run_faces_evaluation(
         "alignment": {"test": data.test_counts, "train": data.train_counts},
         "train_test_identical_crops": data.train_test_duplicates,
         "n_pairs": len(data.protocol.first),
+        "n_folds": data.protocol.n_folds,
         "n_enrolled_templates": len(rows),
         "threshold_E": data.threshold,
         "threshold_E2": data.e2_threshold,

@@ -22,6 +22,12 @@ def cache_key(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
+def _log_skipped(skipped: list[tuple[Path, str]], log: Callable[[str], None]) -> None:
+    """Name every file of a photo set that is not an image (never dropped silently)."""
+    for f, why in skipped:
+        log(f"skipped {f}: {why}")
+
+
 class FacesData:
     """The protocol, the aligned faces and their embeddings, computed once (cached)."""
 
@@ -33,9 +39,9 @@ class FacesData:
         from ..faces.protocol import pairs_from_identities
 
         if cfg.test_folder:
-            self.protocol = pairs_from_identities(
-                read_identity_folder(cfg.test_folder), seed=cfg.seed, pairs_per_identity=cfg.pairs_per_identity
-            )
+            listing = read_identity_folder(cfg.test_folder)
+            _log_skipped(listing.skipped, log)
+            self.protocol = pairs_from_identities(listing, seed=cfg.seed, pairs_per_identity=cfg.pairs_per_identity)
             pick = "largest"
         elif cfg.pairs:
             self.protocol = read_lfw_pairs(cfg.pairs, cfg.pairs_images)
@@ -53,6 +59,7 @@ class FacesData:
             if cfg.train_identity
             else read_identity_folder(cfg.train_images)
         )
+        _log_skipped(train_set.skipped, log)
         train = align_files(
             train_set.files,
             cache_dir=cache,
@@ -95,7 +102,8 @@ class FacesData:
             raise ValueError(f"judge must be 'dlib' or 'none', got {cfg.judge!r}")
         self.cache = cache
 
-        # the system threshold, fitted on clean pairs (median of the ten folds' best thresholds)
+        # the system threshold, fitted on clean pairs (median of the folds' best thresholds, each the
+        # middle of its equally accurate range: metrics.verification_accuracy)
         d = pair_distances(self.z_test[p.first], self.z_test[p.second])
         _, _, thr = verification_accuracy(d, p.same, folds=p.fold)
         self.threshold = float(np.median(thr))

@@ -19,6 +19,24 @@ CELEBA_CREDIT = 'CelebA: Z. Liu, P. Luo, X. Wang, X. Tang, "Deep Learning Face A
 DATA_PATH_KEYS = ("pairs", "pairs_images", "test_folder", "train_images", "train_identity")
 
 
+# a judge that verifies the set's own clean pairs no better than this (chance: 50%) cannot say
+# whether a reconstruction shows the person: its identity inference would read as protection
+JUDGE_MIN_CLEAN_ACCURACY = 75.0
+
+
+def judge_warning(clean_accuracy: float | None) -> list[str]:
+    """Report lines saying the independent judge cannot recognise this data, when its accuracy on
+    the protocol's clean pairs is below :data:`JUDGE_MIN_CLEAN_ACCURACY` (else none)."""
+    if clean_accuracy is None or clean_accuracy >= JUDGE_MIN_CLEAN_ACCURACY:
+        return []
+    return [
+        "",
+        f"**The independent judge E2 cannot recognise these faces**: it verifies the set's own clean pairs at "
+        f"{clean_accuracy:.1f}% (chance 50%; below {JUDGE_MIN_CLEAN_ACCURACY:.0f}% its verdicts mean nothing), so "
+        "its identity inference below says nothing about protection; read E's.",
+    ]
+
+
 def data_credit(cfg: dict[str, Any]) -> str:
     """The credit line for the public datasets a run read (recognised by "lfw" / "celeba" in its data
     paths); other data gets a line saying that its credit is the user's to add."""
@@ -161,7 +179,8 @@ def write_faces_report(
         "# AdvFace on real faces",
         "",
         *([f"**{cfg['note']}**", ""] if cfg.get("note") else []),
-        f"Protocol: `{cfg['test_folder'] or cfg['pairs']}` ({results['n_pairs']} pairs, "
+        f"Protocol: `{cfg['test_folder'] or cfg['pairs']}` ({results['n_pairs']} pairs in "
+        f"{results.get('n_folds', 10)} folds, "
         f"{results['n_enrolled_templates']} enrolled templates: the first image of each pair is stored, the "
         "second is the fresh probe). "
         f"System encoder E: `{results['encoder']['name']}` (input {results['encoder']['input']}); faces aligned by "
@@ -225,11 +244,13 @@ def write_faces_report(
     lines += [
         "",
         "## What protection buys: identity inference of reconstructions (%)",
+        *judge_warning(results.get("clean_accuracy_E2") if judge else None),
         "",
         f"Attackers (non-adaptive: trained on clean templates of the training faces; they know neither the "
         f"defence nor the shadow decoder) reconstruct the enrolled face of {first_priv['pairs']} matched pairs "
         f"({cfg['privacy_per_fold']} per fold). Identity inference = the reconstruction is accepted as the "
-        f"person against the pair's probe: by E at the system threshold{judged}. Each cell: E / E2.",
+        f"person against the pair's probe: by E at the system threshold{judged} (each threshold fitted on clean "
+        "pairs: the median over folds of the middle of the most accurate range). Each cell: E / E2.",
         "",
     ]
 

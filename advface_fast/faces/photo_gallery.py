@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data.photo_sets import IMAGE_SUFFIXES, images_under
+from ..data.photo_sets import images_under, not_an_image
 from ..errors import ImageReadError
 
 LIST_SUFFIXES = (".txt", ".csv")
@@ -40,6 +40,7 @@ class PhotoList:
 
     files: list[Path]
     labels: list[str]
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # files that are not photos, and why
 
 
 @dataclass
@@ -60,16 +61,19 @@ def find_photos(source: str | os.PathLike[str]) -> PhotoList:
     if src.is_file() and src.suffix.lower() in LIST_SUFFIXES:
         return _read_list(src)
     if src.is_file():
-        if src.suffix.lower() not in IMAGE_SUFFIXES:
-            raise ValueError(f"{src} is neither a photo ({', '.join(IMAGE_SUFFIXES)}) nor a list file (.txt, .csv)")
+        why = not_an_image(src)
+        if why is not None:
+            raise ValueError(f"{src} is neither a photo ({why}) nor a list file (.txt, .csv)")
         return PhotoList([src], [src.stem])
     if not src.is_dir():
         raise FileNotFoundError(f"no photo folder, list file or photo at {src}")
-    files = images_under(src)
+    skipped: list[tuple[Path, str]] = []
+    files = images_under(src, skipped)
     if not files:
-        raise ValueError(f"{src} holds no photos ({', '.join(IMAGE_SUFFIXES)})")
+        hint = f"; {len(skipped)} files are not images, e.g. {skipped[0][0].name}: {skipped[0][1]}" if skipped else ""
+        raise ValueError(f"{src} holds no photos (any file Pillow reads){hint}")
     labels = [f.relative_to(src).parts[0] if len(f.relative_to(src).parts) > 1 else f.stem for f in files]
-    return PhotoList(files, labels)
+    return PhotoList(files, labels, skipped)
 
 
 def _read_list(path: Path) -> PhotoList:
@@ -123,7 +127,8 @@ def embed_photos(
         photos.files, cache_dir=cache_dir, pick="largest", detector=detector_for(enc), progress=progress
     )
     ok = aligned.status != STATUSES.index("fallback")
-    skipped = [(f, "no face found") for f, good in zip(photos.files, ok, strict=True) if not good]
+    skipped = list(photos.skipped)  # files that are not images, then photos without a face
+    skipped += [(f, "no face found") for f, good in zip(photos.files, ok, strict=True) if not good]
     rows = np.flatnonzero(ok)
     if len(rows) == 0:
         raise ImageReadError(f"no face was found in any of the {len(photos.files)} photos; nothing to embed")

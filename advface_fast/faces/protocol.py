@@ -19,17 +19,20 @@ def pairs_from_identities(
     data: LabelledFiles, n_folds: int = 10, seed: int = 0, pairs_per_identity: int = 1
 ) -> PairProtocol:
     """An identity-disjoint pair protocol over ``data`` (see the module docstring); a collection
-    of few people with many photos each gets more pairs with a larger ``pairs_per_identity``."""
+    of few people with many photos each gets more pairs with a larger ``pairs_per_identity``. A set
+    with fewer than ``2 * n_folds`` identities of two or more images gets fewer folds (two people
+    each, at least 2 folds; the protocol's ``n_folds`` says how many)."""
     if pairs_per_identity < 1:
         raise ValueError(f"pairs_per_identity must be at least 1, got {pairs_per_identity}")
     rng = np.random.default_rng(seed)
     by_id = [np.flatnonzero(data.labels == k) for k in range(len(data.names))]
     multi = [k for k, idx in enumerate(by_id) if len(idx) >= 2]
-    if len(multi) < 2 * n_folds:
-        raise ValueError(
-            f"a {n_folds}-fold protocol needs at least {2 * n_folds} identities with two or more images, "
-            f"got {len(multi)}"
-        )
+    if len(multi) < 2 * n_folds:  # a small set: as many folds as it supports (2 people each), stated
+        if len(multi) < 4:
+            raise ValueError(
+                f"a pair protocol needs at least 4 identities with two or more images (2 folds of 2), got {len(multi)}"
+            )
+        n_folds = len(multi) // 2
     order = rng.permutation(multi)
     folds = np.array_split(order, n_folds)
     first, second, same, fold = [], [], [], []

@@ -41,7 +41,10 @@ def verification_accuracy(
 
     Returns ``(mean accuracy, std, best threshold of each fold)``. Folds are consecutive blocks of
     pairs (no shuffling), as in insightface's evaluation, or the protocol's own: ``folds`` gives
-    each pair's fold number (LFW's ``pairs.txt`` folds are identity-disjoint).
+    each pair's fold number (LFW's ``pairs.txt`` folds are identity-disjoint). Each fold's threshold
+    is the one most accurate on the other folds; where several consecutive ones are equally
+    accurate (a gap between the genuine and impostor distances), the middle of that range: the
+    strictest would sit at the edge of the genuine pairs and reject new ones just past it.
     """
     dist = np.asarray(dist, dtype=np.float64)
     issame = np.asarray(issame, dtype=bool)
@@ -62,10 +65,19 @@ def verification_accuracy(
     accs, best = [], []
     for k, test in enumerate(blocks):
         train = np.concatenate([f for j, f in enumerate(blocks) if j != k])
-        t = int(np.argmax(correct[:, train].mean(1)))
+        t = _middle_of_best(correct[:, train].mean(1))
         best.append(thr[t])
         accs.append(correct[t, test].mean())
     return float(np.mean(accs)), float(np.std(accs)), np.array(best)
+
+
+def _middle_of_best(acc: np.ndarray) -> int:
+    """The index in the middle of the longest run of consecutive thresholds that share the best
+    accuracy (the first such run on a tie of lengths)."""
+    best = np.flatnonzero(acc == acc.max())
+    runs = np.split(best, np.flatnonzero(np.diff(best) > 1) + 1)
+    run = max(runs, key=len)
+    return int(run[len(run) // 2])
 
 
 def far_supported(impostors: int, far: float) -> bool:

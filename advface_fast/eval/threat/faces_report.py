@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..faces_report import command_sentence, data_credit, protocol_source
+from ..faces_report import command_sentence, data_credit, judge_warning, protocol_source
 from ..report import _table
 
 
@@ -48,6 +48,7 @@ def write_faces_threat_report(results: dict[str, Any], out: Path, command: str |
         f"another person, E2) is at most {floor:.1f}% in every cell: nothing below it means anything. The "
         f"optimisation attack runs on {cfg['optimisation_people']} people ({cfg['optimisation_steps']} Adam "
         f"steps through E's graph in torch) and only where the attacker has a template to match.",
+        *judge_warning(results.get("clean_accuracy_E2")),
         "",
         "## Attackers and what they know",
         "",
