@@ -208,3 +208,46 @@ def test_device_names_and_cut_npy3_headers_and_nan_slopes_are_named(tmp_path):
     with pytest.raises(ValueError, match="negative_slope must be a finite"):
         af.MLPDecoder(128, [16], (3, 4, 4), negative_slope=float("nan"))
     assert af.protect(z, dec, progress=False, device="cpu").shape == (1, 128)
+
+
+@pytest.mark.parametrize(
+    ("settings", "match"),
+    [
+        ({"attackers": ["../../outside"]}, "'../../outside' is not one of"),
+        ({"identity_attacker": "nobody"}, "is not one of"),
+        ({"judge": "human"}, "'human' is not one of dlib, none"),
+        ({"detector": "mtcnn"}, "is not one of yunet, none"),
+        ({"size": "64"}, "expected an integer, got '64'"),
+        ({"shadow_epochs": 1e12}, "expected an integer"),
+        ({"attacker_epochs": -5}, "expected an integer in 0.."),
+        ({"privacy_per_fold": True}, "expected an integer"),
+        ({"eps": float("nan")}, "finite non-negative number"),
+        ({"shadow_hidden": [512, "x"]}, "in the list: expected an integer"),
+        ({"attacker_epochs_by_name": {"conv": -1}}, "in the object"),
+    ],
+)
+def test_evaluation_configs_are_checked_before_any_data_is_read(tmp_path, settings, match):
+    """#38 lows: a config's values are checked by their declared type and the names a harness
+    allows, before anything is read, trained or written (an attacker name with ../ created a folder
+    outside the cache)."""
+    import json
+
+    from advface_fast.eval.faces_config import FacesEvalConfig
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(settings))
+    with pytest.raises(ValueError, match=match):
+        FacesEvalConfig.from_json(path)
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_threat_and_synthetic_configs_refuse_negative_counts(tmp_path):
+    import json
+
+    from advface_fast.eval.evaluate import EvalConfig
+    from advface_fast.eval.threat.suite import ThreatConfig
+
+    for cls in (ThreatConfig, EvalConfig):
+        (tmp_path / "c.json").write_text(json.dumps({"users": -5}))
+        with pytest.raises(ValueError, match="setting 'users': expected an integer in 0"):
+            cls.from_json(tmp_path / "c.json")

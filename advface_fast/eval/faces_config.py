@@ -4,10 +4,12 @@ it is compared with."""
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..settings import DEFAULT_ALPHA, DEFAULT_EPS, DEFAULT_STEPS, default_eps
+from .attackers import ATTACKERS
 from .config import config_from_json
 
 # the paper's LFW figures (Table 1 / Table 2 of AdvFace, CVPR 2023), for comparison only
@@ -20,6 +22,13 @@ PAPER_LFW = {
 @dataclass
 class FacesEvalConfig:
     """Settings of a real-faces evaluation (JSON config files override any of them)."""
+
+    CHOICES: typing.ClassVar[dict[str, tuple]] = {
+        "detector": ("yunet", "none"),
+        "judge": ("dlib", "none"),
+        "attackers": ATTACKERS,
+        "identity_attacker": ATTACKERS,
+    }
 
     # the evaluated protocol: an LFW-format pairs file, or a folder with one sub-folder per identity
     pairs: str | None = "../shared/data/lfw/pairs.txt"
