@@ -679,3 +679,34 @@ def test_https_serve_then_sigterm_leaves_no_process(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
         for p in _alive(_descendants(proc.pid)):
             os.kill(p, signal.SIGKILL)
+
+
+def test_a_body_that_trickles_in_is_refused_408_and_a_large_one_413():
+    """The body limit middleware on its own: a client sending one byte now and then holds the
+    replica's connection until the deadline, then gets 408; an over-size body 413."""
+    import asyncio
+
+    from advface_fast.deploy.service.routes import BodyLimit
+
+    async def app(scope, receive, send):  # never reached
+        raise AssertionError("the app must not see the request")
+
+    async def run(chunks, delay):
+        sent, refused = [], []
+
+        async def receive():
+            await asyncio.sleep(delay)
+            body = chunks.pop(0) if chunks else b""
+            return {"type": "http.request", "body": body, "more_body": bool(chunks)}
+
+        async def send(msg):
+            sent.append(msg)
+
+        mw = BodyLimit(app, max_bytes=10, on_refuse=lambda: refused.append(1), timeout_s=0.2)
+        await mw({"type": "http", "headers": []}, receive, send)
+        return sent[0]["status"], json.loads(sent[1]["body"])["error"], len(refused)
+
+    status, error, refused = asyncio.run(run([b"x"] * 100, 0.05))
+    assert status == 408 and "within 0.2 s" in error and refused == 1
+    status, error, refused = asyncio.run(run([b"x" * 6, b"x" * 6], 0.0))
+    assert status == 413 and "larger than 10 bytes" in error and refused == 1

@@ -14,7 +14,8 @@ GET  /healthz      none         ``{"status": "ok", "dim": D}``
 =================  ===========  =========================================================
 
 Scores come only with ``return_score`` and a key holding the ``scores`` scope. Refusals carry
-``{"error": message}``: 400 bad input, 401 no or wrong key, 403 scope, 404/405, 409 id taken or
+``{"error": message}``: 400 bad input, 401 no or wrong key, 403 scope, 404/405, 408 a body slower
+than 30 s, 409 id taken or
 read-only gallery or table state, 413 too large, 415 content type, 429 budget (``Retry-After``), 503 no
 gallery or a ``protect-table`` run holds the table (``Retry-After``).
 A refused request is never batched with others.
@@ -22,6 +23,7 @@ A refused request is never batched with others.
 
 # no `from __future__ import annotations`: FastAPI reads these annotations, which name local dependencies
 
+import asyncio
 import math
 from typing import Annotated, Any
 
@@ -57,10 +59,12 @@ _NPZ_BODY = {
 
 
 class BodyLimit:
-    """ASGI middleware: a body larger than ``max_bytes`` is answered 413 before the app sees it."""
+    """ASGI middleware: a body larger than ``max_bytes`` is answered 413, and one that has not fully
+    arrived ``timeout_s`` after the request began 408 (a client trickling bytes holds a replica's
+    connection otherwise), before the app sees it."""
 
-    def __init__(self, app: Any, max_bytes: int, on_refuse: Any = None) -> None:
-        self.app, self.max_bytes, self.on_refuse = app, max_bytes, on_refuse
+    def __init__(self, app: Any, max_bytes: int, on_refuse: Any = None, timeout_s: float = 30.0) -> None:
+        self.app, self.max_bytes, self.on_refuse, self.timeout_s = app, max_bytes, on_refuse, timeout_s
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -69,8 +73,13 @@ class BodyLimit:
         declared = dict(scope["headers"]).get(b"content-length", b"")
         too_big = declared.isdigit() and int(declared) > self.max_bytes
         chunks, size, more = [], 0, not too_big
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
         while more:
-            msg = await receive()
+            try:
+                msg = await asyncio.wait_for(receive(), max(0.0, deadline - asyncio.get_running_loop().time()))
+            except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11
+                await self._refuse(408, f"the body did not arrive within {self.timeout_s:g} s", scope, receive, send)
+                return
             if msg["type"] == "http.disconnect":
                 return
             size += len(msg.get("body", b""))
@@ -78,9 +87,7 @@ class BodyLimit:
             chunks.append(msg.get("body", b""))
             more = msg.get("more_body", False) and not too_big
         if too_big:
-            if self.on_refuse is not None:
-                self.on_refuse()
-            await JSONResponse({"error": f"the body is larger than {self.max_bytes} bytes"}, 413)(scope, receive, send)
+            await self._refuse(413, f"the body is larger than {self.max_bytes} bytes", scope, receive, send)
             return
         body, delivered = b"".join(chunks), False
 
@@ -92,6 +99,11 @@ class BodyLimit:
             return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, replay, send)
+
+    async def _refuse(self, status: int, message: str, scope: dict, receive: Any, send: Any) -> None:
+        if self.on_refuse is not None:
+            self.on_refuse()
+        await JSONResponse({"error": message}, status)(scope, receive, send)
 
 
 def create_app(core: Any) -> FastAPI:
