@@ -710,3 +710,14 @@ def test_a_body_that_trickles_in_is_refused_408_and_a_large_one_413():
     assert status == 408 and "within 0.2 s" in error and refused == 1
     status, error, refused = asyncio.run(run([b"x" * 6, b"x" * 6], 0.0))
     assert status == 413 and "larger than 10 bytes" in error and refused == 1
+
+
+def test_rays_token_file_is_made_owner_only(tmp_path):
+    from advface_fast.deploy.service.ray_app import tighten_ray_token
+
+    token = tmp_path / ".ray" / "auth_token"
+    token.parent.mkdir()
+    token.write_text("t" * 64)
+    token.chmod(0o644)  # as Ray writes it
+    assert tighten_ray_token(tmp_path) and (token.stat().st_mode & 0o777) == 0o600
+    assert not tighten_ray_token(tmp_path)  # already owner-only: left alone

@@ -112,6 +112,7 @@ def start_service(
     app = build_app(decoder, encoder, key, api_keys, config)
     if not ray.is_initialized():
         ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False)
+    tighten_ray_token()
     # per-request access logs cost the proxy and the replica CPU on every template: warnings only
     quiet = {"enable_access_log": False, "log_level": "WARNING"}
     http = {"host": host, "port": int(port)}
@@ -120,6 +121,18 @@ def start_service(
     serve.start(http_options=http, logging_config=quiet)
     serve.run(app, name="advface", route_prefix="/", logging_config=quiet)
     return f"{'https' if ssl_certfile else 'http'}://{host}:{int(port)}"
+
+
+def tighten_ray_token(home: str | os.PathLike[str] | None = None) -> bool:
+    """Make Ray's cluster token (``~/.ray/auth_token``, written 0644 by Ray) readable by its owner
+    only, as the package keeps its own key files; True when its mode was changed."""
+    from pathlib import Path
+
+    token = Path(home if home is not None else Path.home()) / ".ray" / "auth_token"
+    if token.is_file() and not token.is_symlink() and token.stat().st_mode & 0o077:
+        token.chmod(0o600)
+        return True
+    return False
 
 
 def stop_service() -> None:
