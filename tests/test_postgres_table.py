@@ -124,6 +124,8 @@ def test_nulls_kept_and_bad_rows_named(dsn):
             "INSERT INTO nan VALUES (1, %s), (2, '{NaN}'::real[] || %s::real[])",
             (feats[0].tolist(), feats[1, 1:].tolist()),
         )
+        c.execute("CREATE TABLE empty_first (id bigint PRIMARY KEY, embedding real[])")
+        c.execute("INSERT INTO empty_first VALUES (1, '{}'), (2, %s)", (feats[1].tolist(),))
         c.execute("CREATE TABLE txt (id text PRIMARY KEY, embedding real[])")
         c.execute("CREATE TABLE wrongtype (id bigint PRIMARY KEY, embedding text)")
         c.execute("INSERT INTO wrongtype VALUES (1, 'x')")
@@ -133,6 +135,8 @@ def test_nulls_kept_and_bad_rows_named(dsn):
         protect_table(dsn, "nan", prot, progress=False)
     with psycopg.connect(dsn) as c:  # the failing batch wrote nothing
         assert c.execute("SELECT embedding FROM nan WHERE id = 1").fetchone()[0] == pytest.approx(feats[0].tolist())
+    with pytest.raises(ValueError, match="id=1: the embedding is empty"):  # #38: was a 0-d protection
+        protect_table(dsn, "empty_first", prot, progress=False)
     with pytest.raises(ValueError, match="integer id"):
         protect_table(dsn, "txt", prot, progress=False)
     with pytest.raises(ValueError, match="is text; supported"):

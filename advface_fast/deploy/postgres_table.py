@@ -136,6 +136,8 @@ def _decode(value: Any, kind: str, dim: int | None, row_id: int) -> np.ndarray:
         if any(isinstance(x, list) for x in value):
             raise ValueError(f"row id={row_id}: the embedding is a nested array; expected one dimension")
         v = np.asarray(value, dtype=_TYPES[kind])
+    if v.size == 0:
+        raise ValueError(f"row id={row_id}: the embedding is empty (an empty array, not NULL)")
     if dim is not None and v.shape != (dim,):
         raise ValueError(f"row id={row_id}: embedding has {v.size} values, the column's first row has {dim}")
     return v
@@ -212,12 +214,12 @@ def protect_table(
 
         # the dimension (from the first non-NULL row) decides the settings (eps scales with D)
         first = wconn.execute(
-            sql.SQL("SELECT {c} FROM {t} WHERE {c} IS NOT NULL ORDER BY {i} LIMIT 1").format(c=col, t=tbl, i=idc)
+            sql.SQL("SELECT {c}, {i} FROM {t} WHERE {c} IS NOT NULL ORDER BY {i} LIMIT 1").format(c=col, t=tbl, i=idc)
         ).fetchone()
         wconn.rollback()
         if first is None:
             return TableRunResult(0, 0, None, False)
-        dim = int(_decode(first[0], kind, None, -1).size)
+        dim = int(_decode(first[0], kind, None, first[1]).size)
         settings = {**protector.settings(dim), "dim": dim, "column_type": kind}
 
         state = wconn.execute(
