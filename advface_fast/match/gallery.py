@@ -61,11 +61,12 @@ class ProtectedGallery:
 
     def add(self, ids: np.ndarray, templates: np.ndarray, labels: list[str]) -> None:
         """Enrol unit protected ``templates (n, D)`` under new ``ids (n,)`` with ``labels``."""
-        self._check_new(ids, templates, labels)
+        self.check_new(ids, templates, labels)
         self.templates = np.concatenate([self.templates, templates.astype(np.float32)])
         self._note_added(ids, labels)
 
-    def _check_new(self, ids: np.ndarray, templates: np.ndarray, labels: list[str]) -> None:
+    def check_new(self, ids: np.ndarray, templates: np.ndarray, labels: list[str]) -> None:
+        """Refuse ids already enrolled (KeyError) and shapes that do not agree (ValueError)."""
         if templates.shape != (len(ids), self.dim) or len(labels) != len(ids):
             raise ValueError(f"{len(ids)} ids, {len(labels)} labels and templates {templates.shape} do not match")
         taken = [int(i) for i in ids if int(i) in self._row]
@@ -141,7 +142,7 @@ class FaissGallery(ProtectedGallery):
         return faiss.vector_to_array(index.id_map).astype(np.int64)
 
     def add(self, ids: np.ndarray, templates: np.ndarray, labels: list[str]) -> None:
-        self._check_new(ids, templates, labels)
+        self.check_new(ids, templates, labels)
         self.index.add_with_ids(np.ascontiguousarray(templates, dtype=np.float32), ids.astype(np.int64))
         self._note_added(ids, labels)
 

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from ...io.arrays import unit_rows
 from ...match.config import DeploymentConfig
 from ...match.matcher import Matcher
 from ..postgres_table import ConcurrentRunError, TableStateError
@@ -52,7 +51,7 @@ class Keeper:
 
     def enrol(self, ids: np.ndarray, protected: np.ndarray, labels: list[str], who: str) -> None:
         """Store protected templates (as returned by the Protector) under ``ids`` and ``labels``."""
-        self.store.add(ids, unit_rows(protected, "the protected templates"), labels)
+        self.store.add(ids, protected, labels)
         self.counts["enrolled"] += len(ids)
         self.audit.write("enrol", who, ids=[int(i) for i in ids], labels=labels)
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ... import provenance
+from ...io.arrays import unit_rows
 from ...match.gallery import FaissGallery, ProtectedGallery, open_gallery
 
 
@@ -78,20 +79,23 @@ class GalleryStore:
         if ids:
             self.gallery.add(np.array(ids, np.int64), np.array(rows, np.float32), labels)
 
-    def add(self, ids: np.ndarray, templates: np.ndarray, labels: list[str]) -> None:
-        """Enrol unit protected ``templates (n, D)`` float32 under ``ids`` with ``labels``."""
+    def add(self, ids: np.ndarray, protected: np.ndarray, labels: list[str]) -> None:
+        """Enrol ``protected (n, D)`` float32 (the Protector's output) under ``ids`` with ``labels``:
+        a PostgreSQL column stores them as they are (as ``protect-table`` does), an index and the
+        in-memory gallery their unit directions."""
         if not self.writable:
             raise ReadOnlyGallery(
                 f"{self.gallery.where} is served read-only: enrol with advface-fast protect / protect-table, "
                 "or serve a FAISS index"
             )
-        self.gallery._check_new(ids, templates, labels)
+        templates = unit_rows(protected, "the protected templates")
+        self.gallery.check_new(ids, templates, labels)
         if self.postgres:
             from ...match.gallery import parse_table_url
             from ..postgres_table import enrol_protected
 
             dsn, table, column = parse_table_url(self.source)
-            enrol_protected(dsn, table, ids, templates, labels, column=column)
+            enrol_protected(dsn, table, ids, np.asarray(protected, np.float32), labels, column=column)
             self.gallery.add(ids, templates, labels)
             return
         lines = "".join(
