@@ -23,11 +23,11 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
+from load_clients import probe_templates, run_clients, wait_healthy
 from machine import cpu_model
 
 LEVELS = (1, 8, 64)
@@ -39,14 +39,7 @@ PORT = 8766
 def _client(url: str, api_key: str, endpoint: str, concurrency: int, requests: int, seconds: float, n: int) -> dict:
     from advface_fast.deploy.client import ServiceClient
 
-    rng = np.random.default_rng(concurrency)
-    z = rng.standard_normal((256, 128)).astype(np.float32)
-    z /= np.linalg.norm(z, axis=1, keepdims=True)
-    lat: list[float] = []
-    errors = [0]
-    lock = threading.Lock()
-    counter = iter(range(requests))
-    deadline = time.perf_counter() + seconds
+    z = probe_templates(concurrency)
 
     def call(c: ServiceClient, i: int) -> None:
         if endpoint == "verify":
@@ -56,59 +49,9 @@ def _client(url: str, api_key: str, endpoint: str, concurrency: int, requests: i
         else:
             c.protect(z[i % 256], np.array([i]))
 
-    def worker() -> None:
-        c = ServiceClient(url, api_key)
-        while time.perf_counter() < deadline:
-            with lock:
-                i = next(counter, None)
-            if i is None:
-                break
-            t = time.perf_counter()
-            try:
-                call(c, i)
-            except Exception:
-                with lock:
-                    errors[0] += 1
-                continue
-            with lock:
-                lat.append(time.perf_counter() - t)
-        c.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
-    ms = np.array(lat) * 1e3
-    return {
-        "endpoint": endpoint,
-        "concurrency": concurrency,
-        "requests": len(lat),
-        "errors": errors[0],
-        "seconds": wall,
-        "requests_per_s": len(lat) / wall,
-        "p50_ms": float(np.percentile(ms, 50)) if len(ms) else None,
-        "p99_ms": float(np.percentile(ms, 99)) if len(ms) else None,
-    }
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 600) -> None:
-    import urllib.request
-
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError("the service did not come up")
+    res = run_clients(lambda: ServiceClient(url, api_key), call, concurrency, requests, seconds)
+    res["requests_per_s"] = res.pop("per_s")
+    return {"endpoint": endpoint, **res}
 
 
 def _build_gallery(tmp: Path, n: int, shadow: Path) -> tuple[Path, float]:
@@ -134,7 +77,7 @@ def _serve(tmp: Path, gallery: Path, shadow: Path, n: int, args: argparse.Namesp
     url = f"http://127.0.0.1:{PORT}"
     t = time.time()
     try:
-        _wait_healthy(url, server)
+        wait_healthy(url, server, timeout=600)
         up = time.time() - t
         out = []
         for endpoint in ENDPOINTS:

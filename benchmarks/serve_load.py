@@ -23,11 +23,10 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
+from load_clients import probe_templates, run_clients, wait_healthy
 from machine import cpu_model
 
 LEVELS = (1, 8, 64)
@@ -35,69 +34,18 @@ PORT = 8765
 
 
 def _client(url: str, api_key: str, concurrency: int, requests: int, seconds: float) -> dict:
-    from advface_fast.deploy.client import EnrolmentClient
+    from advface_fast.deploy.client import ServiceClient
 
-    rng = np.random.default_rng(concurrency)
-    z = rng.standard_normal((256, 128)).astype(np.float32)
-    z /= np.linalg.norm(z, axis=1, keepdims=True)
-    lat: list[float] = []
-    errors = [0]
-    lock = threading.Lock()
-    counter = iter(range(requests))
-    deadline = time.perf_counter() + seconds
-
-    def worker() -> None:
-        c = EnrolmentClient(url, api_key)
-        while time.perf_counter() < deadline:
-            with lock:
-                i = next(counter, None)
-            if i is None:
-                break
-            t = time.perf_counter()
-            try:
-                c.protect(z[i % 256], np.array([i]))
-            except Exception:
-                with lock:
-                    errors[0] += 1
-                continue
-            with lock:
-                lat.append(time.perf_counter() - t)
-        c.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
-    ms = np.array(lat) * 1e3
-    return {
-        "concurrency": concurrency,
-        "requests": len(lat),
-        "errors": errors[0],
-        "seconds": wall,
-        "templates_per_s": len(lat) / wall,
-        "p50_ms": float(np.percentile(ms, 50)) if len(ms) else None,
-        "p99_ms": float(np.percentile(ms, 99)) if len(ms) else None,
-    }
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
-    import urllib.request
-
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError("the service did not come up")
+    z = probe_templates(concurrency)
+    res = run_clients(
+        lambda: ServiceClient(url, api_key),
+        lambda c, i: c.protect(z[i % 256], np.array([i])),
+        concurrency,
+        requests,
+        seconds,
+    )
+    res["templates_per_s"] = res.pop("per_s")
+    return res
 
 
 def _run_server(tmp: Path, max_batch: int, wait_ms: float, args: argparse.Namespace) -> list[dict]:
@@ -112,7 +60,7 @@ def _run_server(tmp: Path, max_batch: int, wait_ms: float, args: argparse.Namesp
     from advface_fast.deploy.client import EnrolmentClient
 
     try:
-        _wait_healthy(url, server)
+        wait_healthy(url, server, timeout=180)
         stats = EnrolmentClient(url, (tmp / "api").read_text().strip())
         out = []
         for level in LEVELS:
