@@ -36,16 +36,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from faces_setup import recognition_data
 from machine import cpu_model
 
 import advface_fast as af
 from advface_fast.eval.faces import _operating_sets
 from advface_fast.eval.faces_config import FacesEvalConfig
-from advface_fast.eval.faces_data import FacesData
-from advface_fast.eval.faces_models import train_cached
-from advface_fast.io.cache import default_cache_dir
 from advface_fast.metrics.operating_point import protected_gallery_operating_points
-from advface_fast.models.decoders import MLPDecoder
 from advface_fast.settings import default_eps
 
 KEY = b"operating-point-sweep-key-000000"  # fixed: reproducible, not a secret
@@ -126,16 +123,10 @@ def main() -> int:
         return 0
     t0 = time.time()
     cfg = FacesEvalConfig.from_json(args.config)
-    cfg = dataclasses.replace(cfg, judge="none", attackers=[], identity_attacker=None)
     if args.encoder:
         cfg = dataclasses.replace(cfg, encoder=args.encoder)
-    cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
-    data = FacesData(cfg, cache, print, True)
+    cfg, data, shadow = recognition_data(cfg, args.cache_dir)
     dim = data.z_test.shape[1]
-    shadow = train_cached(
-        "shadow-mlp", lambda: MLPDecoder(dim, cfg.shadow_hidden, (3, cfg.size, cfg.size)), data, cfg,
-        cfg.shadow_epochs, print, True,
-    )  # fmt: skip
     g, q, same, valid = _operating_sets(data)
     clean, probes = data.z_test[g], data.z_test[q].numpy()
     rows = []

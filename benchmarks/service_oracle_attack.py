@@ -30,7 +30,6 @@ measures that): these rates bound identity inference from above.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import shlex
@@ -43,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from faces_setup import recognition_data
 from machine import cpu_model
 
 import advface_fast as af
@@ -53,14 +53,10 @@ from advface_fast.deploy.service.budget import Budget
 from advface_fast.deploy.service.config import DEFAULT_IDENTITY_BUDGET
 from advface_fast.eval.faces import _operating_sets
 from advface_fast.eval.faces_config import FacesEvalConfig
-from advface_fast.eval.faces_data import FacesData
-from advface_fast.eval.faces_models import train_cached
 from advface_fast.eval.threat.decision_oracle import decision_oracle
 from advface_fast.eval.threat.key_recovery import score_oracle
-from advface_fast.io.cache import default_cache_dir
 from advface_fast.match.config import SETTING_KEYS, DeploymentConfig
 from advface_fast.metrics.operating_point import cross_identity_scores, threshold_at_far
-from advface_fast.models.decoders import MLPDecoder
 
 KEY = b"service-oracle-benchmark-key-000"  # fixed: reproducible, not a secret
 TOKENS = {"admin": "admin-token-0123456789", "scores": "scores-token-0123456789", "plain": "plain-token-0123456789"}
@@ -102,14 +98,8 @@ def main() -> int:
     ap.add_argument("--cache-dir", default=None)
     args = ap.parse_args()
     t0 = time.time()
-    cfg = dataclasses.replace(FacesEvalConfig.from_json(None), judge="none", attackers=[], identity_attacker=None)
-    cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
-    data = FacesData(cfg, cache, print, True)
+    cfg, data, shadow = recognition_data(FacesEvalConfig.from_json(None), args.cache_dir)
     dim = data.z_test.shape[1]
-    shadow = train_cached(
-        "shadow-mlp", lambda: MLPDecoder(dim, cfg.shadow_hidden, (3, cfg.size, cfg.size)), data, cfg,
-        cfg.shadow_epochs, print, True,
-    )  # fmt: skip
     g, q, _, _ = _operating_sets(data)
     z = _unit(data.z_test.numpy().astype(np.float64))
     person = np.asarray(data.protocol.person)
@@ -170,7 +160,8 @@ def main() -> int:
 
         def one(t: int) -> None:
             c = ServiceClient(url, TOKENS["scores"])
-            own = own_for(t)[np.random.default_rng(t).permutation(len(own_for(t)))[: max(SCORE_QUERIES)]]
+            own = own_for(t)
+            own = own[np.random.default_rng(t).permutation(len(own))[: max(SCORE_QUERIES)]]
             scores = np.array([c.verify(p, names[t], return_score=True)["score"] for p in own])
             est[t] = {
                 n: score_oracle(torch.from_numpy(own[:n]), torch.from_numpy(scores[:n, None]))[0].double().numpy()
