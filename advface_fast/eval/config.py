@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -50,7 +51,7 @@ def config_from_json(cls: type[T], path: str | Path | None) -> T:
 def _check(value: Any, kind: Any, name: str) -> str | None:
     """None when ``value`` fits the type ``kind``, else what is wrong."""
     origin, args = typing.get_origin(kind), typing.get_args(kind)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
         problems = [_check(value, a, name) for a in args if a is not type(None)]

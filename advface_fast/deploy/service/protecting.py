@@ -52,11 +52,8 @@ class Protecting:
 
     async def protect(self, rows: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """Protected ``rows (N, D)`` float32 under ``ids (N,)``; raises this request's own error."""
-        try:
-            out = await self._protect_batch((rows, ids))
-        except ValueError as exc:  # a batch of one that failed: this request's data
-            out = exc
-        if isinstance(out, Exception):
+        out = await self._protect_batch((rows, ids))  # raises for a batch of one that failed
+        if isinstance(out, Exception):  # this request's own failure inside a larger batch
             raise out
         self.stats["requests"] += 1
         self.stats["rows"] += len(rows)

@@ -40,16 +40,17 @@ class GalleryStore:
         self.source, self.checkpoint_every, self._since = source, checkpoint_every, 0
         path = Path(source)
         self.postgres = source.startswith(("postgresql://", "postgres://"))
-        self.writable = self.postgres or path.suffix != ".npy"
+        self.index = not self.postgres and path.suffix != ".npy"  # a FAISS index file, journaled
+        self.writable = self.postgres or self.index
         self.journal = Path(source + ".journal")
-        if self.writable and not self.postgres and not path.exists():
+        if self.index and not path.exists():
             if new_record is None:
                 raise FileNotFoundError(f"no gallery at {path}")
             self.gallery: ProtectedGallery = self._empty(path, new_record)
             self.checkpoint()
         else:
             self.gallery = open_gallery(source)
-        if self.writable and not self.postgres:
+        if self.index:
             if not isinstance(self.gallery, FaissGallery):
                 raise ValueError(f"{source}: the service enrols into FAISS index files only")
             self._replay()
@@ -115,7 +116,7 @@ class GalleryStore:
 
     def checkpoint(self) -> None:
         """Write the index and its provenance (atomically), then empty the journal."""
-        if not self.writable or self.postgres:
+        if not self.index:
             return
         from ...io.atomic import atomic_path
         from ..vector_index import save_index
