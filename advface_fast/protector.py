@@ -437,7 +437,7 @@ def protect(
         import advface_fast as af
         decoder = af.load_model("shadow.safetensors")
         encoder = af.load_model("encoder.safetensors")
-        safe = af.protect(gallery, decoder, encoder)  # eps=0.08 at 128-d, alpha=eps/5, steps=10, start="random"
+        safe = af.protect(gallery, decoder, encoder)  # eps=0.04 at 128-d, alpha=eps/5, steps=10, start="random"
     """
     protector = Protector(decoder, encoder, settings=settings, **keywords)
     return protector(

@@ -24,7 +24,7 @@ def _cosine_after_default_protect(dim: int, eps: float | None = None) -> float:
 def test_default_eps_formula():
     assert default_eps(128) == DEFAULT_EPS
     assert default_eps(512) == pytest.approx(DEFAULT_EPS / 2)
-    assert resolve_eps_alpha(None, None, 512) == pytest.approx((0.04, 0.008))
+    assert resolve_eps_alpha(None, None, 512) == pytest.approx((DEFAULT_EPS / 2, DEFAULT_EPS / 10))
     assert resolve_eps_alpha(0.1, None, 512) == pytest.approx((0.1, 0.02))
     assert resolve_eps_alpha(0.1, 0.03, 7) == (0.1, 0.03)
     for bad in (0, -3, 1.5, True):

@@ -89,6 +89,6 @@ def test_small_end_to_end_run(tmp_path, monkeypatch):
     assert clean["far_at_clean_threshold"] <= 1e-3
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["config"]["users"] == 60
-    assert (saved["dim"], saved["config"]["eps"]) == (128, 0.08)  # eps None: the default for the dimension
+    assert (saved["dim"], saved["config"]["eps"]) == (128, 0.04)  # eps None: the default for the dimension
     moved = util["AdvFace start=random"]["mean_cosine_to_clean"]
     assert util["unprotected"]["mean_cosine_to_clean"] == pytest.approx(1.0) and 0.3 < moved < 0.999

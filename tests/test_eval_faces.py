@@ -85,7 +85,7 @@ def test_eval_faces_on_identity_folders_through_the_cli(tmp_path):
     # the identity-trained shadow's rows (the offline start of a 2-epoch shadow lands anywhere)
     assert -1 <= util["AdvFace offline, identity-trained shadow (start=shadow)"]["mean_cosine_to_clean"] <= 1
     assert 0.3 < util["AdvFace, identity-trained shadow (start=random)"]["mean_cosine_to_clean"] < 0.999
-    assert res["config"]["eps"] == 0.08  # resolved for the 128-d encoder
+    assert res["config"]["eps"] == 0.04  # resolved for the 128-d encoder
     # the operating point: every enrolled file against every probe file, clean and re-fitted thresholds
     op = util["Unprotected"]["operating_point"]
     assert op["genuine"] > 0 and op["impostors"] > op["genuine"]
@@ -140,11 +140,11 @@ def test_eps_and_its_sweep_follow_the_encoder_dimension_unless_given():
 
     cfg = FacesEvalConfig()
     assert cfg.eps is None and cfg.sweep_eps is None
-    assert (cfg.for_dim(128).eps, cfg.for_dim(128).sweep_eps) == (0.08, [0.02, 0.04, 0.08, 0.12])
-    assert (cfg.for_dim(512).eps, cfg.for_dim(512).sweep_eps) == (0.04, [0.01, 0.02, 0.04, 0.06])
+    assert (cfg.for_dim(128).eps, cfg.for_dim(128).sweep_eps) == (0.04, [0.02, 0.04, 0.08, 0.12])
+    assert (cfg.for_dim(512).eps, cfg.for_dim(512).sweep_eps) == (0.02, [0.01, 0.02, 0.04, 0.06])
     given = FacesEvalConfig(eps=0.05, sweep_eps=[0.1]).for_dim(512)
     assert (given.eps, given.sweep_eps) == (0.05, [0.1])
-    assert FacesEvalConfig(eps=0.05).for_dim(512).sweep_eps == [0.0125, 0.025, 0.05, 0.075]
+    assert FacesEvalConfig(eps=0.05).for_dim(512).sweep_eps == [0.025, 0.05, 0.1, 0.15]
 
 
 def test_recommend_eps_takes_the_largest_within_the_bound():

@@ -32,6 +32,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "protection",
         (
             "advface_fast.keys",
+            "advface_fast.keymodes",
             "advface_fast.rotation",
             "advface_fast.protect_checks",
             "advface_fast.protector",

@@ -53,12 +53,12 @@ class FacesEvalConfig:
     # the defender's shadow decoder fine-tuned with the same identity loss through E (its own
     # model) for this many steps: rows "identity-trained shadow" beside the L1 one; 0: not run
     shadow_identity_steps: int = 0
-    eps: float | None = None  # None: the package default for E's dimension (0.08 at SFace's 128-d)
+    eps: float | None = None  # None: the package default for E's dimension (0.04 at SFace's 128-d)
     alpha_ratio: float = DEFAULT_ALPHA / DEFAULT_EPS
     steps: int = DEFAULT_STEPS
     laplace_epsilon: float = 200.0
     sweep_eps: list[float] | None = None  # None: sweep_eps_factors x eps
-    sweep_eps_factors: list[float] = field(default_factory=lambda: [0.25, 0.5, 1.0, 1.5])
+    sweep_eps_factors: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0, 3.0])
     sweep_laplace: list[float] = field(default_factory=lambda: [50.0, 200.0, 1000.0])
     privacy_per_fold: int = 100  # matched pairs per fold whose reconstructions E scores
     judge_per_fold: int = 30  # of those, how many E2 also scores (dlib: ~0.1 s a face)
