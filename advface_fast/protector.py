@@ -82,6 +82,7 @@ class Protector:
             raise ValueError("the decoder has no parameters: a shadow decoder is a trained network")
         self._key = load_key(run.key) if run.key is not None else None
         self.rotate = bool(run.rotate)
+        self.shards = run.shards
         if run.start == "random" and self._key is None:
             warnings.warn(
                 "start='random' without key=: the noise comes from the public seed, so anyone can recompute it; "
@@ -103,18 +104,29 @@ class Protector:
         self._decoder_fp: str | None = None
         self._probed: dict[tuple, tuple[int, ...]] = {}  # (device, dim, encoder) -> decoder output shape
         self._rotations: dict[tuple, torch.Tensor] = {}  # (dim, device, dtype) -> the key's Q
+        self._shard_mode: Any = None  # the ShardKeys of shards > 1, made on first use
 
     # -- helpers -----------------------------------------------------------------------------
-    def _rotated(self, z: torch.Tensor) -> torch.Tensor:
-        """``z Q^T`` with the key's rotation when ``rotate``, else ``z``."""
+    def _rotated(self, z: torch.Tensor, groups: np.ndarray | None) -> torch.Tensor:
+        """``z Q^T`` with the key's rotation when ``rotate``, else ``z``; with shard keys, each
+        row by its shard's rotation (``groups``: the rows' shards)."""
         if not self.rotate:
             return z
+        if groups is not None:
+            return self._shard_keys().apply(z, groups)
         from .rotation import keyed_rotation
 
         k = (z.shape[1], z.device, z.dtype)
         if k not in self._rotations:
             self._rotations[k] = keyed_rotation(self._key, int(z.shape[1])).to(device=z.device, dtype=z.dtype)
         return z @ self._rotations[k].T
+
+    def _shard_keys(self) -> Any:
+        from .keymodes import ShardKeys
+
+        if self._shard_mode is None:
+            self._shard_mode = ShardKeys(self._key, self.shards)
+        return self._shard_mode
 
     def _frozen_decoder(self, device: torch.device) -> nn.Module:
         if device not in self._frozen:
@@ -190,6 +202,7 @@ class Protector:
             "seed": p.seed,
             "key": key_id(self._key) if self._key is not None else None,
             "rotate": self.rotate,
+            **({"shards": self.shards} if self.shards > 1 else {}),  # absent: one system-wide rotation
             "precision": self.precision,
         }
 
@@ -311,7 +324,11 @@ class Protector:
             else:
                 sink = MemorySink(src)
             record = self.provenance(len(src), int(src.shape[1]), input_record) if out_path is not None else None
-            self._loop(src, imgs, ids, sink, decoder, backend, device, dtype)
+            groups = None
+            if self.shards > 1:  # each row's shard, from its enrolment id (the matcher derives the same)
+                eids = enrolment_ids if enrolment_ids is not None else np.arange(len(src), dtype=np.int64)
+                groups = self._shard_keys().groups(eids)
+            self._loop(src, imgs, ids, groups, sink, decoder, backend, device, dtype)
             result = sink.finalize()
             if out_path is not None:
                 if enrolment_ids is not None:
@@ -328,6 +345,7 @@ class Protector:
         src: RowSource,
         imgs: RowSource | None,
         ids: np.ndarray | None,
+        groups: np.ndarray | None,
         sink: Any,
         decoder: nn.Module,
         backend: Engine,
@@ -362,7 +380,8 @@ class Protector:
                             images=x[0] if x else None,
                             precision=self.precision,
                         )
-                        staging.emit(a, self._rotated(_scaled(zt, norm, z.dtype)).to(src.dtype))
+                        rows = groups[a:b] if groups is not None else None
+                        staging.emit(a, self._rotated(_scaled(zt, norm, z.dtype), rows).to(src.dtype))
                         bar.update(b - a)
                     staging.flush()
                     return
@@ -375,7 +394,8 @@ class Protector:
                     zt = protect_batch(
                         u, rid, decoder, self.encoder, self.params, backend, images=x, precision=self.precision
                     )
-                    sink.write(a, self._rotated(_scaled(zt, norm, z.dtype)).to(src.dtype))
+                    rows = groups[a:b] if groups is not None else None
+                    sink.write(a, self._rotated(_scaled(zt, norm, z.dtype), rows).to(src.dtype))
                     bar.update(b - a)
         except BaseException:
             if staging is not None:  # the batch computed before the failure is good: keep it

@@ -109,6 +109,11 @@ class RunSettings:
         ``start="random"`` warns (:class:`~advface_fast.errors.PublicRandomnessWarning`).
     rotate: store ``Q z~`` for the key's secret orthogonal ``Q`` (needs ``key``); probes must be
         rotated with :func:`advface_fast.rotation.rotate` and the same key before matching.
+    shards: with ``rotate``, the number of shard keys (:class:`~advface_fast.keymodes.ShardKeys`):
+        a keyed hash of each row's enrolment id picks one of ``shards`` independent secret
+        rotations, so an insider's own enrolments reveal only their shards' (default 1: one
+        system-wide rotation). The matcher (:class:`~advface_fast.match.matcher.Matcher`) rotates
+        each probe once per shard it compares with.
     batch_size: rows per batch (default 256 on CPU, 8192 on CUDA).
     device: compute device (default: the input's CUDA device, else CUDA if available, else CPU).
     progress: show a tqdm progress bar.
@@ -124,6 +129,7 @@ class RunSettings:
     seed: int = 0
     key: Any = None
     rotate: bool = False
+    shards: int = 1
     batch_size: int | None = None
     device: Any = None
     progress: bool = True
@@ -139,6 +145,11 @@ class RunSettings:
             raise ValueError(f"batch_size must be a positive integer, got {b!r}")
         if self.rotate and self.key is None:
             raise ValueError("rotate=True needs key= (the rotation is the key's secret)")
+        s = self.shards
+        if isinstance(s, bool) or not isinstance(s, int) or s < 1:
+            raise ValueError(f"shards must be a positive integer, got {s!r}")
+        if s > 1 and not self.rotate:
+            raise ValueError(f"shards={s} needs rotate=True (shard keys are rotations)")
 
     @classmethod
     def of(cls, settings: RunSettings | None = None, **keywords: Any) -> RunSettings:

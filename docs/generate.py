@@ -277,6 +277,76 @@ def operating_point_sweep_table(name: str) -> list[str]:
     ]
 
 
+def insider_key_modes_table() -> list[str]:
+    """An insider's known pairs against each key mode (``benchmarks/insider_key_modes.py``): rank-1
+    identification and acceptance at the clean FAR-1e-3 threshold of the estimated templates."""
+    r = _load("insider-key-modes-lfw")
+    pairs = sorted({x["pairs"] for x in r["rows"]})
+    by = {(x["mode"], x["pairs"]): x for x in r["rows"]}
+    modes = list(dict.fromkeys(x["mode"] for x in r["rows"]))
+    rows = []
+    for m in modes:
+        cells = [m]
+        for n in pairs:
+            x = by.get((m, n))
+            cells.append(
+                "-" if x is None else f"{x['rank1']:.1f} ({x['identity_inference']:.1f} / {x['wrong_person']:.1f})"
+            )
+        rows.append(cells)
+    return [
+        *_table(["key mode", *[f"{n:,} pairs" for n in pairs]], rows),
+        "",
+        f"Each cell: rank-1 identification of the victim among {r['probe_files']:,} probe photos (%), then (accepted "
+        f"against the victim's photos / against other people's, % at the clean FAR-1e-3 threshold "
+        f"{r['threshold_far_1e-3']:.3f}). {r['victims']:,} LFW victims ({r['encoder']}), accomplices from "
+        f"the CelebA "
+        f"subset, a prior of {r['prior_templates']:,} CelebA templates; template level (judge: E). {r['machine']}; "
+        f"`{r['command']}`; "
+        "[`benchmarks/results/insider-key-modes-lfw/`](../benchmarks/results/insider-key-modes-lfw/).",
+    ]
+
+
+def key_modes_cost_table() -> list[str]:
+    """1:N search cost of each key mode against the system-wide key (``benchmarks/key_modes_cost.py``)."""
+    r = json.loads((RESULTS / "key_modes_cost_cpu.json").read_text())
+    rows = [[x["mode"], str(x["batch"]), f"{x['ms_per_probe']:.2f}", f"{x['vs_system_key']:.2f}x"] for x in r["rows"]]
+    return [
+        *_table(["key mode", "probes per call", "ms per probe", "vs the system-wide key"], rows),
+        "",
+        f"Exact top-1 over {r['n']:,} records of {r['dim']}-d (float32, stored sorted by shard), best of repeats. "
+        "Per-identity keys would need "
+        f"{r['per_identity_keys_1n_multiply_adds_per_probe']:,} multiply-adds per probe "
+        f"against {r['system_key_1n_multiply_adds_per_probe']:,}: not offered for 1:N. {r['machine']}; "
+        f"`{r['command']}`; "
+        "[`benchmarks/results/key_modes_cost_cpu.json`](../benchmarks/results/key_modes_cost_cpu.json).",
+    ]
+
+
+def step_variants_table() -> list[str]:
+    """AdvFace's step, uniform noise and the cosine cap at each budget: TAR and identity inference
+    (``benchmarks/step_variants.py``)."""
+    r = _load("step-variants-lfw")
+    attackers = list(r["rows"][0]["attackers"])
+    rows = []
+    for x in r["rows"]:
+        cells = [x["method"], f"{x['budget']:g}", f"{x['mean_cosine_to_clean']:.3f}"]
+        cells += [f"{x['tar_at_clean_threshold']:.2f}", f"{x['tar_refit']:.2f}"]
+        cells += [f"{x['genuine_shift']:+.3f}", f"{x['impostor_shift']:+.3f}"]
+        cells += [f"{x['attackers'][a]['identity_inference_E2']:.1f}" for a in attackers]
+        rows.append(cells)
+    header = ["method", "budget", "cosine to clean", "TAR@1e-3 clean thr. (%)", "TAR@1e-3 re-fitted (%)"]
+    header += ["genuine score shift", "impostor score shift", *[f"E2: {a} (%)" for a in attackers]]
+    floor = r["rows"][0]["wrong_person_E2"]
+    return [
+        *_table(header, rows),
+        "",
+        f"Budget: eps for AdvFace and noise, the minimum cosine for the cap. {r['enrolled_templates']:,} enrolled LFW "
+        f"files ({r['encoder']}); identity inference by the judge ({r['judge']}), wrong-person floor of the "
+        f"unprotected row {floor:.1f}%. {r['machine']}; `{r['command']}`; "
+        "[`benchmarks/results/step-variants-lfw/`](../benchmarks/results/step-variants-lfw/).",
+    ]
+
+
 BLOCKS: dict[str, tuple[str, Callable[[], list[str]]]] = {
     "operating-point-lfw": ("docs/evaluation.md", lambda: operating_point_sweep_table("operating-point-lfw")),
     "operating-point-lfw-mobilefacenet": (
@@ -287,6 +357,9 @@ BLOCKS: dict[str, tuple[str, Callable[[], list[str]]]] = {
         "docs/evaluation.md",
         lambda: operating_point_sweep_table("operating-point-celeba-folders-mobilefacenet"),
     ),
+    "step-variants": ("docs/evaluation.md", step_variants_table),
+    "insider-key-modes": ("docs/threat-model.md", insider_key_modes_table),
+    "key-modes-cost": ("docs/threat-model.md", key_modes_cost_table),
     "match-latency": ("docs/deployment.md", match_latency_table),
     "service-oracle": ("docs/deployment.md", service_oracle_table),
     "match-load": ("docs/deployment.md", match_load_table),

@@ -27,6 +27,8 @@ def deployment_settings(args: argparse.Namespace) -> dict:
 
     if args.eps is not None or args.alpha is not None:
         raise ValueError("--deployment sets eps and alpha (the threshold was fitted for them): drop --eps/--alpha")
+    if getattr(args, "shards", 1) != 1:
+        raise ValueError("--deployment sets the shard keys (calibrate-deployment --shards): drop --shards")
     return DeploymentConfig.load(path).run_settings()
 
 
@@ -42,6 +44,7 @@ def _option_settings(args: argparse.Namespace) -> dict:
         "seed": args.seed,
         "key": args.key_file,
         "rotate": args.rotate,
+        "shards": args.shards,
     }
 
 
@@ -97,6 +100,13 @@ def add_setting_args(pr: argparse.ArgumentParser, key_required: bool = False) ->
         "--rotate",
         action="store_true",
         help="store Q z for the key's secret rotation Q (verify/identify rotate probes with the same key)",
+    )
+    pr.add_argument(
+        "--shards",
+        type=int,
+        default=1,
+        help="with --rotate: S shard keys, each enrolment id's shard a keyed hash (an insider's own enrolments "
+        "reveal only their shards' rotations; 1:N search rotates each probe S times); default 1, one rotation",
     )
     pr.add_argument(
         "--deployment",

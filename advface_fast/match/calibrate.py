@@ -105,10 +105,11 @@ def calibrate_deployment(
     )
     secret = load_key(key)
     points = []
+    unrotated = {k: v for k, v in settings.items() if k != "shards"}  # shards are rotations: no score changes
     for eps in grid:
         prot = Protector(
             decoder, encoder, key=secret, rotate=False, eps=eps, alpha=eps * DEFAULT_ALPHA_RATIO, progress=False,
-            **settings,
+            **unrotated,
         )  # fmt: skip
         gp = prot(g, row_ids=ids[enrolled])
         gen_p, imp_p = cross_identity_scores(p, plab, gp, glab)
@@ -148,7 +149,7 @@ def calibrate_deployment(
     config = DeploymentConfig(
         threshold=best["refit"]["threshold"],
         far=far,
-        settings={k: s[k] for k in SETTING_KEYS},
+        settings={k: s[k] for k in (*SETTING_KEYS, "shards") if k in s},
         key_id=key_id(secret),
         decoder=s["decoder"],
         encoder=prot.encoder_identity(),

@@ -28,6 +28,8 @@ from ..encoders.base import same_encoder
 FORMAT = "advface_fast.deployment/1"
 # the settings a threshold is fitted for: anything else about the run does not change a template
 SETTING_KEYS = ("eps", "alpha", "steps", "start", "renorm", "seed", "rotate", "precision")
+# optional settings, with the value their absence means (files written before they existed)
+OPTIONAL_KEYS = {"shards": 1}
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,9 @@ class DeploymentConfig:
 
     def run_settings(self) -> dict[str, Any]:
         """The :class:`~advface_fast.settings.RunSettings` keywords of these settings."""
-        return {k: self.settings[k] for k in SETTING_KEYS}
+        return {k: self.settings[k] for k in SETTING_KEYS} | {
+            k: self.settings[k] for k in OPTIONAL_KEYS if k in self.settings
+        }
 
     def check_gallery(self, record: dict[str, Any], where: str) -> None:
         """Refuse a gallery (its provenance record) protected otherwise than this configuration
@@ -93,6 +97,9 @@ class DeploymentConfig:
             for k in SETTING_KEYS
             if not _same(got.get(k), self.settings[k])
         ]
+        for k, absent in OPTIONAL_KEYS.items():
+            if not _same(got.get(k, absent), self.settings.get(k, absent)):
+                diff.append(f"{k} {got.get(k, absent)!r} (deployment: {self.settings.get(k, absent)!r})")
         if self.decoder is not None and prot.get("decoder") != self.decoder:
             diff.append(f"decoder {prot.get('decoder')} (deployment: {self.decoder})")
         enc, want = record.get("encoder") or {}, self.encoder or {}

@@ -120,6 +120,11 @@ class ProtectedGallery:
             best_s, best_r = np.take_along_axis(cand_s, order, 1), np.take_along_axis(cand_r, order, 1)
         return best_s, self.ids[best_r]
 
+    def stored(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every stored template ``(N, D)`` float32 with its enrolment id ``(N,)`` int64 (a
+        search under shard keys scores each shard with its own rotation of the probe)."""
+        return self.templates, self.ids
+
     def scores(self, probe: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """Cosine scores of one unit probe ``(D,)`` against the templates of ``ids``."""
         rows = np.array([self._row[int(i)] for i in ids])
@@ -148,6 +153,14 @@ class FaissGallery(ProtectedGallery):
 
     def search(self, probes: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
         return self.index.search(np.ascontiguousarray(probes, dtype=np.float32), min(k, len(self)))
+
+    def stored(self) -> tuple[np.ndarray, np.ndarray]:
+        from ..deploy.vector_index import stored_vectors
+
+        try:
+            return stored_vectors(self.index)
+        except ValueError as exc:
+            raise ValueError(f"{self.where}: search under shard keys reads the stored vectors: {exc}") from exc
 
     def scores(self, probe: np.ndarray, ids: np.ndarray) -> np.ndarray:
         try:

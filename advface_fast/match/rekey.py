@@ -27,6 +27,11 @@ def _rekeyed_record(record: dict[str, Any] | None, where: str, old: bytes, new: 
     if not provenance.is_protected(record):
         raise ValueError(f"{where} has no provenance of a protected gallery: nothing says which key it is under")
     transform = record["protection"]["transform"]
+    if transform["name"] == "shard-rotation":
+        raise ValueError(
+            f"{where} is stored under {transform['shards']} shard keys: re-keying them is not supported yet; protect "
+            "the clear templates again under the new key"
+        )
     if transform["name"] != "rotation":
         raise ValueError(
             f"{where} is not stored under a keyed rotation (transform {transform['name']!r}): re-keying changes the "
