@@ -101,6 +101,10 @@ def threat_table(name: str) -> list[str]:
 
     rows = [[a, *[cell(d, a) for d in defences]] for a in attacks]
     rows.append(["verification accuracy (%)", *[f"{r['utility'][d]['acc']:.2f}" for d in defences]])
+    if all("operating_point" in r["utility"][d] for d in defences):
+        for which, label in (("at_clean_threshold", "clean threshold"), ("refit", "re-fitted")):
+            cells = [f"{100 * r['utility'][d]['operating_point']['0.001'][which]['tar']:.2f}" for d in defences]
+            rows.append([f"TAR at FAR 1e-3, {label} (%)", *cells])
     floor = (
         f"chance (an impostor pair accepted by E2): {r['chance_E2']:.1f}%"
         if "chance_E2" in r

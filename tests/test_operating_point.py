@@ -70,3 +70,35 @@ def test_a_protected_gallery_at_the_clean_threshold_and_refit():
     far_away = rng.standard_normal((people, d))  # a "protection" that destroys recognition
     bad = protected_gallery_operating_points(far_away, clean, probes, same)["0.001"]
     assert bad["at_clean_threshold"]["tar"] < 0.05 and bad["refit"]["far"] <= 1e-3
+
+
+def test_a_rotated_gallery_with_rotated_probes_costs_nothing_and_unrotated_probes_fail():
+    """``protected_probes``: the probes as the matcher compares them with a rotated gallery. The
+    rotation keeps every score, so TAR equals the clean TAR at both thresholds; scored with the
+    unrotated probes (a matcher that forgot the key) the genuine scores collapse."""
+    from advface_fast.metrics.operating_point import protected_gallery_operating_points
+    from advface_fast.rotation import rotate
+
+    rng = np.random.default_rng(0)
+    people = rng.standard_normal((300, 32))
+    gallery = people + 0.3 * rng.standard_normal(people.shape)
+    probes = people + 0.3 * rng.standard_normal(people.shape)
+    same = np.eye(300, dtype=bool)
+    key = b"operating-point-rotation-key-000"
+    g_rot, p_rot = rotate(gallery, key), rotate(probes, key)
+    op = protected_gallery_operating_points(g_rot, gallery, probes, same, protected_probes=p_rot)["0.001"]
+    assert op["at_clean_threshold"]["tar"] == pytest.approx(op["tar_clean"], abs=1e-9)
+    assert op["refit"]["tar"] == pytest.approx(op["tar_clean"], abs=1e-9)
+    assert op["tar_clean"] > 0.9
+    forgot = protected_gallery_operating_points(g_rot, gallery, probes, same)["0.001"]
+    assert forgot["at_clean_threshold"]["tar"] < 0.1
+
+
+def test_the_threat_reports_cost_table_shows_tar_where_measured():
+    from advface_fast.eval.threat.report import utility_table
+
+    op = {"0.001": {"at_clean_threshold": {"tar": 0.9512}, "refit": {"tar": 0.97}}}
+    rows = utility_table({"a": {"acc": 99.0, "acc_std": 0.5, "operating_point": op}, "b": {"acc": 98.0, "acc_std": 1}},
+                         ["a", "b"])  # fmt: skip
+    assert rows[2] == "| a | 99.00 ± 0.50 | 95.12 | 97.00 |"
+    assert rows[3] == "| b | 98.00 ± 1.00 | n/a | n/a |"  # a committed run from before the operating point

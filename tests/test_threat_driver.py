@@ -68,3 +68,55 @@ def test_two_attacks_of_one_name_are_refused():
     z = torch.randn(4, 2)
     with pytest.raises(ValueError, match="share a name"):
         cross(_World(z), [Defence("d", z, z)], [AttackRun(_Echo("a")), AttackRun(_Echo("a"))], print)
+
+
+def test_the_synthetic_worlds_cost_includes_the_operating_point_under_the_rotation():
+    """The world's utility scores a rotated defence with its rotated probes: TAR at FAR 1e-3 equals
+    the clean TAR at both thresholds (the rotation keeps every score)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from advface_fast.eval.threat.worlds import SyntheticThreatWorld
+    from advface_fast.metrics.verification import genuine_impostor_pairs
+    from advface_fast.rotation import rotate
+
+    g = torch.Generator().manual_seed(0)
+    people = torch.randn(200, 16, generator=g)
+    enrol, probe = people + 0.3 * torch.randn(200, 16, generator=g), people + 0.3 * torch.randn(200, 16, generator=g)
+    pi, pj, same = genuine_impostor_pairs(200, 0)
+    world = SimpleNamespace(z_enrol=enrol, z_probe=probe, pi=pi, pj=pj, same=same)
+    key = b"threat-driver-test-rotation-key0"
+    rotated = Defence("rotation", rotate(enrol, key), rotate(probe, key))
+    u = SyntheticThreatWorld.utility(world, rotated)
+    op = u["operating_point"]["0.001"]
+    assert op["refit"]["tar"] == op["at_clean_threshold"]["tar"] == pytest.approx(op["tar_clean"])
+    assert np.isfinite(u["acc"]) and u["acc"] > 90
+
+
+def test_the_faces_worlds_cost_scores_every_enrolled_file_against_every_probe_file():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from advface_fast.eval.threat.worlds import FacesThreatWorld
+    from advface_fast.rotation import rotate
+
+    g = torch.Generator().manual_seed(1)
+    n = 120  # files 0..59 enrolled, 60..119 probes of the same 60 people
+    people = torch.randn(60, 16, generator=g)
+    z = torch.cat([people, people]) + 0.3 * torch.randn(n, 16, generator=g)
+    rng = np.random.default_rng(0)
+    first = np.arange(60)
+    second = np.where(rng.random(60) < 0.5, first + 60, rng.permutation(60) + 60)
+    protocol = SimpleNamespace(
+        first=first, second=second, same=second == first + 60, fold=np.arange(60) % 10,
+        person=[f"p{i % 60}" for i in range(n)],
+    )  # fmt: skip
+    world = SimpleNamespace(data=SimpleNamespace(protocol=protocol, z_test=z))
+    key = b"threat-driver-test-rotation-key1"
+    u = FacesThreatWorld.utility(world, Defence("rotation", rotate(z, key), rotate(z, key)))
+    op = u["operating_point"]["0.001"]
+    probes = len(np.unique(second))
+    assert op is not None and u["operating_point"]["impostors"] == probes * 59  # each probe file: 1 genuine
+    assert op["refit"]["tar"] == pytest.approx(op["tar_clean"]) and op["tar_clean"] > 0.9

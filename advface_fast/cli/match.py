@@ -217,7 +217,7 @@ def add_match_commands(sub: argparse._SubParsersAction) -> None:
     ca.add_argument("--out", required=True, help="deployment configuration to write (.json)")
     ca.add_argument("--far", type=float, default=1e-3, help="false accept rate of the threshold")
     ca.add_argument("--max-tar-loss", type=float, default=1.0, help="largest TAR loss at --far, in points")
-    ca.add_argument("--eps-grid", type=float, nargs="+", default=None, help="eps values (default 1/16..1 x default)")
+    ca.add_argument("--eps-grid", type=float, nargs="+", default=None, help="eps values (default 1/8..2 x default)")
     ca.add_argument("--overwrite", action="store_true", help="replace an existing configuration")
     ca.set_defaults(func=_calibrate_deployment)
 

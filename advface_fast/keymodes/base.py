@@ -3,13 +3,14 @@ rotation per group."""
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from ..keys import KeyLike, load_key
+from ..keys import KeyLike, derive, load_key
 
 
 class KeyMode(ABC):
@@ -76,10 +77,6 @@ def haar_rotation(seed: bytes, dim: int) -> torch.Tensor:
 
 def keyed_hash64(key: bytes, purpose: bytes, values: Sequence[bytes]) -> np.ndarray:
     """63-bit keyed hashes (int64 ``(N,)``) of byte strings under ``derive(key, purpose)``."""
-    import hashlib
-
-    from ..keys import derive
-
     k = derive(key, purpose)
     out = np.empty(len(values), dtype=np.int64)
     for n, v in enumerate(values):

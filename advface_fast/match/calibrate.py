@@ -35,7 +35,7 @@ from ..protector import Protector
 from ..settings import DEFAULT_ALPHA_RATIO, default_eps
 from .config import SETTING_KEYS, DeploymentConfig
 
-EPS_MULTIPLES = (0.0625, 0.125, 0.25, 0.375, 0.5, 0.75, 1.0)  # of the dimension's default eps
+EPS_MULTIPLES = (0.125, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)  # of the dimension's default eps (up to the former default)
 
 
 def split_enrolment(labels: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -73,7 +73,7 @@ def calibrate_deployment(
             ``alpha`` is ``eps / 5`` at every eps of the grid).
         far: the false accept rate the threshold is fitted for.
         max_tar_loss: the largest acceptable loss of TAR at ``far``, in percentage points.
-        eps_grid: the eps values to try (default: 1/16 .. 1 times the dimension's default eps).
+        eps_grid: the eps values to try (default: 1/8 .. 2 times the dimension's default eps).
         ids: ``(N,)`` enrolment ids (key the random start; default ``0..N-1``).
 
     Returns:

@@ -134,11 +134,12 @@ class Matcher:
 
     def _search(self, probes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Top-1 ``(P, 1)`` scores and enrolment ids under shard keys: every probe rotated once per
-        shard (:func:`~advface_fast.keymodes.sharded_search`) over the gallery's stored vectors."""
+        shard (:func:`~advface_fast.keymodes.sharded_search`) over the gallery's stored vectors,
+        held once in shard order (a copy of the gallery in memory; made again after enrolments)."""
         from ..keymodes import sharded_search
 
-        records, ids = self.gallery.stored()
-        if self._sorted is None or len(self._sorted[2]) != len(ids):
+        if self._sorted is None or len(self._sorted[2]) != len(self.gallery):
+            records, ids = self.gallery.stored()
             groups = self._shards.groups(ids)
             order = np.argsort(groups, kind="stable")  # each shard contiguous: scored in place
             self._sorted = (torch.from_numpy(np.ascontiguousarray(records[order], dtype=np.float32)), groups[order],

@@ -114,26 +114,30 @@ def protected_gallery_operating_points(
     same: np.ndarray,
     valid: np.ndarray | None = None,
     fars: tuple[float, ...] = (1e-3, 1e-4),
+    protected_probes: np.ndarray | None = None,
 ) -> dict[str, object]:
     """What a running system sees when its gallery is protected: probes ``(P, D)`` scored against
     the protected gallery ``(G, D)``, at the threshold fitted on the *clean* gallery ``(G, D)``
     (what it runs unless re-tuned) and at one re-fitted on the protected gallery's impostors.
 
     ``same (G, P)`` says which gallery-probe pairs show one person (genuine; every other pair is
-    an impostor); ``valid (G, P)`` excludes pairs (e.g. a capture against itself). Per FAR that
+    an impostor); ``valid (G, P)`` excludes pairs (e.g. a capture against itself);
+    ``protected_probes (P, D)``: the probes as the matcher compares them with the protected gallery
+    (rotated with the key where the gallery is; default ``probes``). Per FAR that
     the impostors can measure: ``{"clean_threshold", "tar_clean" (unprotected TAR), "at_clean_threshold":
     {tar, far}, "refit": {threshold, tar, far}}``; an unmeasurable FAR maps to None."""
 
-    def scores(g: np.ndarray) -> np.ndarray:
+    def scores(g: np.ndarray, p: np.ndarray) -> np.ndarray:
         g = np.asarray(g, dtype=np.float32)
         g = g / np.linalg.norm(g, axis=1, keepdims=True)
-        p = np.asarray(probes, dtype=np.float32)
+        p = np.asarray(p, dtype=np.float32)
         return g @ (p / np.linalg.norm(p, axis=1, keepdims=True)).T
 
     same = np.asarray(same, dtype=bool)
     valid = np.ones_like(same) if valid is None else np.asarray(valid, dtype=bool)
     gen_mask, imp_mask = same & valid, ~same & valid
-    s_clean, s_prot = scores(clean), scores(protected)
+    s_clean = scores(clean, probes)
+    s_prot = scores(protected, probes if protected_probes is None else protected_probes)
     gen_c, imp_c = s_clean[gen_mask], s_clean[imp_mask]
     gen_p, imp_p = s_prot[gen_mask], s_prot[imp_mask]
     out: dict[str, object] = {"genuine": int(gen_mask.sum()), "impostors": int(imp_mask.sum())}

@@ -49,8 +49,10 @@ class AttackRun:
 class ThreatWorld(Protocol):
     """What the driver needs of a world."""
 
-    def utility(self, defence: Defence) -> dict[str, float]:
-        """Verification of the defence's stored gallery against its probes: ``{"acc", "acc_std"}`` (%)."""
+    def utility(self, defence: Defence) -> dict[str, Any]:
+        """Verification of the defence's stored gallery against its probes: ``{"acc", "acc_std"}`` (%)
+        and ``"operating_point"`` (TAR at FAR 1e-3 and 1e-4 at the clean gallery's threshold and
+        re-fitted, :func:`~advface_fast.metrics.operating_point.protected_gallery_operating_points`)."""
         ...
 
     def score(self, attack: Attack, stored: torch.Tensor, people: int | None, label: str) -> dict[str, float]:
@@ -71,7 +73,7 @@ def cross(
     if len(set(names)) != len(names):
         raise ValueError(f"two attacks share a name: {sorted(n for n in names if names.count(n) > 1)}")
     t0 = time.time()
-    utility: dict[str, dict[str, float]] = {}
+    utility: dict[str, dict[str, Any]] = {}
     table: dict[str, dict[str, dict[str, float]]] = {}
     knowledge: dict[str, str] = {}
     for d in defences:

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..faces_report import command_sentence, data_credit, judge_warning, protocol_source
 from ..report import _table
+from .report import utility_table
 
 
 def _name(fingerprint: dict[str, Any] | str) -> str:
@@ -54,10 +55,8 @@ def write_faces_threat_report(results: dict[str, Any], out: Path, command: str |
         "",
     ]
     lines += _table(["attack", "knowledge"], [[a, results["knowledge"][a]] for a in attacks])
-    lines += ["", "## Verification accuracy of each defence (stored template vs fresh probe, 10 folds, %)", ""]
-    lines += _table(
-        ["defence", "accuracy"], [[d, f"{util[d]['acc']:.2f} ± {util[d]['acc_std']:.2f}"] for d in defences]
-    )
+    lines += ["", "## What each defence costs in verification (stored vs fresh probe; accuracy over 10 folds, %)", ""]
+    lines += utility_table(util, defences)
     lines += ["", "## Identity inference, E2 / E (%)", "", "Rows: attacks; columns: defences.", ""]
     lines += _table(["attack", *defences], [[a, *[_cell(table[d].get(a)) for d in defences]] for a in attacks])
     lines += ["", "## SSIM of reconstructions to the enrolled face", ""]

@@ -13,6 +13,7 @@ import copy
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,8 +22,9 @@ from ...data.world import IDS
 from ...encoders.base import TorchEncoder
 from ...encoders.embed import embed
 from ...metrics import pair_distances, ssim_skimage, verification_accuracy
+from ...metrics.operating_point import protected_gallery_operating_points
 from ...train.encoder import train_encoder
-from ..faces import attack_scores
+from ..faces import _operating_sets, attack_scores
 from ..faces_data import FacesData
 from ..model_cache import cached_model
 from ..synthetic_world import SyntheticWorld
@@ -68,9 +70,15 @@ class SyntheticThreatWorld(SyntheticWorld):
         self.chance = 100 * float((d_imp < self.threshold).mean()), 100 * float((d2_imp < self.e2_threshold).mean())
         log(f"E threshold {self.threshold:.3f}; E2 accuracy {self.e2_acc:.2f}%, threshold {self.e2_threshold:.3f}")
 
-    def utility(self, defence: Defence) -> dict[str, float]:
+    def utility(self, defence: Defence) -> dict[str, Any]:
         acc, std, _ = verification_accuracy(pair_distances(defence.stored[self.pi], defence.probes[self.pj]), self.same)
-        return {"acc": 100 * acc, "acc_std": 100 * std}
+        n = len(self.z_enrol)
+        same = np.eye(n, dtype=bool)  # person i enrolled as row i, probed as row i; every other pair an impostor
+        op = protected_gallery_operating_points(
+            defence.stored.numpy(), self.z_enrol.numpy(), self.z_probe.numpy(), same,
+            protected_probes=defence.probes.numpy(),
+        )  # fmt: skip
+        return {"acc": 100 * acc, "acc_std": 100 * std, "operating_point": op}
 
     def score(self, attack: Attack, stored: torch.Tensor, people: int | None, label: str) -> dict[str, float]:
         idx = torch.arange(len(self.z_enrol) if people is None else min(people, len(self.z_enrol)))
@@ -96,11 +104,17 @@ class FacesThreatWorld:
             raise ValueError("the threat suite needs the independent judge (faces.judge = 'dlib')")
         self.data, self.progress = data, progress
 
-    def utility(self, defence: Defence) -> dict[str, float]:
+    def utility(self, defence: Defence) -> dict[str, Any]:
         p = self.data.protocol
         d = pair_distances(defence.stored[p.first], defence.probes[p.second])
         acc, std, _ = verification_accuracy(d, p.same, folds=p.fold)
-        return {"acc": 100 * acc, "acc_std": 100 * std}
+        g, q, same, valid = _operating_sets(self.data)
+        z = self.data.z_test
+        op = protected_gallery_operating_points(
+            defence.stored[g].numpy(), z[g].numpy(), z[q].numpy(), same, valid,
+            protected_probes=defence.probes[q].numpy(),
+        )  # fmt: skip
+        return {"acc": 100 * acc, "acc_std": 100 * std, "operating_point": op}
 
     def score(self, attack: Attack, stored: torch.Tensor, people: int | None, label: str) -> dict[str, float]:
         data = self.data
