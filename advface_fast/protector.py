@@ -61,7 +61,7 @@ class Protector:
         settings: a :class:`~advface_fast.settings.RunSettings` (default: the defaults).
         **keywords: fields of :class:`~advface_fast.settings.RunSettings` replacing those of
             ``settings``: ``eps``, ``alpha``, ``steps``, ``start``, ``renorm``, ``backend``,
-            ``precision``, ``seed``, ``key``, ``rotate``, ``batch_size``, ``device``, ``progress``
+            ``precision``, ``seed``, ``key``, ``rotate``, ``shards``, ``batch_size``, ``device``, ``progress``
             (what each means and its default: there).
 
     The computation runs in the decoder's parameter dtype (float32 unless you converted it).

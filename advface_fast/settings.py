@@ -14,8 +14,8 @@ from typing import Any
 START_MODES = ("shadow", "random", "original")
 PRECISIONS = ("fp32", "tf32", "bf16")  # GEMM operand precision inside the loop (see engines)
 
-# Library defaults, chosen at the operating point a deployed system runs at (README, "Choosing eps
-# and the threshold"): the largest eps on the measured frontier whose cost stays within 1 point of
+# Library defaults, chosen at the operating point a deployed system runs at (docs/method.md,
+# "Choosing eps and the threshold"): the largest eps on the measured frontier whose cost stays within 1 point of
 # TAR at FAR 1e-3 with the threshold re-fitted on the protected gallery, on LFW with SFace (0.94
 # points at 0.04 against 2.2 at 0.06 and 4.0 at the former 0.08) and with MobileFaceNet on LFW and
 # on CelebA identity folders (0.47 and 0.88 points at the same relative eps); see
