@@ -41,6 +41,7 @@ from machine import cpu_model
 import advface_fast as af
 from advface_fast.eval.faces import _operating_sets
 from advface_fast.eval.faces_config import FacesEvalConfig
+from advface_fast.eval.threat.key_recovery import moment_alignment
 from advface_fast.eval.threat.known_pairs_prior import estimate_records
 from advface_fast.eval.threat.procrustes import procrustes
 from advface_fast.keymodes import IdentityKeys, KeyMode, ShardKeys, SystemKey
@@ -84,6 +85,23 @@ def attack(
     return out
 
 
+def align(mode: KeyMode, victims: torch.Tensor, own: torch.Tensor, seed: int) -> torch.Tensor:
+    """Estimates ``(V, D)`` with no pairs at all: each group's records aligned to the attacker's own
+    templates by their covariance eigenvectors and third moments
+    (:func:`~advface_fast.eval.threat.key_recovery.moment_alignment`); a group of one record, whose
+    moments say nothing, gets the prior mean."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, 2**62, len(victims))
+    groups = mode.groups(ids, [f"victim-{i}" for i in range(len(victims))])
+    records = mode.apply(victims.double(), groups)
+    out = own.double().mean(0).expand(len(victims), -1).clone()
+    for g in np.unique(groups):
+        v = torch.from_numpy(np.flatnonzero(groups == g))
+        if len(v) > 1:
+            out[v] = records[v] @ moment_alignment(own, records[v])
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", type=int, nargs="+", default=list(PAIRS))
@@ -108,29 +126,32 @@ def main() -> int:
     clean_scores = (victims @ probes.T).numpy()
     thr = threshold_at_far(clean_scores[imp], 1e-3)
     rows = []
-    for name, mode in modes(args.shards).items():
-        for n in args.pairs:
-            if n > n_acc:
-                continue
+    pairs = [n for n in args.pairs if n <= n_acc] + [None]  # None: no pairs, unpaired alignment instead
+    runs = [(name, mode, n) for name, mode in modes(args.shards).items() for n in pairs]
+    for name, mode, n in runs:
+        if n is None:  # no pairs: unpaired alignment of each group to the attacker's own templates
+            est = unit(align(mode, victims, own, cfg.seed), dim=1)
+        else:
             est = unit(attack(mode, victims, accomplices, own, n, cfg.seed + n), dim=1)
-            s = (est @ probes.T).numpy()
-            best = np.where(valid, s, -np.inf).argmax(1)
-            has_own = gen.any(1)
-            row = {
-                "mode": name,
-                "pairs": n,
-                "identity_inference": 100 * float((s[gen] > thr).mean()),
-                "wrong_person": 100 * float((s[imp] > thr).mean()),
-                "rank1": 100 * float(same[np.arange(len(best)), best][has_own].mean()),
-                "mean_cosine_to_template": float((est * victims).sum(1).mean()),
-            }
-            rows.append(row)
-            print(
-                f"{name:18} {n:5} pairs: identified {row['identity_inference']:5.1f}% "
-                f"(wrong person {row['wrong_person']:.2f}%), rank-1 {row['rank1']:5.1f}%, "
-                f"cosine to the template {row['mean_cosine_to_template']:.3f}",
-                flush=True,
-            )
+        s = (est @ probes.T).numpy()
+        best = np.where(valid, s, -np.inf).argmax(1)
+        has_own = gen.any(1)
+        row = {
+            "mode": name,
+            "attack": "moment alignment" if n is None else "known pairs",
+            "pairs": 0 if n is None else n,
+            "identity_inference": 100 * float((s[gen] > thr).mean()),
+            "wrong_person": 100 * float((s[imp] > thr).mean()),
+            "rank1": 100 * float(same[np.arange(len(best)), best][has_own].mean()),
+            "mean_cosine_to_template": float((est * victims).sum(1).mean()),
+        }
+        rows.append(row)
+        print(
+            f"{name:18} {row['attack']:16} {row['pairs']:5} pairs: identified {row['identity_inference']:5.1f}% "
+            f"(wrong person {row['wrong_person']:.2f}%), rank-1 {row['rank1']:5.1f}%, "
+            f"cosine to the template {row['mean_cosine_to_template']:.3f}",
+            flush=True,
+        )
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     result = {
@@ -164,18 +185,19 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
-    names = list(dict.fromkeys(r["mode"] for r in result["rows"]))
+    known = [r for r in result["rows"] if r.get("attack", "known pairs") == "known pairs"]
+    names = list(dict.fromkeys(r["mode"] for r in known))
     for ax, key, label in (
         (axes[0], "rank1", "victims identified at rank 1 (%)"),
         (axes[1], "identity_inference", "estimates accepted as the victim at FAR 1e-3 (%)"),
     ):
         for i, name in enumerate(names):
-            pts = [r for r in result["rows"] if r["mode"] == name]
+            pts = [r for r in known if r["mode"] == name]
             ax.plot([max(r["pairs"], 0.5) for r in pts], [r[key] for r in pts], "-o", c=f"C{i}", label=name)
         ax.set_xscale("log")
         ax.set_xlabel("known pairs (accomplices enrolled; 0 plotted at 0.5)")
         ax.set_ylabel(label)
-    floor = max(r["wrong_person"] for r in result["rows"])
+    floor = max(r["wrong_person"] for r in known)
     axes[1].axhline(floor, c="grey", ls="--", lw=0.8, label=f"wrong-person floor (up to {floor:.1f}%)")
     axes[0].legend(fontsize=7)
     axes[1].legend(fontsize=7)
