@@ -379,3 +379,26 @@ def test_service_enrols_into_a_protected_table_keeping_its_mark(dsn, tmp_path):
         other.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (LOCK_PREFIX + "public.faces.embedding",))
         r = c.post("/enrol", json={"templates": new[:1].tolist(), "ids": [400]}, headers=h)
         assert r.status_code == 503 and int(r.headers["retry-after"]) > 0, r.text
+
+
+def test_a_table_protected_under_shard_keys_matches_per_shard(dsn):
+    """``protect-table`` with shard keys: each row under its id's shard (as ``protect`` with the
+    same ids), the state names the transform, and the matcher identifies every row per shard."""
+    from advface_fast.match import DeploymentConfig, Matcher, open_gallery
+    from advface_fast.match.config import SETTING_KEYS
+
+    feats = unit_rows(40, DIM, seed=11)
+    ids = np.arange(300, 340, dtype=np.int64)
+    _fill(dsn, feats, ids)
+    dec = make_pair(dim=DIM)[0]
+    prot = af.Protector(dec, key=KEY, rotate=True, shards=5, progress=False)
+    protect_table(dsn, "faces", prot, batch_rows=8, progress=False)
+    _, got = _read(dsn)
+    assert_same_protection(got, af.protect(feats, dec, key=KEY, rotate=True, shards=5, row_ids=ids, progress=False))
+    url = "postgresql:///?" + "&".join(p.replace(" ", "") for p in dsn.split()) + "#faces"
+    gallery = open_gallery(url)
+    assert gallery.record["protection"]["transform"]["name"] == "shard-rotation"
+    s = prot.settings(DIM)
+    config = DeploymentConfig(0.5, 1e-3, {k: s[k] for k in (*SETTING_KEYS, "shards")}, s["key"], s["decoder"], None)
+    found = Matcher(gallery, config, KEY).identify(feats)
+    assert [d.enrolment_id for d in found] == ids.tolist() and all(d.accept for d in found)

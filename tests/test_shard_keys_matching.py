@@ -195,3 +195,26 @@ def test_the_service_enrols_under_shard_keys_and_decides_per_shard(tmp_path):
         assert v == {"decision": "accept"}
         i = c.post("/identify", json={"template": p.tolist()}, headers=h).json()
         assert i == {"decision": "match", "identity": labels[j]}
+
+
+def test_index_through_the_cli_takes_the_shards_from_the_deployment(world, tmp_path, capsys):
+    """``index --deployment`` of a shard-key deployment writes a sharded gallery whose decisions
+    equal the library's ``.npy`` one; ``--shards`` beside ``--deployment`` is refused."""
+    pytest.importorskip("faiss")
+    from advface_fast.cli import main
+
+    af.save_model(world["decoder"], tmp_path / "dec.safetensors")
+    argv = ["index", str(world["root"] / "templates.npy"), str(tmp_path / "g.faiss"), "--decoder"]
+    argv += [str(tmp_path / "dec.safetensors"), "--key-file", str(world["key"]), "--no-progress"]
+    argv += ["--deployment", str(world["root"] / "deployment.json")]
+    assert main(argv) == 0
+    rec = provenance.read(tmp_path / "g.faiss")
+    assert rec["protection"]["transform"]["shards"] == SHARDS
+    m = Matcher(open_gallery(tmp_path / "g.faiss"), world["config"], world["key"])
+    ref = Matcher(open_gallery(world["root"] / "sharded.npy"), world["config"], world["key"])
+    p = world["probes"]
+    assert [d.enrolment_id for d in m.identify(p.features, world["fp"])] == [
+        d.enrolment_id for d in ref.identify(p.features, world["fp"])
+    ]
+    assert main([*argv[:2], str(tmp_path / "h.faiss"), *argv[3:], "--shards", "4"]) != 0
+    assert "drop --shards" in capsys.readouterr().err
