@@ -125,11 +125,17 @@ def key_id(key: bytes) -> str:
     return derive(key, b"key-id").hex()[:16]
 
 
+def keyed_digests(key: bytes, purpose: bytes, values: list[bytes]) -> list[int]:
+    """The 64-bit BLAKE2b digests (little-endian ints) of ``values`` keyed by ``derive(key, purpose)``."""
+    k = derive(key, purpose)
+    return [int.from_bytes(hashlib.blake2b(v, key=k, digest_size=8).digest(), "little") for v in values]
+
+
+def id_bytes(ids: np.ndarray) -> list[bytes]:
+    """Each int64 id as the 8 little-endian bytes that are hashed."""
+    return [int(i).to_bytes(8, "little", signed=True) for i in np.asarray(ids, dtype=np.int64).tolist()]
+
+
 def keyed_row_ids(key: bytes, ids: np.ndarray) -> np.ndarray:
     """Row ids -> 63-bit keyed hashes (the counters of the random start's noise)."""
-    k = derive(key, b"random-start")
-    out = np.empty(len(ids), dtype=np.int64)
-    for n, i in enumerate(np.asarray(ids, dtype=np.int64).tolist()):
-        h = hashlib.blake2b(int(i).to_bytes(8, "little", signed=True), key=k, digest_size=8).digest()
-        out[n] = int.from_bytes(h, "little") & _MASK63
-    return out
+    return np.array([h & _MASK63 for h in keyed_digests(key, b"random-start", id_bytes(ids))], dtype=np.int64)

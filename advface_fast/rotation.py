@@ -15,10 +15,15 @@ from .keys import KeyLike, derive, load_key
 def keyed_rotation(key: bytes, dim: int) -> torch.Tensor:
     """The key's secret ``(dim, dim)`` orthogonal matrix, float64 (Haar: QR of a Gaussian matrix
     with the signs of R's diagonal folded in)."""
+    return haar_rotation(derive(key, b"rotation/%d" % dim), dim)
+
+
+def haar_rotation(seed: bytes, dim: int) -> torch.Tensor:
+    """A Haar-distributed ``(dim, dim)`` orthogonal matrix (float64) drawn from ``seed`` bytes: QR
+    of a Gaussian matrix with the signs of R's diagonal folded in."""
     if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
         raise ValueError(f"dim must be a positive integer, got {dim!r}")
-    seed = int.from_bytes(derive(key, b"rotation/%d" % dim), "big")
-    g = np.random.default_rng(seed).standard_normal((dim, dim))
+    g = np.random.default_rng(int.from_bytes(seed, "big")).standard_normal((dim, dim))
     q, r = np.linalg.qr(g)
     q *= np.sign(np.diag(r))[None, :]
     return torch.from_numpy(q)

@@ -3,14 +3,13 @@ rotation per group."""
 
 from __future__ import annotations
 
-import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from ..keys import KeyLike, derive, load_key
+from ..keys import KeyLike, keyed_digests, load_key
 
 
 class KeyMode(ABC):
@@ -64,21 +63,6 @@ class KeyMode(ABC):
         return self.apply(probe, np.full(len(probe), int(group), dtype=np.int64))
 
 
-def haar_rotation(seed: bytes, dim: int) -> torch.Tensor:
-    """A Haar-distributed ``(dim, dim)`` orthogonal matrix (float64) from 32 seed bytes: QR of a
-    Gaussian matrix with the signs of R's diagonal folded in."""
-    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-        raise ValueError(f"dim must be a positive integer, got {dim!r}")
-    g = np.random.default_rng(int.from_bytes(seed, "big")).standard_normal((dim, dim))
-    q, r = np.linalg.qr(g)
-    q *= np.sign(np.diag(r))[None, :]
-    return torch.from_numpy(q)
-
-
 def keyed_hash64(key: bytes, purpose: bytes, values: Sequence[bytes]) -> np.ndarray:
     """63-bit keyed hashes (int64 ``(N,)``) of byte strings under ``derive(key, purpose)``."""
-    k = derive(key, purpose)
-    out = np.empty(len(values), dtype=np.int64)
-    for n, v in enumerate(values):
-        out[n] = int.from_bytes(hashlib.blake2b(v, key=k, digest_size=8).digest(), "little") >> 1
-    return out
+    return np.array([h >> 1 for h in keyed_digests(key, purpose, list(values))], dtype=np.int64)

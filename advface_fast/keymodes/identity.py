@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from ..keys import derive
-from .base import KeyMode, haar_rotation, keyed_hash64
+from ..rotation import haar_rotation
+from .base import KeyMode, keyed_hash64
 
 
 class IdentityKeys(KeyMode):

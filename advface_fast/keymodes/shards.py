@@ -15,8 +15,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..keys import KeyLike, derive
-from .base import KeyMode, haar_rotation, keyed_hash64
+from ..keys import KeyLike, derive, id_bytes
+from ..rotation import haar_rotation
+from .base import KeyMode, keyed_hash64
 
 
 class ShardKeys(KeyMode):
@@ -31,8 +32,7 @@ class ShardKeys(KeyMode):
         self.shards = shards
 
     def groups(self, ids: np.ndarray, labels: Sequence[str] | None = None) -> np.ndarray:
-        raw = [int(i).to_bytes(8, "little", signed=True) for i in np.asarray(ids, dtype=np.int64).tolist()]
-        return keyed_hash64(self._key, b"shard-of", raw) % self.shards
+        return keyed_hash64(self._key, b"shard-of", id_bytes(ids)) % self.shards
 
     def _draw(self, group: int, dim: int) -> torch.Tensor:
         if not 0 <= group < self.shards:
