@@ -27,18 +27,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shlex
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from faces_setup import recognition_data
-from machine import cpu_model
+from machine import run_header
 
-import advface_fast as af
 from advface_fast.eval.faces import _operating_sets
 from advface_fast.eval.faces_config import FacesEvalConfig
 from advface_fast.eval.threat.key_recovery import moment_alignment
@@ -155,9 +151,7 @@ def main() -> int:
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     result = {
-        "command": f"cd {os.getcwd()} && python " + shlex.join(sys.argv),
-        "machine": f"{cpu_model()}, {torch.get_num_threads()} threads",
-        "versions": {"advface_fast": af.__version__, "torch": torch.__version__},
+        **run_header(),
         "protocol": cfg.pairs,
         "encoder": cfg.encoder,
         "victims": len(g),

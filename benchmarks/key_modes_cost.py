@@ -14,17 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shlex
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from machine import cpu_model
+from machine import run_header
 
-import advface_fast as af
 from advface_fast.keymodes import ShardKeys, SystemKey, sharded_search
 
 KEY = b"key-modes-cost-benchmark-0000000"  # fixed: reproducible, not a secret
@@ -71,9 +67,7 @@ def main() -> int:
     for r in rows:
         r["vs_system_key"] = r["seconds"] / base[r["batch"]]
     result = {
-        "command": f"cd {os.getcwd()} && python " + shlex.join(sys.argv),
-        "machine": f"{cpu_model()}, {torch.get_num_threads()} threads",
-        "versions": {"advface_fast": af.__version__, "torch": torch.__version__, "numpy": np.__version__},
+        **run_header(numpy=np.__version__),
         "n": args.n,
         "dim": args.dim,
         "rows": rows,

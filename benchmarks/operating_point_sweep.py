@@ -28,16 +28,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import shlex
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from faces_setup import recognition_data
-from machine import cpu_model
+from machine import run_header
 
 import advface_fast as af
 from advface_fast.eval.faces import _operating_sets
@@ -168,9 +165,7 @@ def main() -> int:
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     result = {
-        "command": f"cd {os.getcwd()} && python " + shlex.join(sys.argv),
-        "machine": f"{cpu_model()}, {torch.get_num_threads()} threads",
-        "versions": {"advface_fast": af.__version__, "torch": torch.__version__},
+        **run_header(),
         "protocol": cfg.pairs if not cfg.test_folder else cfg.test_folder,
         "encoder": cfg.encoder,
         "dim": dim,

@@ -31,10 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shlex
 import socket
-import sys
 import tempfile
 import threading
 import time
@@ -43,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from faces_setup import recognition_data
-from machine import cpu_model
+from machine import run_header
 
 import advface_fast as af
 from advface_fast.deploy.client import ServiceClient, ServiceError
@@ -234,9 +231,7 @@ def main() -> int:
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     doc = {
-        "command": f"cd {os.getcwd()} && PYTHONPATH=benchmarks python " + shlex.join(sys.argv),
-        "machine": f"{cpu_model()}, {torch.get_num_threads()} threads",
-        "versions": {"advface_fast": af.__version__, "torch": torch.__version__},
+        **run_header("PYTHONPATH=benchmarks "),
         "data": f"LFW pairs.txt ({cfg.pairs}), encoder {cfg.encoder}, {len(g)} enrolled templates",
         "defence": "AdvFace (default eps) + keyed rotation, served by advface-fast serve",
         "threshold_protected_far_1e-3": thr,

@@ -32,14 +32,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import shlex
-import sys
 import time
 from pathlib import Path
 
 import torch
-from machine import cpu_model
+from machine import run_header
 
 import advface_fast as af
 from advface_fast.eval.baselines import uniform_linf
@@ -153,9 +150,7 @@ def main() -> int:
     for c in args.min_cosines:
         record("cosine cap", c, cosine_cap(frozen, z[rows], c, steps=cfg.steps, seed=cfg.seed, row_ids=rows))
     result = {
-        "command": f"cd {os.getcwd()} && python " + shlex.join(sys.argv),
-        "machine": f"{cpu_model()}, {torch.get_num_threads()} threads",
-        "versions": {"advface_fast": af.__version__, "torch": torch.__version__},
+        **run_header(),
         "protocol": cfg.pairs,
         "encoder": cfg.encoder,
         "judge": cfg.judge,

@@ -42,6 +42,11 @@ def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.1f}"
 
 
+def _ran(r: dict[str, Any], path: str) -> str:
+    """Where a benchmark's numbers come from: its machine, its command and its committed results."""
+    return f"{r['machine']}; `{r['command']}`; [`{path}`](../{path})."
+
+
 def _source(name: str) -> str:
     folder = f"benchmarks/results/{name}/"
     return f"From [`{folder}`](../{folder}) (`results.json`; its report has the command)."
@@ -224,8 +229,8 @@ def service_oracle_table() -> list[str]:
         f"In one budget window the attacker got {b['answered']:,} answers and {b['refused_429']:,} refusals (429) "
         f"for {b['targets']} targets. Data: {r['data']}; defence: {r['defence']}; decisions at "
         f"{r['threshold_protected_far_1e-3']:.3f} (FAR 1e-3 on the protected gallery); judged by E at the clean "
-        f"system's FAR-1e-3 threshold {r['judge_threshold_clean_far_1e-3']:.3f}. {r['machine']}; `{r['command']}`; "
-        "[`benchmarks/results/service-oracle-lfw/`](../benchmarks/results/service-oracle-lfw/).",
+        f"system's FAR-1e-3 threshold {r['judge_threshold_clean_far_1e-3']:.3f}. "
+        + _ran(r, "benchmarks/results/service-oracle-lfw/"),
     ]
 
 
@@ -301,10 +306,8 @@ def insider_key_modes_table() -> list[str]:
         f"Each cell: rank-1 identification of the victim among {r['probe_files']:,} probe photos (%), then (accepted "
         f"against the victim's photos / against other people's, % at the clean FAR-1e-3 threshold "
         f"{r['threshold_far_1e-3']:.3f}). {r['victims']:,} LFW victims ({r['encoder']}), accomplices from "
-        f"the CelebA "
-        f"subset, a prior of {r['prior_templates']:,} CelebA templates; template level (judge: E). {r['machine']}; "
-        f"`{r['command']}`; "
-        "[`benchmarks/results/insider-key-modes-lfw/`](../benchmarks/results/insider-key-modes-lfw/).",
+        f"the CelebA subset, a prior of {r['prior_templates']:,} CelebA templates; template level (judge: E). "
+        + _ran(r, "benchmarks/results/insider-key-modes-lfw/"),
     ]
 
 
@@ -318,9 +321,8 @@ def key_modes_cost_table() -> list[str]:
         f"Exact top-1 over {r['n']:,} records of {r['dim']}-d (float32, stored sorted by shard), best of repeats. "
         "Per-identity keys would need "
         f"{r['per_identity_keys_1n_multiply_adds_per_probe']:,} multiply-adds per probe "
-        f"against {r['system_key_1n_multiply_adds_per_probe']:,}: not offered for 1:N. {r['machine']}; "
-        f"`{r['command']}`; "
-        "[`benchmarks/results/key_modes_cost_cpu.json`](../benchmarks/results/key_modes_cost_cpu.json).",
+        f"against {r['system_key_1n_multiply_adds_per_probe']:,}: not offered for 1:N. "
+        + _ran(r, "benchmarks/results/key_modes_cost_cpu.json"),
     ]
 
 
@@ -344,8 +346,7 @@ def step_variants_table() -> list[str]:
         "",
         f"Budget: eps for AdvFace and noise, the minimum cosine for the cap. {r['enrolled_templates']:,} enrolled LFW "
         f"files ({r['encoder']}); identity inference by the judge ({r['judge']}), wrong-person floor of the "
-        f"unprotected row {floor:.1f}%. {r['machine']}; `{r['command']}`; "
-        "[`benchmarks/results/step-variants-lfw/`](../benchmarks/results/step-variants-lfw/).",
+        f"unprotected row {floor:.1f}%. " + _ran(r, "benchmarks/results/step-variants-lfw/"),
     ]
 
 
