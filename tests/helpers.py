@@ -151,3 +151,20 @@ def synthetic_photo_folder(
             pixels = ((img.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
             Image.fromarray(pixels).save(folder / f"{var_offset + v}.png")
     return names
+
+
+def enrolled_people(root, people: int):
+    """A matcher's world on generated photos: ``people`` x 3 photos in ``root/people`` embedded by
+    the shipped encoder into ``root/templates.npy`` (with ids and labels), and one fresh photo per
+    person in ``root/fresh`` embedded as probes. Returns ``(encoder path, gallery embedding,
+    probe embedding, enrolment ids)``."""
+    from advface_fast.faces.photo_gallery import embed_photos, write_templates
+    from advface_fast.models.defaults import ASSETS
+
+    encoder = str(ASSETS / "encoder.safetensors")
+    synthetic_photo_folder(root / "people", people, 3, size=32)
+    synthetic_photo_folder(root / "fresh", people, 1, size=32, var_offset=7)
+    emb = embed_photos(root / "people", encoder, cache_dir="", progress=False)
+    write_templates(root / "templates.npy", emb, encoder, source="people")
+    probes = embed_photos(root / "fresh", encoder, cache_dir="", progress=False)
+    return encoder, emb, probes, np.load(root / "templates.ids.npy")

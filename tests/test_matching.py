@@ -11,11 +11,11 @@ import json
 
 import numpy as np
 import pytest
-from helpers import synthetic_photo_folder, write_key
+from helpers import enrolled_people, synthetic_photo_folder, write_key
 
 import advface_fast as af
 from advface_fast import provenance
-from advface_fast.faces.photo_gallery import embed_photos, find_photos, write_templates
+from advface_fast.faces.photo_gallery import embed_photos, find_photos
 from advface_fast.match import DeploymentConfig, Matcher, open_gallery
 from advface_fast.match.calibrate import calibrate_deployment
 from advface_fast.match.rekey import rekey
@@ -27,17 +27,10 @@ KEY1, KEY2 = b"matching-test-key-one-not-secret", b"matching-test-key-two-not-se
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """40 people x 3 photos embedded and calibrated; a protected .npy gallery; fresh probes."""
-    from advface_fast.models.defaults import ASSETS
-
     root = tmp_path_factory.mktemp("matching")
-    encoder = str(ASSETS / "encoder.safetensors")
-    synthetic_photo_folder(root / "people", 40, 3, size=32)
-    synthetic_photo_folder(root / "fresh", 40, 1, size=32, var_offset=7)
-    emb = embed_photos(root / "people", encoder, cache_dir="", progress=False)
-    write_templates(root / "templates.npy", emb, encoder, source="people")
+    encoder, emb, probes, ids = enrolled_people(root, 40)
     key1, key2 = write_key(root / "k1.key", KEY1), write_key(root / "k2.key", KEY2)
     decoder = af.load_default().shadow
-    ids = np.load(root / "templates.ids.npy")
     # 80 probes: one genuine probe is 1.25 points of TAR, so the bound here is loose; the choice
     # itself is tested on constructed scores (test_calibration_chooses_the_largest_eps_within_the_bound)
     config, report = calibrate_deployment(
@@ -48,7 +41,6 @@ def world(tmp_path_factory):
     config.save(root / "deployment.json")
     af.protect(root / "templates.npy", decoder, out=root / "protected.npy", row_ids=ids, progress=False,
                key=key1, **config.run_settings())  # fmt: skip
-    probes = embed_photos(root / "fresh", encoder, cache_dir="", progress=False)
     return {"root": root, "encoder": encoder, "decoder": decoder, "config": config, "probes": probes,
             "key1": key1, "key2": key2, "fp": af.encoders.loader.as_encoder(encoder).fingerprint()}  # fmt: skip
 

@@ -9,11 +9,10 @@ import argparse
 import numpy as np
 import pytest
 import torch
-from helpers import synthetic_photo_folder, write_key
+from helpers import enrolled_people, write_key
 
 import advface_fast as af
 from advface_fast import provenance
-from advface_fast.faces.photo_gallery import embed_photos, write_templates
 from advface_fast.keymodes import ShardKeys
 from advface_fast.match import DeploymentConfig, Matcher, open_gallery
 from advface_fast.match.calibrate import calibrate_deployment
@@ -27,17 +26,10 @@ SHARDS = 8
 def world(tmp_path_factory):
     """30 people x 3 photos, calibrated for 8 shard keys; the gallery protected under the shard
     keys and, for comparison, under one system-wide rotation (same key, settings and ids)."""
-    from advface_fast.models.defaults import ASSETS
-
     root = tmp_path_factory.mktemp("shards")
-    encoder = str(ASSETS / "encoder.safetensors")
-    synthetic_photo_folder(root / "people", 30, 3, size=32)
-    synthetic_photo_folder(root / "fresh", 30, 1, size=32, var_offset=7)
-    emb = embed_photos(root / "people", encoder, cache_dir="", progress=False)
-    write_templates(root / "templates.npy", emb, encoder, source="people")
+    encoder, emb, probes, ids = enrolled_people(root, 30)
     key = write_key(root / "k.key", KEY)
     decoder = af.load_default().shadow
-    ids = np.load(root / "templates.ids.npy")
     config, report = calibrate_deployment(
         emb.features, emb.labels, decoder, key=key, eps_grid=[0.01, 0.02], ids=ids, max_tar_loss=5.0,
         shards=SHARDS, log=lambda m: None,
@@ -49,7 +41,6 @@ def world(tmp_path_factory):
                **settings)  # fmt: skip
     one = {**settings, "shards": 1}
     af.protect(root / "templates.npy", decoder, out=root / "one.npy", row_ids=ids, progress=False, key=key, **one)
-    probes = embed_photos(root / "fresh", encoder, cache_dir="", progress=False)
     return {"root": root, "config": config, "probes": probes, "key": key, "ids": ids, "decoder": decoder,
             "fp": af.encoders.loader.as_encoder(encoder).fingerprint()}  # fmt: skip
 
