@@ -16,6 +16,7 @@ EXTRAS = {
     "skimage": "eval",
     "matplotlib": "eval",
     "audmetric": "eval",
+    "ot": "eval",
     "ai_edge_litert": "tflite",
     "tflite": "tflite",
     "dlib": "judge",
