@@ -23,6 +23,7 @@ from .errors import NonFiniteError, PublicRandomnessWarning, SharedNoiseWarning
 from .io.arrays import MemorySink, RowSource
 from .io.staging import HostStaging
 from .io.streaming import NpyFileSink
+from .keymodes import KeyedTransform
 from .keys import key_id, keyed_row_ids
 from .models.fingerprint import module_fingerprint
 from .protect_checks import check_out, check_row_ids, check_trained_for, in_dim, probe_output_shape
@@ -103,30 +104,13 @@ class Protector:
         self._backends: dict[torch.device, Engine] = {}  # resolved once per frozen decoder
         self._decoder_fp: str | None = None
         self._probed: dict[tuple, tuple[int, ...]] = {}  # (device, dim, encoder) -> decoder output shape
-        self._rotations: dict[tuple, torch.Tensor] = {}  # (dim, device, dtype) -> the key's Q
-        self._shard_mode: Any = None  # the ShardKeys of shards > 1, made on first use
+        self.keyed = KeyedTransform(self._key, self.rotate, self.shards)  # templates -> stored records
 
     # -- helpers -----------------------------------------------------------------------------
     def _rotated(self, z: torch.Tensor, groups: np.ndarray | None) -> torch.Tensor:
-        """``z Q^T`` with the key's rotation when ``rotate``, else ``z``; with shard keys, each
-        row by its shard's rotation (``groups``: the rows' shards)."""
-        if not self.rotate:
-            return z
-        if groups is not None:
-            return self._shard_keys().apply(z, groups)
-        from .rotation import keyed_rotation
-
-        k = (z.shape[1], z.device, z.dtype)
-        if k not in self._rotations:
-            self._rotations[k] = keyed_rotation(self._key, int(z.shape[1])).to(device=z.device, dtype=z.dtype)
-        return z @ self._rotations[k].T
-
-    def _shard_keys(self) -> Any:
-        from .keymodes import ShardKeys
-
-        if self._shard_mode is None:
-            self._shard_mode = ShardKeys(self._key, self.shards)
-        return self._shard_mode
+        """The stored records of protected templates ``z`` (:meth:`KeyedTransform.records`;
+        ``groups``: the rows' shards under shard keys)."""
+        return self.keyed.records(z, groups)
 
     def _frozen_decoder(self, device: torch.device) -> nn.Module:
         if device not in self._frozen:
@@ -324,10 +308,9 @@ class Protector:
             else:
                 sink = MemorySink(src)
             record = self.provenance(len(src), int(src.shape[1]), input_record) if out_path is not None else None
-            groups = None
-            if self.shards > 1:  # each row's shard, from its enrolment id (the matcher derives the same)
-                eids = enrolment_ids if enrolment_ids is not None else np.arange(len(src), dtype=np.int64)
-                groups = self._shard_keys().groups(eids)
+            # each row's shard under shard keys, from its enrolment id (the matcher derives the same)
+            eids = enrolment_ids if enrolment_ids is not None else np.arange(len(src), dtype=np.int64)
+            groups = self.keyed.groups(eids)
             self._loop(src, imgs, ids, groups, sink, decoder, backend, device, dtype)
             result = sink.finalize()
             if out_path is not None:

@@ -22,6 +22,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .keymodes import transform_entry
+
 FORMAT = "advface_fast.provenance/1"
 KINDS = ("templates", "protected")
 
@@ -71,15 +73,9 @@ def protection_record(settings: dict[str, Any]) -> dict[str, Any]:
     """The ``protection`` entry of a record from :meth:`Protector.settings`: key id, transform,
     decoder fingerprint and the settings."""
     key = settings.get("key")
-    if not settings.get("rotate"):
-        transform: dict[str, Any] = {"name": "none"}
-    elif settings.get("shards", 1) > 1:  # a name older readers refuse rather than misread as one rotation
-        transform = {"name": "shard-rotation", "key_id": key, "shards": settings["shards"]}
-    else:
-        transform = {"name": "rotation", "key_id": key}
     return {
         "key_id": key,
-        "transform": transform,
+        "transform": transform_entry(key, bool(settings.get("rotate")), int(settings.get("shards", 1))),
         "decoder": settings.get("decoder"),
         "settings": {k: v for k, v in settings.items() if k not in ("key", "decoder", "encoder")},
     }

@@ -181,6 +181,23 @@ def test_npy_sidecar_ids_key_the_noise_and_survive(tmp_path, setup, local_ray):
         protect_distributed(tmp_path / "out", tmp_path / "out2", dec, rows_per_task=64, progress=False)
 
 
+def test_shard_keys_reach_the_workers(tmp_path, setup, local_ray):
+    """Each worker rotates its rows by their ids' shard keys, as one process does, and the run
+    folder's provenance names them (a run under one rotation would not match its provenance)."""
+    dec, x = setup
+    key = b"test-key-distributed-shards-0123"
+    ids = np.random.default_rng(1).permutation(10**6)[:N].astype(np.int64)
+    names = _write_npy_shards(tmp_path / "in", x, [140], ids)
+    kw = {"key": key, "rotate": True, "shards": 4, "progress": False}
+    protect_distributed(tmp_path / "in", tmp_path / "out", dec, rows_per_task=64, **kw)
+    feats, _ = _read_npy_out(tmp_path / "out", names)
+    assert_same_protection(feats, af.protect(x, dec, row_ids=ids, **kw))
+    assert np.abs(feats - af.protect(x, dec, row_ids=ids, key=key, rotate=True, progress=False)).max() > 1e-2
+    transform = provenance.read(tmp_path / "out")["protection"]["transform"]
+    assert (transform["name"], transform["shards"]) == ("shard-rotation", 4)
+    assert json.loads((tmp_path / "out" / MANIFEST).read_text())["run"]["key_shards"] == 4  # resume checks it
+
+
 @pytest.mark.parametrize("column_type", ["fixed", "list", "tensor"])
 def test_parquet_shardings_equal_single_process(tmp_path, setup, local_ray, column_type):
     dec, x = setup

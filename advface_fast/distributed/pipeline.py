@@ -151,7 +151,7 @@ def protect_distributed(
             loaded by each worker; give paths on a shared file system for a cluster).
         encoder: ``None`` (fine for ``start="random"``), an ``nn.Module``, or a model path.
         settings, **keywords: the run's :class:`~advface_fast.settings.RunSettings` (eps, alpha,
-            steps, start, renorm, backend, precision, seed, key, rotate, batch_size, progress), as
+            steps, start, renorm, backend, precision, seed, key, rotate, shards, batch_size, progress), as
             for :class:`~advface_fast.Protector`; ``device`` is refused (each worker uses its
             GPU, or the CPU: ``gpus_per_worker``). The key's bytes travel to the workers with their
             configuration (Ray's object store); the run manifest records only its key id.
@@ -218,6 +218,7 @@ def protect_distributed(
         **kwargs,
         "key": key_id(secret) if secret is not None else None,
         "rotate": rotate,
+        **({"key_shards": run_settings.shards} if run_settings.shards > 1 else {}),  # absent: one rotation
         "decoder": module_fingerprint(dec_module),
         "encoder": encoder_fingerprint(checker.encoder),
         "format": fmt,
@@ -247,7 +248,13 @@ def protect_distributed(
                 tasks=tasks,
                 decoder=decoder,
                 encoder=encoder,
-                protect_kwargs={**kwargs, "batch_size": run_settings.batch_size, "key": secret, "rotate": rotate},
+                protect_kwargs={
+                    **kwargs,
+                    "batch_size": run_settings.batch_size,
+                    "key": secret,
+                    "rotate": rotate,
+                    "shards": run_settings.shards,
+                },
                 feature_column=feature_column,
                 id_column=id_column,
             ),

@@ -10,6 +10,10 @@ matrix.
   rotates each probe ``S`` times (:func:`sharded_search`).
 - :class:`IdentityKeys`: one group per enrolled identity (a keyed hash of its label); 1:1
   verification against a claimed identity only.
+
+:class:`KeyedTransform` is the transform a gallery's records are under (none, the system-wide
+rotation, or shard keys), made once from the run settings or the gallery's provenance: the
+protector makes records with it and the matcher transforms and searches probes with it.
 """
 
 from .base import KeyMode
@@ -17,5 +21,6 @@ from .identity import IdentityKeys
 from .search import sharded_search
 from .shards import ShardKeys
 from .system import SystemKey
+from .transform import KeyedTransform, transform_entry
 
-__all__ = ["IdentityKeys", "KeyMode", "ShardKeys", "SystemKey", "sharded_search"]
+__all__ = ["IdentityKeys", "KeyMode", "KeyedTransform", "ShardKeys", "SystemKey", "sharded_search", "transform_entry"]
