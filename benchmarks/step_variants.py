@@ -30,23 +30,21 @@ hour on 2 cores); the config is the committed eval-lfw one with only the conv at
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
 
 import torch
+from faces_setup import EVAL_LFW_CONFIG, conv_attackers
 from machine import run_header
 
 import advface_fast as af
 from advface_fast.eval.baselines import uniform_linf
 from advface_fast.eval.cosine_cap import cosine_cap
-from advface_fast.eval.faces import _operating_sets, attack_scores, prepare, utility
-from advface_fast.eval.faces_config import FacesEvalConfig
+from advface_fast.eval.faces import _operating_sets, attack_scores, utility
 
 EPS = (0.02, 0.04, 0.06, 0.08)
 MIN_COSINES = (0.98, 0.96, 0.94, 0.92, 0.88, 0.84)
-CONFIG = Path(__file__).parent / "results" / "eval-lfw" / "config.json"
 
 
 def score_shifts(data, templates: torch.Tensor) -> dict[str, float]:
@@ -98,16 +96,15 @@ def plot(result: dict, path: Path) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default=str(CONFIG), help="FacesEvalConfig JSON (default: the eval-lfw one)")
+    ap.add_argument("--config", default=str(EVAL_LFW_CONFIG), help="FacesEvalConfig JSON (default: the eval-lfw one)")
     ap.add_argument("--eps", type=float, nargs="+", default=list(EPS))
     ap.add_argument("--min-cosines", type=float, nargs="+", default=list(MIN_COSINES))
     ap.add_argument("--out-dir", required=True)
     ap.add_argument("--cache-dir", default=None)
     args = ap.parse_args()
     t0 = time.time()
-    cfg = dataclasses.replace(FacesEvalConfig.from_json(args.config), attackers=["conv"], identity_attacker="conv")
     out = Path(args.out_dir)
-    data, shadow, attackers = prepare(cfg, out, args.cache_dir, print, True)
+    cfg, data, shadow, attackers = conv_attackers(args.config, out, args.cache_dir, True)
     name = "conv+id"
     z, rows = data.z_test, torch.from_numpy(data.enrolled)
     results = []

@@ -286,28 +286,115 @@ def operating_point_sweep_table(name: str) -> list[str]:
     ]
 
 
-def insider_key_modes_table() -> list[str]:
+def insider_key_modes_table(name: str) -> list[str]:
     """An insider's known pairs against each key mode (``benchmarks/insider_key_modes.py``): rank-1
     identification and acceptance at the clean FAR-1e-3 threshold of the estimated templates."""
-    r = _load("insider-key-modes-lfw")
+    r = _load(name)
     known = [x for x in r["rows"] if x["attack"] == "known pairs"]
     pairs = sorted({x["pairs"] for x in known})
-    by = {(x["mode"], x["attack"], x["pairs"]): x for x in r["rows"]}
+    by = {(x["mode"], x["pairs"]): x for x in known}
     modes = list(dict.fromkeys(x["mode"] for x in r["rows"]))
-    columns = [("known pairs", n) for n in pairs] + [("moment alignment", 0)]
+    rows = [[m, *[_insider_cell(by.get((m, n))) for n in pairs]] for m in modes]
+    return [
+        *_table(["key mode", *[f"{n:,} pairs" for n in pairs]], rows),
+        "",
+        _insider_legend(r, name),
+    ]
+
+
+def _insider_cell(x: dict | None) -> str:
+    return "-" if x is None else f"{x['rank1']:.1f} ({x['identity_inference']:.1f} / {x['wrong_person']:.1f})"
+
+
+def _insider_legend(r: dict, name: str) -> str:
+    if r.get("world") == "synthetic":
+        who = (
+            f"{r['victims']:,} held-out synthetic people ({r['encoder']}), accomplices and a prior of "
+            f"{r['prior_templates']:,} from the attacker's identity range"
+        )
+    else:
+        who = (
+            f"{r['victims']:,} LFW victims ({r['encoder']}), accomplices from the CelebA subset, a prior of "
+            f"{r['prior_templates']:,} CelebA templates"
+        )
+    return (
+        f"Each cell: rank-1 identification of the victim among {r['probe_files']:,} probe photos (%), then (accepted "
+        f"against the victim's photos / against other people's, % at the clean FAR-1e-3 threshold "
+        f"{r['threshold_far_1e-3']:.3f}). {who}; template level (judge: E). " + _ran(r, f"benchmarks/results/{name}/")
+    )
+
+
+def insider_attacks_table(name: str) -> list[str]:
+    """The insider's other levers against each key mode (``benchmarks/insider_key_modes.py``): a
+    labelled public set sharing people, with and without accomplices, and unpaired alignments."""
+    r = _load(name)
+    other = [x for x in r["rows"] if x["attack"] != "known pairs"]
+    modes = list(dict.fromkeys(x["mode"] for x in r["rows"]))
+    attacks = list(dict.fromkeys((x["attack"], x["pairs"]) for x in other))
+    by = {(x["mode"], x["attack"]): x for x in other}
+
+    def label(attack: str, pairs: int) -> str:
+        return f"{pairs:,} " + attack if pairs else attack
+
+    rows = [[label(a, n), *[_insider_cell(by.get((m, a))) for m in modes]] for a, n in attacks]
+    return [*_table(["attack", *modes], rows), "", _insider_legend(r, name)]
+
+
+def insider_metrics_table(name: str) -> list[str]:
+    """The standard metrics per key mode against the known pairs (``benchmarks/insider_key_modes.py``):
+    SAR at FMR 0.1% and 0.01%, TPIR at FPIR 1%, D_sys."""
+    r = _load(name)
+    known = [x for x in r["rows"] if x["attack"] == "known pairs"]
+    pairs = sorted({x["pairs"] for x in known})
+    by = {(x["mode"], x["pairs"]): x for x in known}
+    modes = list(dict.fromkeys(x["mode"] for x in known))
+    metrics = [
+        ("SAR @ FMR 0.1% (%)", "identity_inference", "{:.1f}"),
+        ("SAR @ FMR 0.01% (%)", "sar_fmr_1e-4", "{:.1f}"),
+        ("TPIR @ FPIR 1% (%)", "tpir_fpir_1e-2", "{:.1f}"),
+        ("D_sys", "d_sys", "{:.2f}"),
+    ]
+    rows = [
+        [m, label, *[fmt.format(by[(m, n)][key]) if (m, n) in by else "-" for n in pairs]]
+        for m in modes
+        for label, key, fmt in metrics
+    ]
+    return [
+        *_table(["key mode", "metric", *[f"{n:,}" for n in pairs]], rows),
+        "",
+        "Columns: known pairs (accomplices). SAR: the estimate accepted against the victim's other photos at the "
+        f"clean system's thresholds ({r['threshold_far_1e-3']:.3f} / {r['threshold_far_1e-4']:.3f}); TPIR: the "
+        "victim's photo ranks first among every probe photo and scores above what 1% of non-mated searches reach; "
+        f"D_sys: linkability of estimates to photos (its estimator's floor at these counts "
+        f"{r['d_sys_floor']:.2f}). Template level (judge: E). " + _ran(r, "benchmarks/results/insider-key-modes-lfw/"),
+    ]
+
+
+def insider_judged_table() -> list[str]:
+    """The insider's estimates inverted to faces and judged by the independent judge
+    (``benchmarks/insider_key_modes_judged.py``)."""
+    r = _load("insider-key-modes-judged-lfw")
+    columns = list(dict.fromkeys((x["attack"], x["known_pairs"]) for x in r["rows"] if x["mode"] != "key stolen"))
+    by = {(x["mode"], x["attack"], x["known_pairs"]): x for x in r["rows"]}
+    modes = list(dict.fromkeys(x["mode"] for x in r["rows"] if x["mode"] != "key stolen"))
+    stolen = next(x for x in r["rows"] if x["mode"] == "key stolen")
 
     def cell(x: dict | None) -> str:
-        return "-" if x is None else f"{x['rank1']:.1f} ({x['identity_inference']:.1f} / {x['wrong_person']:.1f})"
+        return "-" if x is None else f"{x['identity_inference_E2']:.1f} ({x['wrong_person_E2']:.1f})"
+
+    def head(attack: str, n: int) -> str:
+        if attack == "known pairs":
+            return f"{n:,} accomplices"
+        return f"{n:,} " + attack if n else attack
 
     rows = [[m, *[cell(by.get((m, a, n))) for a, n in columns]] for m in modes]
     return [
-        *_table(["key mode", *[f"{n:,} pairs" for n in pairs], "no pairs, moment alignment"], rows),
+        *_table(["key mode", *[head(a, n) for a, n in columns]], rows),
         "",
-        f"Each cell: rank-1 identification of the victim among {r['probe_files']:,} probe photos (%), then (accepted "
-        f"against the victim's photos / against other people's, % at the clean FAR-1e-3 threshold "
-        f"{r['threshold_far_1e-3']:.3f}). {r['victims']:,} LFW victims ({r['encoder']}), accomplices from "
-        f"the CelebA subset, a prior of {r['prior_templates']:,} CelebA templates; template level (judge: E). "
-        + _ran(r, "benchmarks/results/insider-key-modes-lfw/"),
+        f"Each cell: identity inference by the independent judge ({r['judge']}) of the insider's estimates inverted "
+        f"by the {r['decoder']} decoder, % of {r['judged_pairs']} LFW privacy pairs (wrong-person floor in "
+        f"brackets). With the key stolen (the clean templates inverted): {cell(stolen)}. "
+        + _ran(r, "benchmarks/results/insider-key-modes-judged-lfw/"),
     ]
 
 
@@ -361,7 +448,19 @@ BLOCKS: dict[str, tuple[str, Callable[[], list[str]]]] = {
         lambda: operating_point_sweep_table("operating-point-celeba-folders-mobilefacenet"),
     ),
     "step-variants": ("docs/evaluation.md", step_variants_table),
-    "insider-key-modes": ("docs/threat-model.md", insider_key_modes_table),
+    "insider-key-modes": ("docs/threat-model.md", lambda: insider_key_modes_table("insider-key-modes-lfw")),
+    "insider-attacks": ("docs/threat-model.md", lambda: insider_attacks_table("insider-key-modes-lfw")),
+    "insider-metrics": ("docs/threat-model.md", lambda: insider_metrics_table("insider-key-modes-lfw")),
+    "insider-synthetic": ("docs/threat-model.md", lambda: insider_key_modes_table("insider-key-modes-synthetic")),
+    "insider-synthetic-attacks": (
+        "docs/threat-model.md",
+        lambda: insider_attacks_table("insider-key-modes-synthetic"),
+    ),
+    "insider-synthetic-metrics": (
+        "docs/threat-model.md",
+        lambda: insider_metrics_table("insider-key-modes-synthetic"),
+    ),
+    "insider-judged": ("docs/threat-model.md", insider_judged_table),
     "key-modes-cost": ("docs/threat-model.md", key_modes_cost_table),
     "match-latency": ("docs/deployment.md", match_latency_table),
     "service-oracle": ("docs/deployment.md", service_oracle_table),
