@@ -28,6 +28,8 @@ import numpy as np
 import torch
 
 from ..keys import key_id
+from ..rotation import keyed_rotation
+from .search import sharded_search
 from .shards import ShardKeys
 
 NAMES = ("none", "rotation", "shard-rotation")
@@ -121,8 +123,6 @@ class KeyedTransform:
         return z @ self._system_rotation(int(z.shape[1]), z.device, z.dtype).T
 
     def _system_rotation(self, dim: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        from ..rotation import keyed_rotation
-
         k = (dim, device, dtype)
         if k not in self._system:
             self._system[k] = keyed_rotation(self.key, dim).to(device=device, dtype=dtype)
@@ -158,8 +158,6 @@ class KeyedTransform:
         gallery's length changes)."""
         if self._mode is None:
             return gallery.search(probes, k)
-        from .search import sharded_search
-
         if self._sorted is None or len(self._sorted[2]) != len(gallery):
             records, ids = gallery.stored()
             groups = self._mode.groups(ids)
