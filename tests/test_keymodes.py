@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from advface_fast.keymodes import IdentityKeys, ShardKeys, SystemKey, sharded_search
+from advface_fast.keymodes import IdentityKeys, ShardedGallery, ShardKeys, SystemKey, sharded_search
 from advface_fast.rotation import rotate
 
 KEY = b"keymodes-test-key-0123456789abcd"
@@ -103,7 +103,7 @@ def test_bad_arguments_are_refused():
         sharded_search(SystemKey(KEY), _unit(3, 4), np.zeros(2), _unit(1, 4))
 
 
-def test_sharded_search_on_records_sorted_by_shard_scores_them_in_place():
+def test_sharded_search_returns_rows_of_the_records_as_given():
     mode = ShardKeys(KEY, 5)
     z = _unit(120, 16, seed=3)
     g = mode.groups(np.arange(120))
@@ -112,3 +112,20 @@ def test_sharded_search_on_records_sorted_by_shard_scores_them_in_place():
     s, i = sharded_search(mode, rec, g[order], z[[order[7], order[90]]], k=2)
     assert i[:, 0].tolist() == [7, 90]
     assert torch.allclose(s[:, 0], torch.ones(2), atol=1e-5)
+
+
+def test_a_packed_gallery_never_returns_padding_and_searches_uneven_groups():
+    """Groups of 1, 2 and 40 records: the padded slots of the small groups are never a match,
+    even with ``k`` the whole gallery, and every real row comes back once."""
+    mode = ShardKeys(KEY, 8)
+    z = _unit(43, 12, seed=4)
+    g = np.array([3] + [5, 5] + [1] * 40)
+    packed = ShardedGallery(mode, mode.apply(z, g), g)
+    assert packed.blocks.shape == (3, 40, 12) and int(packed.padding.sum()) == 3 * 40 - 43
+    s, i = packed.search(z[[0, 2, 10]], k=43)
+    assert all(sorted(r) == list(range(43)) for r in i.tolist())
+    assert i[:, 0].tolist() == [0, 2, 10] and bool(torch.isfinite(s).all())
+    ref_s, _ = (z[[0, 2, 10]] @ z.T).sort(dim=1, descending=True)
+    assert torch.allclose(s, ref_s, atol=1e-5)
+    with pytest.raises(ValueError, match="probes must be"):
+        packed.search(_unit(1, 11))

@@ -294,3 +294,11 @@ def test_calibration_chooses_the_largest_eps_within_the_bound(monkeypatch):
     assert config.threshold == chosen["refit"]["threshold"] and config.far == 1e-3
     none, report = cal.calibrate_deployment(z, labels, None, key=KEY1, eps_grid=[0.08], log=lambda m: None)
     assert none is None and "every eps tried loses more" in report["reason"]
+
+
+def test_a_tar_loss_of_exactly_the_limit_is_within_it():
+    from advface_fast.match.calibrate import tar_loss_points
+
+    assert 100 * (0.87 - 0.86) > 1.0  # the float subtraction lands above the limit
+    assert tar_loss_points(0.87, 0.86) == 1.0  # 5 probes of 500: exactly one point
+    assert tar_loss_points(0.87, 0.858) > 1.0

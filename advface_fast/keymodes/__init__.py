@@ -7,7 +7,7 @@ matrix.
 
 - :class:`SystemKey`: one group (the rotation :func:`advface_fast.rotation.rotate` applies).
 - :class:`ShardKeys`: ``S`` groups, a record's shard a keyed hash of its enrolment id; 1:N search
-  rotates each probe ``S`` times (:func:`sharded_search`).
+  rotates each probe ``S`` times (:class:`ShardedGallery`, :func:`sharded_search`).
 - :class:`IdentityKeys`: one group per enrolled identity (a keyed hash of its label); 1:1
   verification against a claimed identity only.
 
@@ -18,9 +18,18 @@ protector makes records with it and the matcher transforms and searches probes w
 
 from .base import KeyMode
 from .identity import IdentityKeys
-from .search import sharded_search
+from .search import ShardedGallery, sharded_search
 from .shards import ShardKeys
 from .system import SystemKey
 from .transform import KeyedTransform, transform_entry
 
-__all__ = ["IdentityKeys", "KeyMode", "KeyedTransform", "ShardKeys", "SystemKey", "sharded_search", "transform_entry"]
+__all__ = [
+    "IdentityKeys",
+    "KeyMode",
+    "KeyedTransform",
+    "ShardKeys",
+    "ShardedGallery",
+    "SystemKey",
+    "sharded_search",
+    "transform_entry",
+]

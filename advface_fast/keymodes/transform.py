@@ -29,7 +29,7 @@ import torch
 
 from ..keys import key_id
 from ..rotation import keyed_rotation
-from .search import sharded_search
+from .search import ShardedGallery
 from .shards import ShardKeys
 
 NAMES = ("none", "rotation", "shard-rotation")
@@ -74,7 +74,7 @@ class KeyedTransform:
         self.key, self.rotate, self.shards = key, bool(rotate), int(shards)
         self._mode = ShardKeys(key, self.shards) if self.shards > 1 else None
         self._system: dict[tuple, torch.Tensor] = {}  # (dim, device, dtype) -> Q of the system-wide key
-        self._sorted: tuple[torch.Tensor, np.ndarray, np.ndarray] | None = None  # search's shard-ordered copy
+        self._packed: tuple[ShardedGallery, np.ndarray] | None = None  # search's packed copy, and its ids
 
     @property
     def name(self) -> str:
@@ -153,17 +153,15 @@ class KeyedTransform:
 
     def search(self, gallery: Searchable, probes: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` ``(P, k)`` scores and enrolment ids of probes from :meth:`probes`. Under shard
-        keys every probe is rotated once per shard (:func:`~.search.sharded_search`) over the
-        gallery's stored vectors, held once in shard order (a copy in memory, made again when the
+        keys every probe is rotated once per shard over the gallery's stored vectors, packed once
+        by shard (:class:`~.search.ShardedGallery`: a copy in memory, made again when the
         gallery's length changes)."""
         if self._mode is None:
             return gallery.search(probes, k)
-        if self._sorted is None or len(self._sorted[2]) != len(gallery):
+        if self._packed is None or len(self._packed[1]) != len(gallery):
             records, ids = gallery.stored()
-            groups = self._mode.groups(ids)
-            order = np.argsort(groups, kind="stable")  # each shard contiguous: scored in place
-            self._sorted = (torch.from_numpy(np.ascontiguousarray(records[order], dtype=np.float32)), groups[order],
-                            ids[order])  # fmt: skip
-        rec, groups, sorted_ids = self._sorted
-        s, rows = sharded_search(self._mode, rec, groups, torch.from_numpy(probes.astype(np.float32)), k=k)
-        return s.numpy(), sorted_ids[rows.numpy()]
+            vectors = torch.from_numpy(np.ascontiguousarray(records, dtype=np.float32))
+            self._packed = (ShardedGallery(self._mode, vectors, self._mode.groups(ids)), ids)
+        packed, ids = self._packed
+        s, rows = packed.search(torch.from_numpy(probes.astype(np.float32)), k)
+        return s.numpy(), ids[rows.numpy()]

@@ -38,6 +38,13 @@ from .config import SETTING_KEYS, DeploymentConfig
 EPS_MULTIPLES = (0.125, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)  # of the dimension's default eps (up to the former default)
 
 
+def tar_loss_points(clean_tar: float, protected_tar: float) -> float:
+    """TAR lost, in percentage points, rounded to 1e-9: TARs are fractions of probe counts, so a
+    loss of exactly the limit (5 probes of 500: 0.87 - 0.86) compares equal to it, not
+    1.0000000000000009 above it."""
+    return round(100 * (clean_tar - protected_tar), 9)
+
+
 def split_enrolment(labels: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
     """``(enrolled rows, probe rows)``: each person's first template is enrolled, the rest are
     probes."""
@@ -115,7 +122,7 @@ def calibrate_deployment(
         gen_p, imp_p = cross_identity_scores(p, plab, gp, glab)
         fixed = operating_point(gen_p, imp_p, threshold=thr_clean)
         refit = operating_point(gen_p, imp_p, far)
-        loss = 100 * (clean.tar - refit.tar)
+        loss = tar_loss_points(clean.tar, refit.tar)
         points.append(
             {"eps": eps, "at_clean_threshold": fixed.as_dict(), "refit": refit.as_dict(), "tar_loss_points": loss}
         )
