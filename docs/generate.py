@@ -405,7 +405,8 @@ def key_modes_cost_table() -> list[str]:
     return [
         *_table(["key mode", "probes per call", "ms per probe", "vs the system-wide key"], rows),
         "",
-        f"Exact top-1 over {r['n']:,} records of {r['dim']}-d (float32; shard keys search them packed by shard, as the matcher holds them), best of repeats. "
+        f"Exact top-1 over {r['n']:,} records of {r['dim']}-d (float32; shard keys search them packed by shard, "
+        "as the matcher holds them), best of repeats. "
         "Per-identity keys would need "
         f"{r['per_identity_keys_1n_multiply_adds_per_probe']:,} multiply-adds per probe "
         f"against {r['system_key_1n_multiply_adds_per_probe']:,}: not offered for 1:N. "
