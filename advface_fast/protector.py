@@ -107,11 +107,6 @@ class Protector:
         self.keyed = KeyedTransform(self._key, self.rotate, self.shards)  # templates -> stored records
 
     # -- helpers -----------------------------------------------------------------------------
-    def _rotated(self, z: torch.Tensor, groups: np.ndarray | None) -> torch.Tensor:
-        """The stored records of protected templates ``z`` (:meth:`KeyedTransform.records`;
-        ``groups``: the rows' shards under shard keys)."""
-        return self.keyed.records(z, groups)
-
     def _frozen_decoder(self, device: torch.device) -> nn.Module:
         if device not in self._frozen:
             self._frozen[device] = copy.deepcopy(self.decoder).eval().requires_grad_(False).to(device)
@@ -364,7 +359,7 @@ class Protector:
                             precision=self.precision,
                         )
                         rows = groups[a:b] if groups is not None else None
-                        staging.emit(a, self._rotated(_scaled(zt, norm, z.dtype), rows).to(src.dtype))
+                        staging.emit(a, self.keyed.records(_scaled(zt, norm, z.dtype), rows).to(src.dtype))
                         bar.update(b - a)
                     staging.flush()
                     return
@@ -378,7 +373,7 @@ class Protector:
                         u, rid, decoder, self.encoder, self.params, backend, images=x, precision=self.precision
                     )
                     rows = groups[a:b] if groups is not None else None
-                    sink.write(a, self._rotated(_scaled(zt, norm, z.dtype), rows).to(src.dtype))
+                    sink.write(a, self.keyed.records(_scaled(zt, norm, z.dtype), rows).to(src.dtype))
                     bar.update(b - a)
         except BaseException:
             if staging is not None:  # the batch computed before the failure is good: keep it

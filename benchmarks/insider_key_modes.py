@@ -52,6 +52,7 @@ from machine import run_header
 
 from advface_fast.eval.faces import _operating_sets
 from advface_fast.eval.faces_config import FacesEvalConfig
+from advface_fast.eval.faces_data import FacesData
 from advface_fast.eval.threat.gromov_wasserstein import gromov_wasserstein
 from advface_fast.eval.threat.key_recovery import moment_alignment
 from advface_fast.eval.threat.known_pairs_prior import estimate_records
@@ -86,16 +87,21 @@ class World:
 
 
 def lfw_world(args: argparse.Namespace) -> World:
-    """LFW's ``pairs.txt`` files with SFace: the enrolled files are the victims, the probe files
-    the judge's photos; accomplices and the prior from the CelebA subset."""
+    """LFW's ``pairs.txt`` files with SFace (:func:`faces_world`)."""
     cfg, data, _ = recognition_data(FacesEvalConfig(), args.cache_dir)
+    return faces_world(cfg, data, max([*args.pairs, args.combined]))
+
+
+def faces_world(cfg: FacesEvalConfig, data: FacesData, accomplices: int) -> World:
+    """A real-faces protocol's world: the enrolled files are the victims, the probe files the
+    judge's photos, each victim's public photo its first other photo; up to ``accomplices`` (at
+    most half the training photos) and the prior from the training set (the CelebA subset)."""
     g, q, same, valid = _operating_sets(data)
     unit = torch.nn.functional.normalize
     victims, probes = unit(data.z_test[g].double(), dim=1), unit(data.z_test[q].double(), dim=1)
     celeba = unit(data.z_train[: len(data.z_train) // 2].double(), dim=1)  # the originals (then their flips)
     perm = torch.from_numpy(np.random.default_rng(cfg.seed).permutation(len(celeba)))
-    n_acc = min(max([*args.pairs, args.combined]), len(celeba) // 2)
-    # each victim's public photo (a labelled public set sharing people): its first other photo
+    n_acc = min(accomplices, len(celeba) // 2)
     gen = same & valid
     first = np.where(gen.any(1), gen.argmax(1), -1)
     public = torch.full_like(victims, float("nan"))
@@ -200,14 +206,22 @@ def _exact_estimate(a: torch.Tensor, ya: torch.Tensor, y: torch.Tensor, own: tor
     return estimate_records(a, ya, y, own)
 
 
-def records_in_victims_groups(mode: KeyMode, clean: torch.Tensor, groups: np.ndarray, n_v: int) -> torch.Tensor:
-    """``mode``'s records of ``clean`` ``(N, D)``, the first ``n_v`` rows the victims; rows in a
-    group without a victim are left zero (no estimate reads them: each group is attacked with its
-    own pairs only), which saves drawing their groups' matrices."""
-    keep = np.flatnonzero(np.isin(groups, groups[:n_v]))
+def enrol(
+    mode: KeyMode, victims: torch.Tensor, accomplices: torch.Tensor, rng: np.random.Generator
+) -> tuple[np.ndarray, torch.Tensor]:
+    """The stolen database under ``mode``: the victims ``(V, D)`` then the accomplices ``(P, D)``
+    enrolled at ids drawn from ``rng`` (the insider cannot pick its shards). Returns their groups
+    ``(V + P,)`` and records ``(V + P, D)`` float64; records in a group without a victim are left
+    zero (no estimate reads them: each group is attacked with its own pairs only), which saves
+    drawing their groups' matrices."""
+    n_v, clean = len(victims), torch.cat([victims, accomplices]).double()
+    ids = rng.integers(0, 2**62, len(clean))
+    labels = [f"victim-{i}" for i in range(n_v)] + [f"accomplice-{i}" for i in range(len(accomplices))]
+    groups = mode.groups(ids, labels)
+    keep = torch.from_numpy(np.flatnonzero(np.isin(groups, groups[:n_v])))
     records = torch.zeros_like(clean)
-    records[torch.from_numpy(keep)] = mode.apply(clean[torch.from_numpy(keep)], groups[keep])
-    return records
+    records[keep] = mode.apply(clean[keep], groups[keep.numpy()])
+    return groups, records
 
 
 def attack(
@@ -215,14 +229,9 @@ def attack(
 ) -> torch.Tensor:
     """Estimates ``(V, D)`` of the victims' clean templates from their records under ``mode`` and
     ``n_pairs`` accomplices' (clean template, record) pairs."""
-    rng = np.random.default_rng(seed)
-    n_v = len(victims)
-    ids = rng.integers(0, 2**62, n_v + n_pairs)  # drawn enrolment ids: the insider cannot pick its shards
-    labels = [f"victim-{i}" for i in range(n_v)] + [f"accomplice-{i}" for i in range(n_pairs)]
-    clean = torch.cat([victims, accomplices[:n_pairs]]).double()
-    groups = mode.groups(ids, labels)
-    records = records_in_victims_groups(mode, clean, groups, n_v)
-    return estimate_in_groups(groups[:n_v], records[:n_v], clean[n_v:], records[n_v:], groups[n_v:], own)
+    n_v, acc = len(victims), accomplices[:n_pairs].double()
+    groups, records = enrol(mode, victims, acc, np.random.default_rng(seed))
+    return estimate_in_groups(groups[:n_v], records[:n_v], acc, records[n_v:], groups[n_v:], own)
 
 
 def public_labelled(
@@ -243,10 +252,7 @@ def public_labelled(
     rng = np.random.default_rng(seed)
     n_v = len(victims)
     acc = accomplices.double() if accomplices is not None else victims.new_zeros(0, victims.shape[1])
-    ids = rng.integers(0, 2**62, n_v + len(acc))
-    labels = [f"victim-{i}" for i in range(n_v)] + [f"accomplice-{i}" for i in range(len(acc))]
-    groups = mode.groups(ids, labels)
-    records = records_in_victims_groups(mode, torch.cat([victims.double(), acc]), groups, n_v)
+    groups, records = enrol(mode, victims, acc, rng)
     has = ~torch.isnan(public).any(1).numpy()
     shared = has & (rng.random(n_v) < fraction)
     fold = rng.integers(0, 2, n_v)
@@ -278,10 +284,7 @@ def align(mode: KeyMode, victims: torch.Tensor, target: torch.Tensor, method: st
     """Estimates ``(V, D)`` with no pairs at all: each group's records aligned to the attacker's
     ``target`` templates (its own faces, or an unlabelled public set) by ``method`` of
     :data:`ALIGNERS`; a group of fewer than :data:`MIN_GROUP` records gets the target's mean."""
-    rng = np.random.default_rng(seed)
-    ids = rng.integers(0, 2**62, len(victims))
-    groups = mode.groups(ids, [f"victim-{i}" for i in range(len(victims))])
-    records = mode.apply(victims.double(), groups)
+    groups, records = enrol(mode, victims, victims.new_zeros(0, victims.shape[1]), np.random.default_rng(seed))
     out = target.double().mean(0).expand(len(victims), -1).clone()
     for g in np.unique(groups):
         v = torch.from_numpy(np.flatnonzero(groups == g))

@@ -25,10 +25,9 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from faces_setup import EVAL_LFW_CONFIG, conv_attackers
-from insider_key_modes import attack, modes, public_labelled
+from insider_key_modes import attack, faces_world, modes, public_labelled
 from machine import run_header
 
 from advface_fast.eval.faces import _operating_sets, attack_scores
@@ -49,19 +48,11 @@ def main() -> int:
     out = Path(args.out_dir)
     cfg, data, _, attackers = conv_attackers(args.config, out, args.cache_dir, False)
     decoder = attackers["conv+id"]
-    g, q, same, valid = _operating_sets(data)
-    unit = torch.nn.functional.normalize
+    g = _operating_sets(data)[0]
+    w = faces_world(cfg, data, max([*args.pairs, COMBINED]))
+    victims, accomplices, own, public = w.victims, w.accomplices, w.own, w.public
     norms = data.z_test[g].double().norm(dim=1, keepdim=True)
-    victims = unit(data.z_test[g].double(), dim=1)
-    probes = unit(data.z_test[q].double(), dim=1)
-    celeba = unit(data.z_train[: len(data.z_train) // 2].double(), dim=1)  # as insider_key_modes.py
-    perm = torch.from_numpy(np.random.default_rng(cfg.seed).permutation(len(celeba)))
-    n_acc = min(max(args.pairs), len(celeba) // 2)
-    accomplices, own = celeba[perm[:n_acc]], celeba[perm[n_acc:]]
-    gen = same & valid
-    first = np.where(gen.any(1), gen.argmax(1), -1)
-    public = torch.full_like(victims, float("nan"))
-    public[torch.from_numpy(np.flatnonzero(first >= 0))] = probes[torch.from_numpy(first[first >= 0])]
+    unit = torch.nn.functional.normalize
     rows = []
 
     def judge(mode: str, attack_name: str, n: int, est: torch.Tensor) -> None:
@@ -80,7 +71,7 @@ def main() -> int:
 
     judge("key stolen", "clean templates", 0, victims)
     for name, mode in modes(args.shards).items():
-        for n in [n for n in args.pairs if n <= n_acc]:
+        for n in [n for n in args.pairs if n <= len(accomplices)]:
             judge(name, "known pairs", n, attack(mode, victims, accomplices, own, n, cfg.seed + n))
         shared = public_labelled(mode, victims, public, 1.0, own, cfg.seed + 1)
         judge(name, "public set, labelled, 100% shared", 0, shared)

@@ -63,12 +63,4 @@ def sharded_search(
     unit rows) whose groups are ``groups`` ``(N,)``: ``(scores, rows)``, each ``(B, k)``, best
     first; rows index ``records``. Costs ``G D^2`` per probe for ``G`` groups beside ``N D``
     (packs the records each call: search a :class:`ShardedGallery` to pack them once)."""
-    g = np.asarray(groups, dtype=np.int64)
-    if records.ndim != 2 or probes.ndim != 2 or records.shape[1] != probes.shape[1] or len(g) != len(records):
-        raise ValueError(
-            f"records (N, D), groups (N,) and probes (B, D) must agree, got {tuple(records.shape)}, "
-            f"{g.shape} and {tuple(probes.shape)}"
-        )
-    if not 1 <= k <= len(records):
-        raise ValueError(f"k must be in 1..{len(records)}, got {k}")
-    return ShardedGallery(mode, records, g).search(probes, k)
+    return ShardedGallery(mode, records, groups).search(probes, k)

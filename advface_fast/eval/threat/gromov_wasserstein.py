@@ -31,7 +31,7 @@ import torch
 
 from ...optional import import_optional
 from .procrustes import procrustes
-from .wasserstein_procrustes import wasserstein_procrustes
+from .wasserstein_procrustes import check_clouds, sample_rows, wasserstein_procrustes
 
 
 def gromov_wasserstein(
@@ -50,17 +50,11 @@ def gromov_wasserstein(
     Wasserstein-Procrustes alternations, and the candidate with the lowest matching cost wins (the
     problem is non-convex: each solver may stop in a local optimum)."""
     ot = import_optional("ot", "the optimal-transport alignment attacks")
-    a, b = own_clean.double(), stored.double()
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
-        raise ValueError(f"own templates {tuple(a.shape)} and records {tuple(b.shape)} must be (N, D) and (M, D)")
-    if min(len(a), len(b)) < 2:
-        raise ValueError("alignment needs at least two rows on each side")
+    a, b = check_clouds(own_clean, stored)
     if not epsilons:
         raise ValueError("give at least one epsilon")
-    rng = np.random.default_rng(seed)
-    n = min(points, len(a), len(b))
-    x = a[torch.from_numpy(rng.choice(len(a), n, replace=False))]
-    y = b[torch.from_numpy(rng.choice(len(b), n, replace=False))]
+    x, y = sample_rows(a, b, points, np.random.default_rng(seed))
+    n = len(x)
     c1, c2 = torch.cdist(x, x).pow(2), torch.cdist(y, y).pow(2)
     c1, c2 = (c1 / c1.mean()).numpy(), (c2 / c2.mean()).numpy()
     w = np.full(n, 1 / n)

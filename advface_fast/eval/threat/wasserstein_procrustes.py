@@ -40,10 +40,8 @@ def matching_cost(own_clean: torch.Tensor, stored: torch.Tensor, q: torch.Tensor
     """The mean squared distance ``(1/b) sum ||x_i Q^T - y_pi(i)||^2`` of an optimal one-to-one
     matching between ``batch`` random rows of each cloud, ``own_clean`` mapped by ``q``: the
     objective the attacker ranks its candidate rotations by (lower: the clouds coincide)."""
-    ot = import_optional("ot", "the optimal-transport alignment attacks")
-    x, y = _batch(own_clean, stored, batch, np.random.default_rng(seed))
-    cost = torch.cdist(x @ q.T, y).pow(2).numpy()
-    plan = ot.emd(np.full(len(x), 1 / len(x)), np.full(len(y), 1 / len(y)), cost, numItermax=EMD_ITERS)
+    x, y = sample_rows(own_clean, stored, batch, np.random.default_rng(seed))
+    plan, cost = _assignment(x @ q.T, y)
     return float((plan * cost).sum())
 
 
@@ -61,12 +59,7 @@ def wasserstein_procrustes(
     attack's estimate) and from ``restarts`` Haar-random rotations, ``iters`` alternations on
     batches of ``min(batch, N, M)`` rows each; the start whose final matching cost
     (:func:`matching_cost` on a fresh batch) is lowest wins."""
-    ot = import_optional("ot", "the optimal-transport alignment attacks")
-    a, b = own_clean.double(), stored.double()
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
-        raise ValueError(f"own templates {tuple(a.shape)} and records {tuple(b.shape)} must be (N, D) and (M, D)")
-    if min(len(a), len(b)) < 2:
-        raise ValueError("alignment needs at least two rows on each side")
+    a, b = check_clouds(own_clean, stored)
     dim = a.shape[1]
     rng = np.random.default_rng(seed)
     starts = [q.double() for q in inits]
@@ -76,19 +69,39 @@ def wasserstein_procrustes(
     best, best_cost = starts[0], float("inf")
     for q in starts:
         for _ in range(iters):
-            x, y = _batch(a, b, batch, rng)
-            cost = torch.cdist(x @ q.T, y).pow(2).numpy()
-            uniform = np.full(len(x), 1 / len(x))
-            plan = torch.from_numpy(ot.emd(uniform, uniform, cost, numItermax=EMD_ITERS))
-            q = procrustes(x, plan @ y * len(x))  # each own row against its matched record
+            x, y = sample_rows(a, b, batch, rng)
+            plan, _ = _assignment(x @ q.T, y)
+            q = procrustes(x, torch.from_numpy(plan) @ y * len(x))  # each own row against its matched record
         c = matching_cost(a, b, q, batch, seed + 1)
         if c < best_cost:
             best, best_cost = q, c
     return best
 
 
-def _batch(a: torch.Tensor, b: torch.Tensor, size: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def check_clouds(own_clean: torch.Tensor, stored: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both clouds in float64, refused unless they are ``(N, D)`` and ``(M, D)`` with two rows each."""
+    a, b = own_clean.double(), stored.double()
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"own templates {tuple(a.shape)} and records {tuple(b.shape)} must be (N, D) and (M, D)")
+    if min(len(a), len(b)) < 2:
+        raise ValueError("alignment needs at least two rows on each side")
+    return a, b
+
+
+def sample_rows(
+    a: torch.Tensor, b: torch.Tensor, size: int, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``min(size, len(a), len(b))`` random rows of each cloud (float64), without replacement."""
     n = min(size, len(a), len(b))
     ia = torch.from_numpy(rng.choice(len(a), n, replace=False))
     ib = torch.from_numpy(rng.choice(len(b), n, replace=False))
     return a[ia].double(), b[ib].double()
+
+
+def _assignment(x: torch.Tensor, y: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """The optimal one-to-one matching of equal batches ``x`` and ``y`` by squared distance:
+    ``(plan, cost)``, each ``(n, n)`` (plan rows sum to ``1 / n``)."""
+    ot = import_optional("ot", "the optimal-transport alignment attacks")
+    cost = torch.cdist(x, y).pow(2).numpy()
+    uniform = np.full(len(x), 1 / len(x))
+    return ot.emd(uniform, uniform, cost, numItermax=EMD_ITERS), cost
