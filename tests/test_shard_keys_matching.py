@@ -124,14 +124,65 @@ def test_settings_and_options_refuse_what_shards_cannot_do(world, tmp_path):
     for bad in (0, -2, 1.5, True):
         with pytest.raises(ValueError, match="shards must be"):
             af.RunSettings(key=KEY, rotate=True, shards=bad)
-    with pytest.raises(ValueError, match="shard keys: re-keying them is not supported"):
-        new = write_key(tmp_path / "k2", b"shard-keys-matching-test-key-two")
-        rekey(world["root"] / "sharded.npy", tmp_path / "x.npy", world["key"], new)
     from advface_fast.cli.protect_options import deployment_settings
 
     args = argparse.Namespace(deployment=str(world["root"] / "deployment.json"), eps=None, alpha=None, shards=4)
     with pytest.raises(ValueError, match="drop --shards"):
         deployment_settings(args)
+
+
+NEW_KEY = b"shard-keys-matching-test-key-two"
+
+
+def _decisions(m: Matcher, p, fp) -> list[tuple]:
+    return [(d.accept, d.identity, d.enrolment_id, round(d.score, 4)) for d in m.identify(p.features, fp)]
+
+
+def test_rekey_under_shard_keys_moves_each_record_to_its_new_shard(world, tmp_path):
+    r, p, fp, cfg = world["root"], world["probes"], world["fp"], world["config"]
+    new = write_key(tmp_path / "k2", NEW_KEY)
+    rec = rekey(r / "sharded.npy", tmp_path / "r.npy", world["key"], new)
+    assert rec["protection"]["transform"] == {"name": "shard-rotation", "key_id": af.keys.key_id(NEW_KEY),
+                                              "shards": SHARDS}  # fmt: skip
+    assert rec["rekeyed_from"][0]["transform_key_id"] == af.keys.key_id(KEY)
+    old_rows, new_rows, ids = np.load(r / "sharded.npy"), np.load(tmp_path / "r.npy"), world["ids"]
+    assert np.array_equal(np.load(tmp_path / "r.ids.npy"), ids)
+    # the records are the same templates, each under its new shard's rotation (a new partition too)
+    before, after = ShardKeys(KEY, SHARDS), ShardKeys(NEW_KEY, SHARDS)
+    assert not np.array_equal(before.groups(ids), after.groups(ids))
+    under = before.invert(torch.from_numpy(old_rows).double(), before.groups(ids))
+    expect = after.apply(under, after.groups(ids)).numpy()
+    assert np.allclose(new_rows, expect, atol=1e-6) and not np.allclose(new_rows, old_rows, atol=1e-2)
+    # the same decisions under the new key; the old key is refused, naming the mismatch
+    m = Matcher(open_gallery(tmp_path / "r.npy"), cfg, new)
+    assert _decisions(m, p, fp) == _decisions(Matcher(open_gallery(r / "sharded.npy"), cfg, world["key"]), p, fp)
+    with pytest.raises(ValueError, match="is not the key of"):
+        Matcher(open_gallery(tmp_path / "r.npy"), cfg, world["key"])
+    with pytest.raises(ValueError, match=r"old key.*is not the key"):
+        rekey(tmp_path / "r.npy", tmp_path / "r2.npy", world["key"], new)
+
+
+def test_rekey_of_a_faiss_index_under_shard_keys(world, tmp_path):
+    pytest.importorskip("faiss")
+    from advface_fast.deploy.vector_index import build_index, save_index
+
+    r, p, fp, cfg = world["root"], world["probes"], world["fp"], world["config"]
+    save_index(build_index(np.load(r / "sharded.npy"), world["ids"], "Flat"), tmp_path / "g.faiss")
+    provenance.write(tmp_path / "g.faiss", provenance.read(r / "sharded.npy"))
+    new = write_key(tmp_path / "k2", NEW_KEY)
+    rekey(tmp_path / "g.faiss", tmp_path / "g2.faiss", world["key"], new)
+    m = Matcher(open_gallery(tmp_path / "g2.faiss"), cfg, new)
+    assert _decisions(m, p, fp) == _decisions(Matcher(open_gallery(r / "sharded.npy"), cfg, world["key"]), p, fp)
+
+
+def test_invert_undoes_apply_and_refuses_a_mismatch():
+    modes = ShardKeys(KEY, 5)
+    ids = np.arange(40, dtype=np.int64)
+    z = torch.randn(40, 12, dtype=torch.float64)
+    g = modes.groups(ids)
+    assert torch.allclose(modes.invert(modes.apply(z, g), g), z, atol=1e-12)
+    with pytest.raises(ValueError, match="N groups"):
+        modes.invert(z, g[:-1])
 
 
 def test_protect_without_row_ids_shards_by_position_and_the_matcher_agrees(tmp_path):

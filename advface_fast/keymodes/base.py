@@ -42,6 +42,14 @@ class KeyMode(ABC):
     def apply(self, z: torch.Tensor, groups: np.ndarray) -> torch.Tensor:
         """Records of ``z`` ``(N, D)`` float: row ``i`` rotated by its group's matrix, ``z_i Q_g^T``
         (computed in float64, returned in ``z``'s dtype). ``groups`` ``(N,)`` from :meth:`groups`."""
+        return self._per_group(z, groups, inverse=False)
+
+    def invert(self, records: torch.Tensor, groups: np.ndarray) -> torch.Tensor:
+        """The templates behind ``records`` ``(N, D)`` (the inverse of :meth:`apply`): row ``i``
+        times its group's matrix, ``r_i Q_g``; for holders of the key (re-keying)."""
+        return self._per_group(records, groups, inverse=True)
+
+    def _per_group(self, z: torch.Tensor, groups: np.ndarray, inverse: bool) -> torch.Tensor:
         g = np.asarray(groups, dtype=np.int64)
         if z.ndim != 2 or len(g) != len(z):
             raise ValueError(f"expected (N, D) templates and N groups, got {tuple(z.shape)} and {len(g)}")
@@ -52,7 +60,8 @@ class KeyMode(ABC):
         order = np.argsort(g, kind="stable")
         for rows in np.split(order, np.flatnonzero(np.diff(g[order])) + 1):
             r = torch.from_numpy(rows).to(z.device)
-            out[r] = zd[r] @ self.rotation(int(g[rows[0]]), z.shape[1]).to(z.device).T
+            q = self.rotation(int(g[rows[0]]), z.shape[1]).to(z.device)
+            out[r] = zd[r] @ (q if inverse else q.T)
         res = out.to(z.dtype)
         if not bool(torch.isfinite(res).all()):
             raise ValueError(f"rotated templates overflow {z.dtype}: store templates at a smaller scale")
