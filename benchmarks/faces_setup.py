@@ -32,13 +32,15 @@ EVAL_LFW_CONFIG = Path(__file__).parent / "results" / "eval-lfw" / "config.json"
 
 
 def conv_attackers(
-    config: str | Path, out: Path, cache_dir: str | None, progress: bool
+    config: str | Path, out: Path, cache_dir: str | None, progress: bool, **overrides
 ) -> tuple[FacesEvalConfig, FacesData, torch.nn.Module, dict[str, torch.nn.Module]]:
     """The real-faces evaluation of ``config`` (a FacesEvalConfig JSON) with only the conv
     attackers (``conv`` and ``conv+id``, the identity-loss fine-tune): its config, data, shadow
-    decoder and attackers, from the eval-faces cache (trained on a first run)."""
+    decoder and attackers, from the eval-faces cache (trained on a first run). ``overrides``
+    replace config fields that change no model (e.g. ``privacy_per_fold``)."""
     from advface_fast.eval.faces_models import prepare
 
-    cfg = dataclasses.replace(FacesEvalConfig.from_json(config), attackers=["conv"], identity_attacker="conv")
+    cfg = FacesEvalConfig.from_json(config)
+    cfg = dataclasses.replace(cfg, attackers=["conv"], identity_attacker="conv", **overrides)
     data, shadow, attackers = prepare(cfg, out, cache_dir, print, progress)
     return cfg, data, shadow, attackers

@@ -22,6 +22,11 @@ each:
   public set sharing every person: moment alignment, Wasserstein-Procrustes, Gromov-Wasserstein
   (:mod:`advface_fast.eval.threat.wasserstein_procrustes`, :mod:`~advface_fast.eval.threat.gromov_wasserstein`);
   groups under 32 records are not aligned (the target's mean).
+- **record multiplicity** (LFW, where half the enrolled files belong to people with several): the
+  strongest attacker's estimates pooled over each person's records, whose labels the database
+  shows (:mod:`advface_fast.eval.threat.record_multiplicity`). Folds and per-identity keys stay
+  per record (each file its own label), so a person's other records' public photos can inform a
+  group's rotation as one pair among its pairs.
 
 The judge: E itself, at the clean system's thresholds for FAR 1e-3 and 1e-4 (every cross-identity
 pair of enrolled and probe captures an impostor). Per row: rank-1 (the estimate's best-scoring probe
@@ -57,6 +62,7 @@ from advface_fast.eval.threat.gromov_wasserstein import gromov_wasserstein
 from advface_fast.eval.threat.key_recovery import moment_alignment
 from advface_fast.eval.threat.known_pairs_prior import estimate_records
 from advface_fast.eval.threat.procrustes import procrustes
+from advface_fast.eval.threat.record_multiplicity import POOLINGS, pool_by_person
 from advface_fast.eval.threat.wasserstein_procrustes import wasserstein_procrustes
 from advface_fast.eval.unlinkability import linkability
 from advface_fast.keymodes import IdentityKeys, KeyMode, ShardKeys, SystemKey
@@ -84,6 +90,7 @@ class World:
     seed: int
     protocol: str
     encoder: str
+    person: np.ndarray | None = None  # (V,) each victim record's person; None: one record each
 
 
 def lfw_world(args: argparse.Namespace) -> World:
@@ -97,6 +104,7 @@ def faces_world(cfg: FacesEvalConfig, data: FacesData, accomplices: int) -> Worl
     judge's photos, each victim's public photo its first other photo; up to ``accomplices`` (at
     most half the training photos) and the prior from the training set (the CelebA subset)."""
     g, q, same, valid = _operating_sets(data)
+    person = np.unique(np.asarray(data.protocol.person)[g], return_inverse=True)[1]
     unit = torch.nn.functional.normalize
     victims, probes = unit(data.z_test[g].double(), dim=1), unit(data.z_test[q].double(), dim=1)
     celeba = unit(data.z_train[: len(data.z_train) // 2].double(), dim=1)  # the originals (then their flips)
@@ -108,7 +116,7 @@ def faces_world(cfg: FacesEvalConfig, data: FacesData, accomplices: int) -> Worl
     public[torch.from_numpy(np.flatnonzero(first >= 0))] = probes[torch.from_numpy(first[first >= 0])]
     return World(
         victims, probes, same, valid, celeba[perm[:n_acc]], celeba[perm[n_acc:]], public, cfg.seed, cfg.pairs,
-        cfg.encoder,
+        cfg.encoder, person,
     )  # fmt: skip
 
 
@@ -342,6 +350,12 @@ def main() -> int:
         if args.combined:  # the strongest attacker: accomplices and a public set sharing every person
             both = partial(public_labelled, mode, victims, public, 1.0, own, seed + 2, accomplices[: args.combined])
             runs.append((name, "accomplices + public set, labelled, 100% shared", args.combined, both))
+            if w.person is not None:  # record multiplicity: pool each person's records' estimates
+                runs += [
+                    (name, f"accomplices + public set, labelled, 100% shared, pooled ({how})", args.combined,
+                     partial(_pooled, both, w.person, own.mean(0), how))
+                    for how in POOLINGS
+                ]  # fmt: skip
         for method in args.aligners:
             runs.append((name, f"{method} to own faces", 0, partial(align, mode, victims, own, method, seed)))
             runs.append(
@@ -370,6 +384,7 @@ def main() -> int:
         "probe_files": len(probes),
         "accomplices_available": n_acc,
         "prior_templates": len(own),
+        "people": None if w.person is None else len(np.unique(w.person)),
         "threshold_far_1e-3": thr,
         "threshold_far_1e-4": thr4,
         "d_sys_floor": rows[0]["d_sys_floor"] if rows else None,
@@ -382,6 +397,10 @@ def main() -> int:
     plot(result, out / "curves.png")
     print(f"wrote {out / 'results.json'} in {result['seconds']:.0f} s")
     return 0
+
+
+def _pooled(estimate: Callable[[], torch.Tensor], person: np.ndarray, prior_mean: torch.Tensor, how: str):
+    return pool_by_person(estimate(), person, prior_mean, how)
 
 
 def _link_pairs(gen: np.ndarray, imp: np.ndarray, seed: int, per_mated: int = 4) -> tuple[np.ndarray, ...]:

@@ -370,10 +370,18 @@ def insider_metrics_table(name: str) -> list[str]:
     ]
 
 
-def insider_judged_table() -> list[str]:
+def _inverter(tag: str) -> str:
+    """What a judged benchmark's ``decoder`` tag names, in words."""
+    if tag.startswith("conv+id+eot"):
+        steps = tag.removeprefix("conv+id+eot")
+        return f"the conv+id decoder's guess optimised through E over random views ({steps} Adam steps)"
+    return f"the {tag} decoder"
+
+
+def insider_judged_table(name: str = "insider-key-modes-judged-lfw") -> list[str]:
     """The insider's estimates inverted to faces and judged by the independent judge
-    (``benchmarks/insider_key_modes_judged.py``)."""
-    r = _load("insider-key-modes-judged-lfw")
+    (``benchmarks/insider_key_modes_judged.py``; ``name``: its results folder)."""
+    r = _load(name)
     columns = list(dict.fromkeys((x["attack"], x["known_pairs"]) for x in r["rows"] if x["mode"] != "key stolen"))
     by = {(x["mode"], x["attack"], x["known_pairs"]): x for x in r["rows"]}
     modes = list(dict.fromkeys(x["mode"] for x in r["rows"] if x["mode"] != "key stolen"))
@@ -392,9 +400,9 @@ def insider_judged_table() -> list[str]:
         *_table(["key mode", *[head(a, n) for a, n in columns]], rows),
         "",
         f"Each cell: identity inference by the independent judge ({r['judge']}) of the insider's estimates inverted "
-        f"by the {r['decoder']} decoder, % of {r['judged_pairs']} LFW privacy pairs (wrong-person floor in "
-        f"brackets). With the key stolen (the clean templates inverted): {cell(stolen)}. "
-        + _ran(r, "benchmarks/results/insider-key-modes-judged-lfw/"),
+        f"by {_inverter(r['decoder'])}, % of {r['judged_pairs']} LFW privacy pairs (wrong-person floor in "
+        f"brackets; '-': not run). With the key stolen (the clean templates inverted): {cell(stolen)}. "
+        + _ran(r, f"benchmarks/results/{name}/"),
     ]
 
 
