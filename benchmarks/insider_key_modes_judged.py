@@ -13,7 +13,14 @@ sharing 100% of the people (two-fold cross-fitted), and both together (1,000 acc
 public set: the strongest attacker, without the unpaired alignments, which fail on real
 templates); the first row decodes the clean templates (the key stolen: the ceiling).
 
+``--attacker eot`` puts the strongest inverter of the real-faces evaluation after the decoder:
+white-box optimisation through E over random views, from the decoder's guess
+(``advface_fast/eval/threat/eot_optimisation.py``); it costs about 1 s a face for 25 steps, so that
+run judges fewer people and fewer rows:
+
     python benchmarks/insider_key_modes_judged.py --out-dir benchmarks/results/insider-key-modes-judged-lfw
+    python benchmarks/insider_key_modes_judged.py --attacker eot --people-per-fold 30 --pairs 0 64 \
+        --pairs-under system --no-public --out-dir benchmarks/results/insider-key-modes-judged-eot-lfw
 
 The decoder and the judge come from the eval-faces cache (as ``step_variants.py``).
 """
@@ -30,7 +37,9 @@ from faces_setup import EVAL_LFW_CONFIG, conv_attackers
 from insider_key_modes import attack, faces_world, modes, public_labelled
 from machine import run_header
 
+from advface_fast.encoders.base import differentiable
 from advface_fast.eval.faces import _operating_sets, attack_scores
+from advface_fast.eval.threat.eot_optimisation import EOTOptimisationAttack
 
 PAIRS = (0, 64, 1000, 3000)
 COMBINED = 1000  # the strongest attacker: this many accomplices beside a public set sharing every person
@@ -41,13 +50,24 @@ def main() -> int:
     ap.add_argument("--config", default=str(EVAL_LFW_CONFIG), help="FacesEvalConfig JSON (default: the eval-lfw one)")
     ap.add_argument("--pairs", type=int, nargs="+", default=list(PAIRS))
     ap.add_argument("--shards", type=int, nargs="+", default=[16, 256, 4096])
+    ap.add_argument("--attacker", choices=["conv+id", "eot"], default="conv+id", help="the inverter (see above)")
+    ap.add_argument("--eot-steps", type=int, default=25, help="Adam steps of the eot attacker")
+    ap.add_argument("--people-per-fold", type=int, default=None, help="privacy pairs per fold (default: the config's)")
+    ap.add_argument("--pairs-under", choices=["all", "system"], default="all", help="modes with known-pair rows")
+    ap.add_argument("--no-public", action="store_true", help="leave out the public-set-only rows")
     ap.add_argument("--out-dir", required=True)
     ap.add_argument("--cache-dir", default=None)
     args = ap.parse_args()
     t0 = time.time()
     out = Path(args.out_dir)
-    cfg, data, _, attackers = conv_attackers(args.config, out, args.cache_dir, False)
+    people = args.people_per_fold
+    per_fold = {} if people is None else {"privacy_per_fold": people, "judge_per_fold": people}
+    cfg, data, _, attackers = conv_attackers(args.config, out, args.cache_dir, False, **per_fold)
     decoder = attackers["conv+id"]
+    if args.attacker == "eot":
+        shape = (3, cfg.size, cfg.size)
+        decoder = EOTOptimisationAttack("eot", differentiable(data.encoder), shape, decoder, args.eot_steps)
+    tag = args.attacker if args.attacker == "conv+id" else f"conv+id+eot{args.eot_steps}"
     g = _operating_sets(data)[0]
     w = faces_world(cfg, data, max([*args.pairs, COMBINED]))
     victims, accomplices, own, public = w.victims, w.accomplices, w.own, w.public
@@ -59,7 +79,7 @@ def main() -> int:
         t = time.time()
         templates = data.z_test.clone()
         templates[torch.from_numpy(g)] = (unit(est, dim=1) * norms).to(templates.dtype)
-        res, _ = attack_scores(data, decoder, templates, False, f"conv+id|insider-{mode}-{attack_name}-{n}")
+        res, _ = attack_scores(data, decoder, templates, False, f"{tag}|insider-{mode}-{attack_name}-{n}")
         row = {**res, "mode": mode, "attack": attack_name, "known_pairs": n, "seconds": time.time() - t}
         rows.append(row)
         print(
@@ -71,10 +91,12 @@ def main() -> int:
 
     judge("key stolen", "clean templates", 0, victims)
     for name, mode in modes(args.shards).items():
-        for n in [n for n in args.pairs if n <= len(accomplices)]:
-            judge(name, "known pairs", n, attack(mode, victims, accomplices, own, n, cfg.seed + n))
-        shared = public_labelled(mode, victims, public, 1.0, own, cfg.seed + 1)
-        judge(name, "public set, labelled, 100% shared", 0, shared)
+        if args.pairs_under == "all" or name == "system-wide key":
+            for n in [n for n in args.pairs if n <= len(accomplices)]:
+                judge(name, "known pairs", n, attack(mode, victims, accomplices, own, n, cfg.seed + n))
+        if not args.no_public:
+            shared = public_labelled(mode, victims, public, 1.0, own, cfg.seed + 1)
+            judge(name, "public set, labelled, 100% shared", 0, shared)
         both = public_labelled(mode, victims, public, 1.0, own, cfg.seed + 2, accomplices[:COMBINED])
         judge(name, "accomplices + public set, labelled, 100% shared", COMBINED, both)
     out.mkdir(parents=True, exist_ok=True)
@@ -83,7 +105,7 @@ def main() -> int:
         "protocol": cfg.pairs,
         "encoder": cfg.encoder,
         "judge": cfg.judge,
-        "decoder": "conv+id",
+        "decoder": tag,
         "judged_pairs": rows[0].get("judged_pairs"),
         "rows": rows,
         "seconds": time.time() - t0,

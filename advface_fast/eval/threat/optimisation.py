@@ -35,16 +35,19 @@ def optimise_images(
     steps: int = 200,
     lr: float = 0.05,
     tv: float = 0.05,
+    view: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, list[float]]:
     """Images ``(N, *shape)`` optimised so that ``encoder_features(x)`` matches ``templates``;
-    returns them and the mean cosine after each step."""
+    returns them and the mean cosine after each step. ``view`` (differentiable, images to images)
+    is applied before E at each step: a random one makes the objective an expectation over views
+    (:mod:`.eot_optimisation`); None optimises the image as it is."""
     x = (init.clone() if init is not None else torch.zeros(len(templates), *shape)).clamp(-0.999, 0.999)
     w = torch.atanh(x).requires_grad_(True)  # x = tanh(w) keeps the box without clipping
     opt = torch.optim.Adam([w], lr=lr)
     trace = []
     for _ in range(steps):
         img = torch.tanh(w)
-        cos = nn.functional.cosine_similarity(encoder_features(img), templates, dim=1)
+        cos = nn.functional.cosine_similarity(encoder_features(view(img) if view else img), templates, dim=1)
         loss = -cos.mean() + tv * total_variation(img)
         opt.zero_grad(set_to_none=True)
         loss.backward()
