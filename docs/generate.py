@@ -470,6 +470,7 @@ BLOCKS: dict[str, tuple[str, Callable[[], list[str]]]] = {
         lambda: insider_metrics_table("insider-key-modes-synthetic"),
     ),
     "insider-judged": ("docs/threat-model.md", insider_judged_table),
+    "insider-judged-eot": ("docs/threat-model.md", lambda: insider_judged_table("insider-key-modes-judged-eot-lfw")),
     "key-modes-cost": ("docs/threat-model.md", key_modes_cost_table),
     "match-latency": ("docs/deployment.md", match_latency_table),
     "service-oracle": ("docs/deployment.md", service_oracle_table),
