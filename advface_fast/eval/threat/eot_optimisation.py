@@ -20,11 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from .base import Knowledge
-from .optimisation import optimise_images
+from .optimisation import OptimisationAttack
 
 
 @dataclass
@@ -66,29 +65,17 @@ class RandomView:
 
 
 @dataclass
-class EOTOptimisationAttack:
-    """:func:`~.optimisation.optimise_images` through a white-box E over :class:`RandomView`
-    views, from ``prior(templates)`` (a decoder's guess) or a flat grey image."""
+class EOTOptimisationAttack(OptimisationAttack):
+    """:class:`~.optimisation.OptimisationAttack` over :class:`RandomView` views, from
+    ``prior(templates)`` (a decoder's guess) or a flat grey image; 25 steps by default."""
 
-    name: str
-    encoder_features: Callable[[torch.Tensor], torch.Tensor]
-    shape: tuple[int, ...]
-    prior: nn.Module | None = None
     steps: int = 25
-    view: RandomView = field(default_factory=RandomView)
     knowledge: Knowledge = field(default_factory=lambda: Knowledge(encoder="white-box"))
+    view: Callable[[torch.Tensor], torch.Tensor] | None = field(default_factory=RandomView)
 
     def reconstruct(self, templates: torch.Tensor) -> torch.Tensor:
         """Images ``(N, *shape)`` in (-1, 1), float32, for templates ``(N, D)`` (any norm)."""
-        init = None
-        if self.prior is not None:
-            with torch.no_grad():
-                init = self.prior(templates)
-        with torch.enable_grad():  # callers may score under no_grad; the attack needs autograd
-            x, _ = optimise_images(
-                self.encoder_features, templates.float(), self.shape, init=init, steps=self.steps, view=self.view
-            )
-        return x
+        return super().reconstruct(templates.float())
 
     def __call__(self, templates: torch.Tensor) -> torch.Tensor:
         """Alias of :meth:`reconstruct`, so the attack stands where a decoder module is expected."""

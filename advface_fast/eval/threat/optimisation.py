@@ -58,7 +58,8 @@ def optimise_images(
 
 @dataclass
 class OptimisationAttack:
-    """:func:`optimise_images` through a white-box E, optionally from a decoder's guess."""
+    """:func:`optimise_images` through a white-box E, optionally from a decoder's guess
+    (``prior``) and over random views of the image (``view``; see :mod:`.eot_optimisation`)."""
 
     name: str
     encoder_features: Callable[[torch.Tensor], torch.Tensor]
@@ -66,6 +67,7 @@ class OptimisationAttack:
     prior: nn.Module | None = None
     steps: int = 200
     knowledge: Knowledge = field(default_factory=lambda: Knowledge(encoder="white-box", own_faces=False))
+    view: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def reconstruct(self, templates: torch.Tensor) -> torch.Tensor:
         init = None
@@ -73,4 +75,6 @@ class OptimisationAttack:
             with torch.no_grad():
                 init = self.prior(templates)
         with torch.enable_grad():  # callers may score under no_grad; the attack needs autograd
-            return optimise_images(self.encoder_features, templates, self.shape, init=init, steps=self.steps)[0]
+            return optimise_images(
+                self.encoder_features, templates, self.shape, init=init, steps=self.steps, view=self.view
+            )[0]
